@@ -1,0 +1,29 @@
+# The README's commands. `make run` sets up and serves on embedded defaults; `make test` sets up and tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run test lint ingest bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+ingest: setup
+	$(VENV)/bin/journey ingest
+
+run: ingest
+	$(VENV)/bin/journey serve --host 127.0.0.1 --port 8000
+
+lint: setup
+	$(VENV)/bin/ruff check app tests bench
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

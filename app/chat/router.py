@@ -1,0 +1,55 @@
+"""Visitor chat endpoints: POST /v1/chat and POST /v1/chat/stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, HTTPException
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.chat.schemas import ChatRequest, ChatResponse
+from app.chat.service import ChatService, Prepared, TurnState
+from app.deps import ChatDep
+from app.store.service import ConversationNotFound
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+NOT_YOURS = (
+    "conversation not found for this visitor: start a new conversation or send the visitor_id it was started with"
+)
+
+
+async def _prepare(chat: ChatService, body: ChatRequest) -> Prepared:
+    try:
+        return await chat.prepare(body)
+    except ConversationNotFound as exc:
+        raise HTTPException(status_code=404, detail=NOT_YOURS) from exc
+
+
+@router.post("/chat", response_model=ChatResponse)
+async def chat_once(body: ChatRequest, chat: ChatDep) -> dict:
+    """Answer one visitor message and return the whole reply."""
+    return await chat.answer(await _prepare(chat, body))
+
+
+async def _events(chat: ChatService, prepared: Prepared) -> AsyncIterator[ServerSentEvent]:
+    state = TurnState()
+    try:
+        async for name, data in chat.run(prepared, state):
+            yield ServerSentEvent(event=name, data=json.dumps(data, ensure_ascii=False))
+    except Exception as exc:  # noqa: BLE001 - the stream has started: report as an `error` event, keep the record
+        if not state.recorded:
+            state.error = f"{type(exc).__name__}: {exc}"[:500]
+            await chat.record(prepared, state, outcome="server_error")
+        yield ServerSentEvent(event="error", data=json.dumps({"message": "the reply failed; please try again"}))
+    finally:
+        if not state.recorded:
+            await chat.record(prepared, state, outcome="client_disconnected")
+
+
+@router.post("/chat/stream", response_class=EventSourceResponse)
+async def chat_stream(body: ChatRequest, chat: ChatDep) -> EventSourceResponse:
+    """Answer one visitor message as server-sent events: stage, sources, token..., done (or error)."""
+    prepared = await _prepare(chat, body)
+    return EventSourceResponse(_events(chat, prepared), ping=15, send_timeout=30)

@@ -1,0 +1,104 @@
+"""Request and response bodies of the visitor chat API."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_MESSAGE_CHARS = 4000
+ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
+
+class PageContext(BaseModel):
+    """The page the visitor is on."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str = Field("", max_length=2048)
+    title: str = Field("", max_length=512)
+    referrer: str = Field("", max_length=2048)
+
+    def utm(self) -> dict[str, str]:
+        """utm_* parameters of the page URL."""
+        query = urlparse(self.url).query
+        return {k: v[:200] for k, v in parse_qsl(query) if k.startswith("utm_")}
+
+    def as_record(self) -> dict:
+        """What a touchpoint stores about the page."""
+        return {"url": self.url, "title": self.title, "referrer": self.referrer, "utm": self.utm()}
+
+
+class Identity(BaseModel):
+    """What the host page says about the visitor."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    known_customer: bool = False
+    id: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    name: str | None = Field(None, max_length=200)
+    plan: str | None = Field(None, max_length=100)
+
+
+class ChatRequest(BaseModel):
+    """A visitor message."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = Field(..., max_length=MAX_MESSAGE_CHARS, description="the visitor's message")
+    conversation_id: str | None = Field(None, pattern=ID_PATTERN)
+    visitor_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{8,128}$")
+    page: PageContext | None = None
+    identity: Identity | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("message must not be empty")
+        return value
+
+
+class StageOut(BaseModel):
+    """The journey stage of a turn."""
+
+    name: str
+    confidence: float
+    evidence: list[dict]
+    scores: dict[str, float] = {}
+    previous: str | None = None
+
+
+class SourceOut(BaseModel):
+    """A knowledge base passage the reply cites."""
+
+    id: str
+    title: str
+    url: str
+    snippet: str
+
+
+class HandoffOut(BaseModel):
+    """Whether the bot suggests a person take over, and why."""
+
+    suggested: bool
+    reason: str | None = None
+
+
+class ChatResponse(BaseModel):
+    """The reply to one visitor message."""
+
+    conversation_id: str
+    visitor_id: str
+    message_id: str
+    reply: str
+    stage: StageOut
+    sources: list[SourceOut]
+    suggestions: list[str]
+    handoff: HandoffOut
+    mode: str
+    model: str | None
+    outcome: str
+    latency_ms: int

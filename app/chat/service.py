@@ -1,0 +1,298 @@
+"""One visitor turn: stage -> retrieval -> answer -> touchpoint, as a stream of events."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import anyio
+import numpy as np
+from anyio import to_thread
+
+from app.answer.composer import compose
+from app.answer.llm import LLMAnswerer, LLMFailure
+from app.answer.prompts import format_docs, render
+from app.answer.suggestions import pick_suggestions
+from app.chat.schemas import ChatRequest
+from app.config import Settings
+from app.kb.store import Hit, KnowledgeBase
+from app.stages.config import JourneyConfig
+from app.stages.detector import StageDetector, StageResult, StageSignals
+from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
+
+OFFLINE_MODEL = "offline-composer"
+SNIPPET_CHARS = 240
+_SMALL_TALK = re.compile(
+    r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?( you)?|thank you( very much)?|ok(ay)?|"
+    r"cool|great|cheers|bye|goodbye)\W*$",
+    re.IGNORECASE,
+)
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+Event = tuple[str, dict]
+
+
+@dataclass
+class Prepared:
+    """A checked request with its conversation's history."""
+
+    request: ChatRequest
+    conversation_id: str
+    visitor_id: str
+    message_id: str
+    history: list[tuple[str, str]]
+    previous_stage: str | None
+    started: float
+
+
+@dataclass
+class TurnState:
+    """What a turn has produced so far (so a disconnect can still be recorded)."""
+
+    stage: StageResult | None = None
+    hits: list[Hit] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)
+    reply: str = ""
+    mode: str = "offline"
+    model: str | None = OFFLINE_MODEL
+    error: str | None = None
+    recorded: bool = False
+
+
+def _source(hit: Hit) -> dict:
+    snippet = " ".join(hit.text.split())
+    if len(snippet) > SNIPPET_CHARS:
+        snippet = snippet[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
+    return {"id": hit.doc_id, "title": hit.title, "url": hit.url, "snippet": snippet}
+
+
+def new_id() -> str:
+    """An unguessable id (128 bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
+class ChatService:
+    """Runs visitor turns against the knowledge base, the stage detector and the touchpoint store."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journey: JourneyConfig,
+        kb: KnowledgeBase,
+        detector: StageDetector,
+        sessions,
+        llm: LLMAnswerer | None,
+    ) -> None:
+        self.settings = settings
+        self.journey = journey
+        self.kb = kb
+        self.detector = detector
+        self.sessions = sessions
+        self.llm = llm
+
+    def _load(self, request: ChatRequest) -> Prepared:
+        visitor_id = request.visitor_id
+        history: list[tuple[str, str]] = []
+        previous_stage = None
+        if request.conversation_id:
+            with self.sessions() as session:
+                conversation = get_conversation(
+                    session=session, conversation_id=request.conversation_id, visitor_id=visitor_id
+                )
+                previous_stage = conversation.stage
+                history = [
+                    (t.question, t.reply) for t in recent_turns(session=session, conversation_id=conversation.id)
+                ]
+        return Prepared(
+            request=request,
+            conversation_id=request.conversation_id or new_id(),
+            visitor_id=visitor_id or new_id(),
+            message_id=new_id(),
+            history=history,
+            previous_stage=previous_stage,
+            started=time.perf_counter(),
+        )
+
+    async def prepare(self, request: ChatRequest) -> Prepared:
+        """Check the conversation belongs to the visitor and load its recent turns (ConversationNotFound if not)."""
+        return await to_thread.run_sync(self._load, request)
+
+    def _understand(self, p: Prepared) -> tuple[StageResult, list[Hit], np.ndarray]:
+        request = p.request
+        page = request.page
+        vector = self.kb.embeddings.embed_array([request.message])[0]
+        signals = StageSignals(
+            message=request.message,
+            history=tuple(q for q, _ in p.history),
+            page_url=page.url if page else "",
+            page_title=page.title if page else "",
+            known_customer=bool(request.identity and request.identity.known_customer),
+            previous=p.previous_stage,
+        )
+        stage = self.detector.detect(signals, vector)
+        query_vector = vector
+        if p.history and len(request.message.split()) < 5:
+            query_vector = self.kb.embeddings.embed_array([f"{p.history[-1][0]} {request.message}"])[0]
+        hits = self.kb.search(
+            query_vector.tolist(), stage=stage.name, k=self.settings.retrieval_k, stage_boost=self.settings.stage_boost
+        )
+        return stage, hits, query_vector
+
+    def _offline(self, p: Prepared, stage: StageResult, hits: list[Hit], query_vector: np.ndarray) -> tuple[str, list]:
+        if _SMALL_TALK.match(p.request.message):
+            text = (
+                f"Hi! I'm the {self.settings.company_name} guide. Ask me anything about "
+                f"{self.settings.company_name}: what it does, plans and pricing, setting up, or getting help."
+            )
+            if re.search(r"thank|cheers|bye", p.request.message, re.IGNORECASE):
+                text = "You're welcome! Is there anything else I can help you with?"
+            return text, []
+        composed = compose(
+            question_vector=query_vector,
+            hits=hits,
+            embeddings=self.kb.embeddings,
+            next_step=self.journey.get(stage.name).next_step,
+            min_score=self.settings.retrieval_min_score,
+        )
+        return composed.text, composed.cited
+
+    def _relevant(self, hits: list[Hit]) -> list[Hit]:
+        return [h for h in hits if h.similarity >= self.settings.retrieval_min_score]
+
+    def _suggestions(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list[str]:
+        names = self.journey.names
+        index = names.index(stage.name)
+        following = names[index + 1] if index + 1 < len(names) else None
+        return pick_suggestions(
+            catalog=self.kb.catalog(),
+            hits=hits,
+            stage=stage.name,
+            following_stage=following,
+            asked=[p.request.message] + [q for q, _ in p.history],
+        )
+
+    def _prompt(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list:
+        folder = self.settings.prompts_dir
+        info = self.journey.get(stage.name)
+        system = render(folder, "system", company=self.settings.company_name)
+        question = p.request.message.replace("</visitor_message", "&lt;/visitor_message")
+        prompt = render(
+            folder,
+            "answer",
+            stage_label=info.label,
+            stage_description=info.description,
+            next_step=info.next_step,
+            documents=format_docs(hits),
+            question=question,
+        )
+        return LLMAnswerer.messages(system, p.history[-4:], prompt)
+
+    async def run(self, p: Prepared, state: TurnState) -> AsyncIterator[Event]:
+        """Yield stage, sources, token..., done; the touchpoint is committed before done."""
+        stage, hits, query_vector = await to_thread.run_sync(self._understand, p)
+        state.stage = stage
+        yield "stage", stage.as_dict()
+        relevant = self._relevant(hits)
+        use_llm = self.llm is not None and relevant and not _SMALL_TALK.match(p.request.message)
+        outcome = "ok"
+        if use_llm:
+            state.hits = relevant
+            state.sources = [_source(h) for h in relevant]
+            state.mode, state.model = "llm", self.llm.model
+            yield "sources", {"sources": state.sources}
+            try:
+                async for piece in self.llm.stream(self._prompt(p, stage, relevant)):
+                    state.reply += piece
+                    yield "token", {"text": piece}
+                if not state.reply.strip():
+                    raise LLMFailure("llm_error", "the LLM returned an empty answer")
+            except LLMFailure as failure:
+                outcome, state.error = failure.outcome, failure.detail
+                streamed = bool(state.reply)
+                text, cited = await to_thread.run_sync(self._offline, p, stage, hits, query_vector)
+                state.reply, state.mode, state.model = text, "offline", OFFLINE_MODEL
+                state.hits, state.sources = cited, [_source(h) for h in cited]
+                if not streamed:
+                    yield "sources", {"sources": state.sources}
+                    for token in _TOKEN.findall(text):
+                        yield "token", {"text": token}
+        else:
+            text, cited = await to_thread.run_sync(self._offline, p, stage, hits, query_vector)
+            state.hits, state.sources = cited, [_source(h) for h in cited]
+            yield "sources", {"sources": state.sources}
+            for token in _TOKEN.findall(text):
+                state.reply += token
+                yield "token", {"text": token}
+            state.reply = text
+        payload = await self.record(p, state, outcome=outcome)
+        yield "done", payload
+
+    def _handoff(self, stage: StageResult | None, state: TurnState) -> dict:
+        if stage is not None and stage.name == "support":
+            return {"suggested": True, "reason": "support"}
+        if not state.sources and state.reply and not state.error:
+            return {"suggested": True, "reason": "no_answer"}
+        return {"suggested": False, "reason": None}
+
+    def _store(self, p: Prepared, state: TurnState, outcome: str) -> dict:
+        stage = state.stage.as_dict() if state.stage else {}
+        suggestions = (
+            self._suggestions(p, state.stage, state.hits or [])
+            if state.stage and outcome != "client_disconnected"
+            else []
+        )
+        latency_ms = int((time.perf_counter() - p.started) * 1000)
+        request = p.request
+        record = ExchangeRecord(
+            id=p.message_id,
+            conversation_id=p.conversation_id,
+            visitor_id=p.visitor_id,
+            question=request.message,
+            reply=state.reply,
+            stage=stage,
+            sources=state.sources,
+            suggestions=suggestions,
+            page=request.page.as_record() if request.page else None,
+            identity=request.identity.model_dump(exclude_none=True) if request.identity else None,
+            retrieval_score=state.hits[0].similarity if state.hits else None,
+            mode=state.mode,
+            model=state.model,
+            latency_ms=latency_ms,
+            outcome=outcome,
+            error=state.error,
+        )
+        with self.sessions() as session:
+            record_exchange(session=session, record=record)
+        state.recorded = True
+        return {
+            "conversation_id": p.conversation_id,
+            "visitor_id": p.visitor_id,
+            "message_id": p.message_id,
+            "reply": state.reply,
+            "stage": stage,
+            "sources": state.sources,
+            "suggestions": suggestions,
+            "handoff": self._handoff(state.stage, state),
+            "mode": state.mode,
+            "model": state.model,
+            "outcome": outcome,
+            "latency_ms": latency_ms,
+        }
+
+    async def record(self, p: Prepared, state: TurnState, *, outcome: str) -> dict:
+        """Commit the touchpoint (shielded from cancellation) and return the public reply object."""
+        with anyio.CancelScope(shield=True):
+            return await to_thread.run_sync(self._store, p, state, outcome)
+
+    async def answer(self, prepared: Prepared) -> dict:
+        """Run a whole turn and return the done object (the non-streaming API)."""
+        state = TurnState()
+        payload: dict = {}
+        async for name, data in self.run(prepared, state):
+            if name == "done":
+                payload = data
+        return payload

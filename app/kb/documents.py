@@ -1,0 +1,161 @@
+"""Knowledge documents: Markdown with YAML front matter, split into passages on headings."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+CHUNKER_VERSION = "1"
+MAX_CHUNK_CHARS = 1200
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_HEADING = re.compile(r"^(#{1,4})[ \t]+(.+?)[ \t#]*$")
+
+
+class DocumentError(ValueError):
+    """A knowledge document that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable piece of a document."""
+
+    id: str
+    doc_id: str
+    title: str
+    section: str
+    url: str
+    stages: tuple[str, ...]
+    text: str
+
+    def embedding_text(self) -> str:
+        """What gets embedded: the passage with its document title and section for context."""
+        head = self.title if not self.section or self.section == self.title else f"{self.title}: {self.section}"
+        return f"{head}\n{self.text}"
+
+
+@dataclass
+class KnowledgeDocument:
+    """A parsed Markdown document and its metadata."""
+
+    id: str
+    title: str
+    url: str
+    stages: tuple[str, ...]
+    questions: tuple[str, ...]
+    body: str
+    content_hash: str
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def passages(self) -> list[Passage]:
+        """Split the body on headings (and long sections by size) into passages."""
+        splitter = RecursiveCharacterTextSplitter(chunk_size=MAX_CHUNK_CHARS, chunk_overlap=120)
+        out: list[Passage] = []
+        for section, text in _sections(self.body):
+            pieces = [text] if len(text) <= MAX_CHUNK_CHARS else splitter.split_text(text)
+            for piece in pieces:
+                anchor = f"#{slugify(section)}" if section and section != self.title else ""
+                out.append(
+                    Passage(
+                        id=f"{self.id}#{len(out)}",
+                        doc_id=self.id,
+                        title=self.title,
+                        section=section or self.title,
+                        url=f"{self.url}{anchor}" if self.url else "",
+                        stages=self.stages,
+                        text=piece.strip(),
+                    )
+                )
+        return out
+
+
+def slugify(text: str) -> str:
+    """A URL fragment for a heading, as most site generators make it."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _sections(body: str) -> list[tuple[str, str]]:
+    """Split Markdown into (heading, text) pairs, ignoring '#' lines inside code fences."""
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    in_fence = False
+    for line in body.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        match = None if in_fence else _HEADING.match(line)
+        if match and len(match.group(1)) >= 2:
+            sections.append((match.group(2).strip(), []))
+        elif match:
+            continue
+        else:
+            sections[-1][1].append(line)
+    return [(head, "\n".join(lines).strip()) for head, lines in sections if "\n".join(lines).strip()]
+
+
+def parse_document(doc_id: str, raw: str, known_stages: set[str] | None = None) -> KnowledgeDocument:
+    """Parse Markdown with front matter (title, stages, url, questions) into a document."""
+    match = _FRONT_MATTER.match(raw)
+    meta: dict = {}
+    body = raw
+    if match:
+        try:
+            meta = yaml.safe_load(match.group(1)) or {}
+        except yaml.YAMLError as exc:
+            raise DocumentError(f"{doc_id}: front matter is not valid YAML ({exc.__class__.__name__})") from exc
+        if not isinstance(meta, dict):
+            raise DocumentError(f"{doc_id}: front matter must be a mapping of keys to values")
+        body = raw[match.end() :]
+    stages = meta.get("stages") or []
+    if isinstance(stages, str):
+        stages = [s.strip() for s in stages.split(",") if s.strip()]
+    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
+        raise DocumentError(f"{doc_id}: 'stages' must be a list of stage names")
+    if known_stages is not None and (unknown := [s for s in stages if s not in known_stages]):
+        raise DocumentError(f"{doc_id}: unknown stage(s) {unknown}; known: {sorted(known_stages)}")
+    questions = meta.get("questions") or []
+    if not isinstance(questions, list):
+        raise DocumentError(f"{doc_id}: 'questions' must be a list")
+    title = str(meta.get("title") or _first_heading(body) or doc_id)
+    if not body.strip():
+        raise DocumentError(f"{doc_id}: the document has no text")
+    digest = hashlib.sha256(f"{CHUNKER_VERSION}\n{raw}".encode()).hexdigest()
+    return KnowledgeDocument(
+        id=doc_id,
+        title=title,
+        url=str(meta.get("url") or ""),
+        stages=tuple(stages),
+        questions=tuple(str(q).strip() for q in questions if str(q).strip()),
+        body=body,
+        content_hash=digest,
+        extra={k: v for k, v in meta.items() if k not in {"title", "url", "stages", "questions"}},
+    )
+
+
+def _first_heading(body: str) -> str | None:
+    """The first Markdown heading, used as a title when front matter has none."""
+    for line in body.splitlines():
+        if match := _HEADING.match(line):
+            return match.group(2).strip()
+    return None
+
+
+def load_folder(root: Path, known_stages: set[str] | None = None) -> tuple[list[KnowledgeDocument], list[str]]:
+    """Read every .md/.markdown file under root; returns documents and one error line per bad file."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"knowledge folder not found: {root}")
+    docs: list[KnowledgeDocument] = []
+    errors: list[str] = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in {".md", ".markdown"} and p.is_file()):
+        doc_id = path.relative_to(root).with_suffix("").as_posix()
+        try:
+            doc = parse_document(doc_id, path.read_text(encoding="utf-8"), known_stages)
+        except (DocumentError, UnicodeDecodeError) as exc:
+            errors.append(str(exc) if isinstance(exc, DocumentError) else f"{doc_id}: not UTF-8 text")
+            continue
+        doc.path = path
+        docs.append(doc)
+    return docs, errors

@@ -1,0 +1,199 @@
+"""The knowledge base in Chroma: idempotent ingestion and stage-aware retrieval."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from app.config import Settings
+from app.kb.documents import KnowledgeDocument
+
+CATALOG_TTL_SECONDS = 30.0
+
+
+def make_chroma_client(settings: Settings):
+    """An embedded PersistentClient under the data dir, or an HttpClient when JOURNEY_CHROMA_URL is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        if url.scheme not in {"http", "https"} or not url.hostname:
+            raise ValueError(f"JOURNEY_CHROMA_URL must look like http://host:8000, got {settings.chroma_url!r}")
+        return chromadb.HttpClient(
+            host=url.hostname,
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+def collection_name(prefix: str, embedder_name: str) -> str:
+    """A valid Chroma collection name (3-512 chars) that differs per embedding model."""
+    name = re.sub(r"[^a-zA-Z0-9._-]+", "-", f"{prefix}-{embedder_name}").strip("-._")
+    return name[:512].ljust(3, "x")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage with its similarity (cosine) and the score after the stage preference."""
+
+    id: str
+    doc_id: str
+    title: str
+    section: str
+    url: str
+    stages: tuple[str, ...]
+    text: str
+    similarity: float
+    score: float
+
+
+@dataclass
+class IngestReport:
+    """What an ingestion changed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    chunks_embedded: int = 0
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (
+            f"added {len(self.added)}, updated {len(self.updated)}, unchanged {len(self.unchanged)}, "
+            f"removed {len(self.removed)}, errors {len(self.errors)}; embedded {self.chunks_embedded} passages"
+        )
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A document as the suggestion picker sees it."""
+
+    doc_id: str
+    title: str
+    url: str
+    stages: tuple[str, ...]
+    questions: tuple[str, ...]
+
+
+def _split(value: str | None, sep: str = ",") -> tuple[str, ...]:
+    return tuple(v for v in (value or "").split(sep) if v)
+
+
+class KnowledgeBase:
+    """Passages of the company's documents in one Chroma collection."""
+
+    def __init__(self, *, client, embeddings, prefix: str) -> None:
+        self.embeddings = embeddings
+        self.name = collection_name(prefix, embeddings.name)
+        self._collection = client.get_or_create_collection(
+            name=self.name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": embeddings.name},
+            embedding_function=None,
+        )
+        self._catalog: dict[str, CatalogEntry] = {}
+        self._catalog_at = 0.0
+        self._lock = threading.Lock()
+
+    def count(self) -> int:
+        """Number of stored passages."""
+        return self._collection.count()
+
+    def _stored_hashes(self) -> dict[str, str]:
+        """doc_id -> content hash of what is stored now."""
+        got = self._collection.get(include=["metadatas"])
+        return {m["doc_id"]: m["doc_hash"] for m in got["metadatas"] or []}
+
+    def ingest(self, docs: list[KnowledgeDocument], *, errors: list[str] | None = None) -> IngestReport:
+        """Make the collection match docs: replace changed documents, drop vanished ones, skip unchanged."""
+        report = IngestReport(errors=list(errors or []))
+        stored = self._stored_hashes()
+        wanted = {d.id for d in docs}
+        for doc in docs:
+            if stored.get(doc.id) == doc.content_hash:
+                report.unchanged.append(doc.id)
+                continue
+            passages = doc.passages()
+            vectors = self.embeddings.embed_documents([p.embedding_text() for p in passages])
+            self._collection.delete(where={"doc_id": doc.id})
+            self._collection.add(
+                ids=[p.id for p in passages],
+                embeddings=vectors,
+                documents=[p.text for p in passages],
+                metadatas=[
+                    {
+                        "doc_id": doc.id,
+                        "doc_hash": doc.content_hash,
+                        "title": p.title,
+                        "section": p.section,
+                        "url": p.url,
+                        "doc_url": doc.url,
+                        "stages": ",".join(p.stages),
+                        "questions": "\n".join(doc.questions),
+                        "chunk": i,
+                    }
+                    for i, p in enumerate(passages)
+                ],
+            )
+            report.chunks_embedded += len(passages)
+            (report.updated if doc.id in stored else report.added).append(doc.id)
+        for doc_id in sorted(set(stored) - wanted):
+            self._collection.delete(where={"doc_id": doc_id})
+            report.removed.append(doc_id)
+        self._catalog_at = 0.0
+        return report
+
+    def search(self, query_vector: list[float], *, stage: str | None, k: int, stage_boost: float) -> list[Hit]:
+        """Nearest passages, preferring those tagged with the stage, at most two per document."""
+        total = self.count()
+        if total == 0:
+            return []
+        got = self._collection.query(
+            query_embeddings=[query_vector],
+            n_results=min(total, max(k * 4, 12)),
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        for pid, text, meta, dist in zip(
+            got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
+        ):
+            stages = _split(meta.get("stages"))
+            similarity = 1.0 - float(dist)
+            score = similarity + (stage_boost if stage and stage in stages else 0.0)
+            hits.append(
+                Hit(pid, meta["doc_id"], meta["title"], meta["section"], meta["url"], stages, text, similarity, score)
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)
+        per_doc: dict[str, int] = {}
+        picked = []
+        for hit in hits:
+            if per_doc.get(hit.doc_id, 0) < 2:
+                per_doc[hit.doc_id] = per_doc.get(hit.doc_id, 0) + 1
+                picked.append(hit)
+            if len(picked) == k:
+                break
+        return picked
+
+    def catalog(self) -> dict[str, CatalogEntry]:
+        """Every document's title, stages and questions (cached briefly; refreshed after ingestion)."""
+        with self._lock:
+            if time.monotonic() - self._catalog_at > CATALOG_TTL_SECONDS:
+                got = self._collection.get(where={"chunk": 0}, include=["metadatas"])
+                self._catalog = {
+                    m["doc_id"]: CatalogEntry(
+                        m["doc_id"], m["title"], m["doc_url"], _split(m["stages"]), _split(m["questions"], "\n")
+                    )
+                    for m in got["metadatas"] or []
+                }
+                self._catalog_at = time.monotonic()
+            return self._catalog

@@ -1,0 +1,50 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from app.chat.router import router as chat_router
+from app.config import Settings
+from app.deps import ServicesDep
+from app.errors import BodySizeLimit, install_error_handlers
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; clients and models are created by the lifespan, not at import time."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app.state import build_services
+
+        services = await to_thread.run_sync(build_services, settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(chat_router)
+
+    @app.get("/health", tags=["ops"])
+    async def health(services: ServicesDep) -> dict:
+        """Liveness and what the service runs on."""
+        passages = await to_thread.run_sync(services.kb.count)
+        return {
+            "status": "ok",
+            "mode": "llm" if settings.llm_enabled else "offline",
+            "llm_model": settings.llm_model if settings.llm_enabled else None,
+            "embedding_model": services.kb.embeddings.name,
+            "knowledge": {"collection": services.kb.name, "passages": passages},
+            "stages": services.journey.names,
+        }
+
+    return app

@@ -1,0 +1,56 @@
+"""The long-lived parts of a running service, built once by the app's lifespan or the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from app.answer.llm import LLMAnswerer
+from app.chat.service import ChatService
+from app.config import Settings
+from app.embeddings import make_embeddings
+from app.kb.store import KnowledgeBase, make_chroma_client
+from app.stages.config import JourneyConfig, load_journey
+from app.stages.detector import ExampleStageDetector
+from app.store.db import make_engine, make_sessionmaker
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use."""
+
+    settings: Settings
+    journey: JourneyConfig
+    kb: KnowledgeBase
+    engine: Engine
+    chat: ChatService
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+
+def build_knowledge_base(settings: Settings, embeddings=None) -> KnowledgeBase:
+    """The Chroma-backed knowledge base with the configured embeddings."""
+    return KnowledgeBase(
+        client=make_chroma_client(settings),
+        embeddings=embeddings or make_embeddings(settings),
+        prefix=settings.collection,
+    )
+
+
+def build_services(settings: Settings) -> Services:
+    """Build clients, models and the database in the order they depend on each other."""
+    journey = load_journey(settings.knowledge_dir / "stages.yaml")
+    kb = build_knowledge_base(settings)
+    engine = make_engine(settings)
+    chat = ChatService(
+        settings=settings,
+        journey=journey,
+        kb=kb,
+        detector=ExampleStageDetector(journey, kb.embeddings),
+        sessions=make_sessionmaker(engine),
+        llm=LLMAnswerer(settings) if settings.llm_enabled else None,
+    )
+    return Services(settings=settings, journey=journey, kb=kb, engine=engine, chat=chat)

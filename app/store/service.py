@@ -1,0 +1,116 @@
+"""Plain functions over the touchpoint store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.store.models import Conversation, Touchpoint, utcnow
+
+
+class ConversationNotFound(LookupError):
+    """No conversation with that id belongs to this visitor."""
+
+
+@dataclass
+class ExchangeRecord:
+    """Everything stored about one visitor turn."""
+
+    id: str
+    conversation_id: str
+    visitor_id: str
+    question: str
+    reply: str
+    stage: dict
+    sources: list[dict]
+    suggestions: list[str]
+    page: dict | None
+    identity: dict | None
+    retrieval_score: float | None
+    mode: str
+    model: str | None
+    latency_ms: int
+    outcome: str = "ok"
+    error: str | None = None
+    kind: str = "exchange"
+    extra_evidence: list[dict] = field(default_factory=list)
+
+
+def get_conversation(*, session: Session, conversation_id: str, visitor_id: str | None) -> Conversation:
+    """The conversation if it exists and belongs to visitor_id, else ConversationNotFound."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or visitor_id is None or conversation.visitor_id != visitor_id:
+        raise ConversationNotFound(conversation_id)
+    return conversation
+
+
+def recent_turns(*, session: Session, conversation_id: str, limit: int = 6) -> list[Touchpoint]:
+    """The last exchanges of a conversation, oldest first."""
+    rows = session.scalars(
+        select(Touchpoint)
+        .where(Touchpoint.conversation_id == conversation_id, Touchpoint.kind == "exchange")
+        .order_by(Touchpoint.turn.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))
+
+
+def record_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
+    """Store one exchange (creating its conversation if new) and commit it."""
+    conversation = session.get(Conversation, record.conversation_id)
+    now = utcnow()
+    if conversation is None:
+        conversation = Conversation(
+            id=record.conversation_id,
+            visitor_id=record.visitor_id,
+            created_at=now,
+            identity=record.identity,
+            first_page=record.page,
+            turns=0,
+        )
+        session.add(conversation)
+        session.flush()
+    elif conversation.visitor_id != record.visitor_id:
+        raise ConversationNotFound(record.conversation_id)
+    last_turn = session.scalar(
+        select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == record.conversation_id)
+    )
+    turn = (last_turn or 0) + 1
+    stage = record.stage
+    touchpoint = Touchpoint(
+        id=record.id,
+        conversation_id=record.conversation_id,
+        visitor_id=record.visitor_id,
+        turn=turn,
+        kind=record.kind,
+        created_at=now,
+        page=record.page,
+        stage=stage.get("name"),
+        stage_confidence=stage.get("confidence"),
+        stage_evidence=stage.get("evidence", []) + record.extra_evidence,
+        stage_scores=stage.get("scores"),
+        previous_stage=stage.get("previous"),
+        stage_changed=bool(stage.get("previous") and stage.get("previous") != stage.get("name")),
+        question=record.question,
+        reply=record.reply,
+        sources=record.sources,
+        suggestions=record.suggestions,
+        retrieval_score=record.retrieval_score,
+        mode=record.mode,
+        model=record.model,
+        latency_ms=record.latency_ms,
+        outcome=record.outcome,
+        error=record.error,
+    )
+    session.add(touchpoint)
+    conversation.turns = turn
+    conversation.updated_at = now
+    if stage.get("name"):
+        conversation.stage = stage["name"]
+        conversation.stage_confidence = stage.get("confidence")
+    if record.identity:
+        conversation.identity = record.identity
+    session.commit()
+    return touchpoint

@@ -1,0 +1,153 @@
+"""Shared fixtures: an ingested knowledge base, real uvicorn servers, the fake OpenAI-compatible LLM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_llm import FakeLLMServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for a Journey Guide process: no inherited OpenAI or JOURNEY_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "OPENAI_"))}
+    env["JOURNEY_DATA_DIR"] = str(data_dir)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run `journey ARGS` as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+class Server:
+    """A `journey serve` process on a free port."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir / f"server-{self.port}.log"
+        self._log_file = self.log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+            cwd=REPO,
+            env=base_env(data_dir, **env),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
+
+    def touchpoints(self, **where: str) -> list[dict]:
+        """Rows of the touchpoints table (read straight from the SQLite file)."""
+        con = sqlite3.connect(self.data_dir / "journey.db")
+        con.row_factory = sqlite3.Row
+        clause = " AND ".join(f"{k} = ?" for k in where) or "1=1"
+        rows = con.execute(f"SELECT * FROM touchpoints WHERE {clause} ORDER BY created_at", tuple(where.values()))
+        result = [dict(r) for r in rows]
+        con.close()
+        return result
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log_file.close()
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with the demo knowledge base ingested once for the whole session."""
+    data_dir = tmp_path_factory.mktemp("ingested")
+    result = run_cli("ingest", env=base_env(data_dir))
+    assert result.returncode == 0, result.stderr
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def make_data_dir(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
+    """A fresh copy of the ingested data dir (own database, own Chroma files)."""
+
+    def make() -> Path:
+        target = tmp_path_factory.mktemp("data")
+        shutil.copytree(ingested, target, dirs_exist_ok=True)
+        return target
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def offline_server(make_data_dir: Callable[[], Path]) -> Iterator[Server]:
+    """Journey Guide on its embedded defaults: no API key, no LLM."""
+    server = Server(make_data_dir())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_llm_session() -> Iterator[FakeLLMServer]:
+    """One fake OpenAI-compatible server for the session."""
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+@pytest.fixture()
+def fake_llm(fake_llm_session: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The fake LLM, reset to answer normally for each test."""
+    fake_llm_session.reset()
+    yield fake_llm_session
+    fake_llm_session.reset()
+
+
+@pytest.fixture(scope="session")
+def llm_server(make_data_dir: Callable[[], Path], fake_llm_session: FakeLLMServer) -> Iterator[Server]:
+    """Journey Guide pointed at the fake LLM with short timeouts."""
+    server = Server(
+        make_data_dir(),
+        OPENAI_BASE_URL=fake_llm_session.base_url,
+        OPENAI_API_KEY="test-key",
+        JOURNEY_LLM_MODEL="fake-model",
+        JOURNEY_LLM_TIMEOUT="3",
+        JOURNEY_LLM_TOKEN_TIMEOUT="1",
+        JOURNEY_LLM_MAX_RETRIES="0",
+    )
+    yield server
+    server.stop()

@@ -1,0 +1,146 @@
+"""The visitor chat API on embedded defaults, through real HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+PRICING = "How much does the pro plan cost?"
+
+
+def chat(server, **body) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/chat", json=body, timeout=30)
+
+
+def test_pricing_question_gets_grounded_decision_answer(offline_server):
+    response = chat(offline_server, message=PRICING)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["stage"]["name"] == "decision"
+    assert 0 < body["stage"]["confidence"] <= 1
+    assert body["stage"]["evidence"], "the stage must come with evidence"
+    assert any(s["id"].startswith("pricing/") for s in body["sources"]), body["sources"]
+    assert "$29" in body["reply"], body["reply"]
+    assert "[1]" in body["reply"]
+    assert 2 <= len(body["suggestions"]) <= 4
+    assert PRICING.lower() not in [s.lower() for s in body["suggestions"]]
+    assert body["mode"] == "offline" and body["outcome"] == "ok"
+    for source in body["sources"]:
+        assert set(source) == {"id", "title", "url", "snippet"}
+        assert source["url"].startswith("https://")
+
+
+def test_exchange_is_stored_as_touchpoint(offline_server):
+    page = {"url": "https://www.lumio.example/pricing?utm_source=news&utm_campaign=fall", "title": "Pricing"}
+    body = chat(offline_server, message="Is there a discount for paying yearly?", page=page).json()
+    rows = offline_server.touchpoints(id=body["message_id"])
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["conversation_id"] == body["conversation_id"]
+    assert row["visitor_id"] == body["visitor_id"]
+    assert row["turn"] == 1 and row["outcome"] == "ok" and row["mode"] == "offline"
+    assert row["question"] == "Is there a discount for paying yearly?"
+    assert row["reply"] == body["reply"]
+    assert row["stage"] == body["stage"]["name"]
+    assert json.loads(row["sources"]) == body["sources"]
+    assert json.loads(row["page"])["utm"] == {"utm_source": "news", "utm_campaign": "fall"}
+    assert row["latency_ms"] >= 0
+
+
+def test_conversation_continues_for_its_visitor(offline_server):
+    first = chat(offline_server, message=PRICING).json()
+    second = chat(
+        offline_server,
+        message="ok thanks",
+        conversation_id=first["conversation_id"],
+        visitor_id=first["visitor_id"],
+    )
+    assert second.status_code == 200, second.text
+    data = second.json()
+    assert data["conversation_id"] == first["conversation_id"]
+    assert data["stage"]["name"] == "decision", "a vague message must not move the stage"
+    assert data["stage"]["previous"] == "decision"
+    turns = [r["turn"] for r in offline_server.touchpoints(conversation_id=first["conversation_id"])]
+    assert turns == [1, 2]
+
+
+def test_support_question_offers_a_person(offline_server):
+    data = chat(offline_server, message="My Google calendar stopped syncing with Lumio, bookings are missing").json()
+    assert data["stage"]["name"] == "support"
+    assert data["handoff"]["suggested"] is True
+    assert any("sync" in s["id"] or "calendar" in s["id"] for s in data["sources"]), data["sources"]
+
+
+def test_unknown_topic_says_so_instead_of_guessing(offline_server):
+    data = chat(offline_server, message="What is the airspeed velocity of an unladen swallow?").json()
+    assert data["sources"] == []
+    assert "couldn't find" in data["reply"]
+    assert data["handoff"] == {"suggested": True, "reason": "no_answer"}
+
+
+def test_other_visitors_conversation_is_refused(offline_server):
+    first = chat(offline_server, message=PRICING).json()
+    for visitor in ("someone-else-123", None):
+        body = {"message": "what did I ask before?", "conversation_id": first["conversation_id"]}
+        if visitor:
+            body["visitor_id"] = visitor
+        response = httpx.post(f"{offline_server.url}/v1/chat", json=body, timeout=30)
+        assert response.status_code == 404
+        assert "conversation not found for this visitor" in response.json()["detail"]
+        assert PRICING not in response.text
+    stream = httpx.post(
+        f"{offline_server.url}/v1/chat/stream",
+        json={"message": "hi", "conversation_id": first["conversation_id"], "visitor_id": "intruder-42"},
+        timeout=30,
+    )
+    assert stream.status_code == 404
+    rows = offline_server.touchpoints(conversation_id=first["conversation_id"])
+    assert len(rows) == 1, "refused requests must not add touchpoints"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "phrase"),
+    [
+        ({"message": ""}, 422, "message must not be empty"),
+        ({"message": "   \n "}, 422, "message must not be empty"),
+        ({}, 422, "message: Field required"),
+        ({"message": 42}, 422, "message"),
+        ({"message": "x" * 5000}, 422, "at most 4000 characters"),
+        ({"message": "x" * 100_000}, 413, "request body too large"),
+        ({"message": "hi", "conversation_id": "../../etc"}, 422, "conversation_id"),
+        ({"message": "hi", "page": {"url": "u" * 3000}}, 422, "page.url"),
+    ],
+)
+def test_bad_input_gets_clear_4xx(offline_server, body, status, phrase):
+    for path in ("/v1/chat", "/v1/chat/stream"):
+        response = httpx.post(f"{offline_server.url}{path}", json=body, timeout=30)
+        assert response.status_code == status, response.text
+        assert phrase in response.text
+
+
+def test_invalid_json_is_400(offline_server):
+    for path in ("/v1/chat", "/v1/chat/stream"):
+        response = httpx.post(
+            f"{offline_server.url}{path}",
+            content=b'{"message": "hi"',
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 400
+        assert response.json()["error"] == "the request body is not valid JSON"
+
+
+def test_bad_input_loses_nothing(offline_server):
+    before = len(offline_server.touchpoints())
+    chat(offline_server, message="")
+    httpx.post(f"{offline_server.url}/v1/chat", content=b"{", headers={"content-type": "application/json"})
+    assert len(offline_server.touchpoints()) == before
+    assert chat(offline_server, message=PRICING).status_code == 200
+
+
+def test_health_reports_offline_mode(offline_server):
+    data = httpx.get(f"{offline_server.url}/health").json()
+    assert data["status"] == "ok" and data["mode"] == "offline"
+    assert data["knowledge"]["passages"] > 40

@@ -1,0 +1,126 @@
+"""Ingestion is repeatable: changed documents are replaced, vanished ones removed, unchanged ones not re-embedded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO, base_env, run_cli
+
+from app.config import Settings
+from app.embeddings import LocalMiniLMEmbeddings
+from app.kb.documents import DocumentError, load_folder, parse_document
+from app.state import build_knowledge_base
+
+DOC = """---
+title: {title}
+stages: [decision]
+url: https://www.example.test/{name}
+questions:
+  - What does {name} cost?
+---
+## Price
+The {name} plan costs {price} per month.
+
+## Details
+{name} includes unlimited widgets.
+"""
+
+
+class CountingEmbeddings(LocalMiniLMEmbeddings):
+    """The real local model, counting how many texts it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += len(texts)
+        return super().embed_documents(texts)
+
+
+def write(folder: Path, name: str, price: str) -> None:
+    (folder / f"{name}.md").write_text(DOC.format(title=name.title(), name=name, price=price))
+
+
+def stored(kb) -> dict[str, str]:
+    got = kb._collection.get(include=["documents", "metadatas"])
+    return {i: d for i, d in zip(got["ids"], got["documents"], strict=True)}
+
+
+@pytest.fixture(scope="module")
+def embeddings() -> CountingEmbeddings:
+    return CountingEmbeddings()
+
+
+def test_reingest_replaces_removes_and_skips(tmp_path, embeddings):
+    docs_dir = tmp_path / "docs"
+    (docs_dir / "plans").mkdir(parents=True)
+    write(docs_dir / "plans", "basic", "$5")
+    write(docs_dir / "plans", "premium", "$50")
+    write(docs_dir, "gold", "$500")
+    kb = build_knowledge_base(Settings(data_dir=tmp_path / "data"), embeddings)
+
+    docs, errors = load_folder(docs_dir)
+    report = kb.ingest(docs)
+    assert errors == [] and sorted(report.added) == ["gold", "plans/basic", "plans/premium"]
+    assert set(stored(kb)) == {
+        "plans/basic#0",
+        "plans/basic#1",
+        "plans/premium#0",
+        "plans/premium#1",
+        "gold#0",
+        "gold#1",
+    }
+
+    embeddings.embedded = 0
+    report = kb.ingest(load_folder(docs_dir)[0])
+    assert embeddings.embedded == 0, "unchanged documents must not be embedded again"
+    assert len(report.unchanged) == 3 and not (report.added or report.updated or report.removed)
+
+    write(docs_dir / "plans", "premium", "$60")
+    (docs_dir / "gold.md").unlink()
+    report = kb.ingest(load_folder(docs_dir)[0])
+    assert report.updated == ["plans/premium"] and report.removed == ["gold"]
+    assert embeddings.embedded == 2, "only the changed document's passages are embedded"
+    texts = stored(kb)
+    assert set(texts) == {"plans/basic#0", "plans/basic#1", "plans/premium#0", "plans/premium#1"}
+    assert "The premium plan costs $60 per month." in texts["plans/premium#0"]
+    assert not any("$50" in t for t in texts.values())
+
+    hits = kb.search(embeddings.embed_query("premium price"), stage="decision", k=2, stage_boost=0.05)
+    assert hits[0].doc_id == "plans/premium" and hits[0].url == "https://www.example.test/premium#price"
+
+
+def test_bad_documents_are_reported_not_fatal(tmp_path):
+    (tmp_path / "ok.md").write_text(DOC.format(title="Ok", name="ok", price="$1"))
+    (tmp_path / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
+    (tmp_path / "badstage.md").write_text("---\ntitle: X\nstages: [nirvana]\n---\nbody text\n")
+    (tmp_path / "binary.md").write_bytes(b"\xff\xfe\x00garbage")
+    docs, errors = load_folder(tmp_path, {"decision", "support"})
+    assert [d.id for d in docs] == ["ok"]
+    assert len(errors) == 3
+    assert any("broken: front matter is not valid YAML" in e for e in errors)
+    assert any("unknown stage(s) ['nirvana']" in e for e in errors)
+    assert any("binary: not UTF-8" in e for e in errors)
+
+
+def test_headings_inside_code_fences_do_not_split():
+    doc = parse_document("x", "---\ntitle: X\n---\n## Setup\nRun:\n```\n## not a heading\n```\nDone.\n")
+    passages = doc.passages()
+    assert len(passages) == 1 and "## not a heading" in passages[0].text
+    with pytest.raises(DocumentError):
+        parse_document("y", "---\nstages: 5\n---\ntext")
+
+
+def test_cli_ingest_is_idempotent(tmp_path):
+    env = base_env(tmp_path)
+    first = run_cli("ingest", env=env)
+    assert first.returncode == 0, first.stderr
+    count = len(list((REPO / "knowledge" / "docs").rglob("*.md")))
+    assert f"added {count}," in first.stdout
+    second = run_cli("ingest", env=env)
+    assert f"added 0, updated 0, unchanged {count}, removed 0" in second.stdout
+    assert "embedded 0 passages" in second.stdout
+    missing = run_cli("ingest", str(tmp_path / "nope"), env=env)
+    assert missing.returncode == 2 and "knowledge folder not found" in missing.stderr

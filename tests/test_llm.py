@@ -1,0 +1,108 @@
+"""The LLM path against a fake OpenAI-compatible server on localhost: prompts, streaming, faults."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from sse import iter_events, stream_chat
+
+PRICING = {"message": "How much does the pro plan cost?"}
+
+
+def test_llm_answer_is_streamed_and_grounded(llm_server, fake_llm):
+    fake_llm.reply = "The Pro plan costs $29 per staff calendar per month [1]."
+    events = stream_chat(llm_server.url, PRICING)
+    names = [n for n, _ in events]
+    assert names[0] == "stage" and names[-1] == "done"
+    tokens = "".join(d["text"] for n, d in events if n == "token")
+    assert tokens == fake_llm.reply
+    done = events[-1][1]
+    assert done["reply"] == fake_llm.reply
+    assert done["mode"] == "llm" and done["model"] == "fake-model" and done["outcome"] == "ok"
+    assert done["sources"] and done["sources"][0]["id"].startswith("pricing/")
+    request = fake_llm.requests[-1]
+    assert request["stream"] is True and request["model"] == "fake-model"
+    assert request["max_tokens"] or request.get("max_completion_tokens")
+    system, prompt = request["messages"][0]["content"], request["messages"][-1]["content"]
+    assert request["messages"][0]["role"] == "system" and "Lumio" in system
+    assert "<documents>" in prompt and 'source="pricing/' in prompt
+    assert "<visitor_message>\nHow much does the pro plan cost?\n</visitor_message>" in prompt
+    assert "decision" in prompt.lower()
+    row = llm_server.touchpoints(id=done["message_id"])[0]
+    assert row["mode"] == "llm" and row["model"] == "fake-model" and row["outcome"] == "ok"
+
+
+def test_llm_sees_earlier_turns(llm_server, fake_llm):
+    first = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30).json()
+    follow = {
+        "message": "And is there a discount if I pay for a year?",
+        "conversation_id": first["conversation_id"],
+        "visitor_id": first["visitor_id"],
+    }
+    httpx.post(f"{llm_server.url}/v1/chat", json=follow, timeout=30).raise_for_status()
+    messages = fake_llm.requests[-1]["messages"]
+    assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
+    assert messages[1]["content"] == PRICING["message"]
+    assert messages[2]["content"] == first["reply"]
+
+
+def test_llm_error_falls_back_to_offline_answer(llm_server, fake_llm):
+    fake_llm.mode = "error"
+    response = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["mode"] == "offline" and data["outcome"] == "llm_error"
+    assert "$29" in data["reply"] and data["sources"]
+    row = llm_server.touchpoints(id=data["message_id"])[0]
+    assert row["outcome"] == "llm_error" and "InternalServerError" in row["error"]
+
+
+def test_slow_llm_times_out_to_offline_answer(llm_server, fake_llm):
+    fake_llm.mode, fake_llm.delay = "slow", 10
+    events = stream_chat(llm_server.url, PRICING)
+    done = events[-1][1]
+    assert [n for n, _ in events][-1] == "done"
+    assert done["outcome"] == "llm_timeout" and done["mode"] == "offline"
+    assert "".join(d["text"] for n, d in events if n == "token") == done["reply"]
+    assert done["latency_ms"] < 6000
+
+
+def test_stalled_stream_ends_with_offline_reply_in_done(llm_server, fake_llm):
+    fake_llm.mode, fake_llm.delay = "stall", 10
+    events = stream_chat(llm_server.url, PRICING)
+    done = events[-1][1]
+    assert done["outcome"] == "llm_timeout"
+    assert "$29" in done["reply"], "done carries the grounded offline answer that replaces the partial one"
+    row = llm_server.touchpoints(id=done["message_id"])[0]
+    assert row["reply"] == done["reply"] and row["outcome"] == "llm_timeout"
+
+
+def test_malformed_and_dropped_streams_fall_back(llm_server, fake_llm):
+    for mode in ("malformed", "drop"):
+        fake_llm.mode = mode
+        done = stream_chat(llm_server.url, PRICING)[-1][1]
+        assert done["outcome"] == "llm_error", (mode, done)
+        assert done["mode"] == "offline" and "$29" in done["reply"]
+
+
+def test_client_disconnect_mid_stream_leaves_a_touchpoint(llm_server, fake_llm):
+    fake_llm.mode, fake_llm.delay = "stall", 2
+    body = {"message": "Tell me about the Pro plan price"}
+    with httpx.stream("POST", f"{llm_server.url}/v1/chat/stream", json=body, timeout=30) as response:
+        for name, _data in iter_events(response):
+            if name == "token":
+                break  # leaving the block closes the connection mid-stream
+    deadline = time.monotonic() + 10
+    rows: list[dict] = []
+    while time.monotonic() < deadline and not rows:
+        rows = [r for r in llm_server.touchpoints(outcome="client_disconnected") if r["question"] == body["message"]]
+        time.sleep(0.2)
+    assert len(rows) == 1
+    assert rows[0]["reply"], "the part of the reply that was generated is kept"
+    assert fake_llm.reply.startswith(rows[0]["reply"].strip())
+
+
+def test_offline_mode_sends_nothing_to_llm(offline_server, fake_llm):
+    httpx.post(f"{offline_server.url}/v1/chat", json=PRICING, timeout=30).raise_for_status()
+    assert fake_llm.requests == []
