@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Union
+from typing import Any
 
 import httpx
 import uvicorn
@@ -44,7 +44,7 @@ DEFAULT_MODEL = "fake"
 EMBEDDING_DIM = 64
 MODES = ("ok", "error", "slow", "stall", "malformed", "drop")
 
-Reply = Union[str, Callable[[dict[str, Any]], str]]
+Reply = str | Callable[[dict[str, Any]], str]
 
 
 class DroppedConnection(Exception):

@@ -33,7 +33,7 @@ class Unit:
 
 @dataclass
 class Composed:
-    """The offline reply and which hits it cites (in citation order)."""
+    """The offline reply and the documents it cites (best hit of each, in citation order)."""
 
     text: str
     cited: list[Hit]
@@ -127,14 +127,15 @@ def compose(*, question_vector: np.ndarray, hits: list[Hit], embeddings, next_st
             continue
         chosen.append(i)
         words += size
-    chosen.sort(key=lambda i: (units[i].hit_index, units[i].order))
+    first_of_doc = {h.doc_id: i for i, h in reversed(list(enumerate(relevant)))}
+    chosen.sort(key=lambda i: (first_of_doc[relevant[units[i].hit_index].doc_id], units[i].hit_index, units[i].order))
     cited: list[Hit] = []
     paragraphs: list[str] = []
-    for hit_index in dict.fromkeys(units[i].hit_index for i in chosen):
-        cited.append(relevant[hit_index])
+    for doc_id in dict.fromkeys(relevant[units[i].hit_index].doc_id for i in chosen):
+        cited.append(next(h for h in relevant if h.doc_id == doc_id))
         parts: list[str] = []
         sentences: list[str] = []
-        for unit in (units[i] for i in chosen if units[i].hit_index == hit_index):
+        for unit in (units[i] for i in chosen if relevant[units[i].hit_index].doc_id == doc_id):
             if unit.kind == "sentence":
                 sentences.append(unit.text)
                 continue

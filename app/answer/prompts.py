@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from app.kb.store import Hit
+from app.kb.store import Hit, by_document
 
 
 @lru_cache(maxsize=32)
@@ -23,12 +23,14 @@ def _neutralise(text: str) -> str:
 
 
 def format_docs(hits: list[Hit]) -> str:
-    """Passages as numbered <document> elements, the numbers the citations refer to."""
-    return "\n".join(
-        f'<document id="{i}" source="{h.doc_id}" title="{h.title}" section="{h.section}">\n'
-        f"{_neutralise(h.text)}\n</document>"
-        for i, h in enumerate(hits, start=1)
-    )
+    """Passages as one numbered <document> per source document; the numbers are what citations refer to."""
+    blocks = []
+    for number, group in enumerate(by_document(hits), start=1):
+        sections = "\n\n".join(f"## {h.section}\n{_neutralise(h.text)}" for h in group)
+        blocks.append(
+            f'<document id="{number}" source="{group[0].doc_id}" title="{group[0].title}">\n{sections}\n</document>'
+        )
+    return "\n".join(blocks)
 
 
 def render(folder: Path, name: str, **values: str) -> str:

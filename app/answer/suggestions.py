@@ -2,50 +2,49 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
+
+import numpy as np
 
 from app.kb.store import CatalogEntry, Hit
 
-_WORD = re.compile(r"[a-z0-9]+")
+MAX_SIMILARITY = 0.75
 
 
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def _too_close(a: str, b: str) -> bool:
-    """True when two questions share most of their words."""
-    wa, wb = _words(a), _words(b)
-    return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= 0.6
-
-
-def pick_suggestions(
-    *,
-    catalog: dict[str, CatalogEntry],
-    hits: list[Hit],
-    stage: str,
-    following_stage: str | None,
-    asked: list[str],
-    count: int = 3,
+def candidate_questions(
+    *, catalog: dict[str, CatalogEntry], hits: list[Hit], stage: str, following_stage: str | None
 ) -> list[str]:
-    """2-4 questions: from the documents just used, then from documents for this and the next stage."""
-    seen_docs: list[str] = list(dict.fromkeys(h.doc_id for h in hits))
+    """Questions from the documents just used, then documents for this stage and the next, round-robin."""
+    seen_docs = list(dict.fromkeys(h.doc_id for h in hits))
     stage_docs = sorted(
         (e for e in catalog.values() if stage in e.stages and e.doc_id not in seen_docs),
         key=lambda e: (e.stages.index(stage), e.doc_id),
     )
     next_docs = sorted(
-        (e for e in catalog.values() if following_stage and following_stage in e.stages), key=lambda e: e.doc_id
+        (e for e in catalog.values() if following_stage and following_stage in e.stages and e.doc_id not in seen_docs),
+        key=lambda e: e.doc_id,
     )
     order = [catalog[d] for d in seen_docs if d in catalog] + stage_docs[:3] + next_docs[:1]
-    picked: list[str] = []
-    for round_index in range(4):
-        for entry in order:
-            if round_index < len(entry.questions):
-                question = entry.questions[round_index]
-                if any(_too_close(question, q) for q in picked + asked):
-                    continue
-                picked.append(question)
-                if len(picked) == count:
-                    return picked
-    return picked
+    rounds = max((len(e.questions) for e in order), default=0)
+    out = [e.questions[r] for r in range(rounds) for e in order if r < len(e.questions)]
+    return list(dict.fromkeys(out))
+
+
+def pick_suggestions(
+    *, candidates: list[str], asked: list[str], embed: Callable[[list[str]], np.ndarray], count: int = 3
+) -> list[str]:
+    """Up to count candidates, skipping any too close in meaning to what was asked or already picked."""
+    if not candidates:
+        return []
+    vectors = embed(candidates + asked)
+    chosen: list[int] = []
+    taken = [vectors[len(candidates) + i] for i in range(len(asked))]
+    for index in range(len(candidates)):
+        vector = vectors[index]
+        if taken and max(float(vector @ other) for other in taken) >= MAX_SIMILARITY:
+            continue
+        chosen.append(index)
+        taken.append(vector)
+        if len(chosen) == count:
+            break
+    return [candidates[i] for i in chosen]

@@ -15,10 +15,10 @@ from anyio import to_thread
 from app.answer.composer import compose
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.answer.prompts import format_docs, render
-from app.answer.suggestions import pick_suggestions
+from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
 from app.config import Settings
-from app.kb.store import Hit, KnowledgeBase
+from app.kb.store import Hit, KnowledgeBase, by_document
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
@@ -166,13 +166,16 @@ class ChatService:
     def _suggestions(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list[str]:
         names = self.journey.names
         index = names.index(stage.name)
-        following = names[index + 1] if index + 1 < len(names) else None
-        return pick_suggestions(
+        candidates = candidate_questions(
             catalog=self.kb.catalog(),
             hits=hits,
             stage=stage.name,
-            following_stage=following,
+            following_stage=names[index + 1] if index + 1 < len(names) else None,
+        )
+        return pick_suggestions(
+            candidates=candidates,
             asked=[p.request.message] + [q for q, _ in p.history],
+            embed=self.kb.embeddings.embed_array,
         )
 
     def _prompt(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list:
@@ -201,7 +204,7 @@ class ChatService:
         outcome = "ok"
         if use_llm:
             state.hits = relevant
-            state.sources = [_source(h) for h in relevant]
+            state.sources = [_source(group[0]) for group in by_document(relevant)]
             state.mode, state.model = "llm", self.llm.model
             yield "sources", {"sources": state.sources}
             try:

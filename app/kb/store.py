@@ -55,6 +55,14 @@ class Hit:
     score: float
 
 
+def by_document(hits: list[Hit]) -> list[list[Hit]]:
+    """Hits grouped per document, groups in order of their best hit, best hit first in each group."""
+    groups: dict[str, list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault(hit.doc_id, []).append(hit)
+    return list(groups.values())
+
+
 @dataclass
 class IngestReport:
     """What an ingestion changed."""

@@ -91,9 +91,11 @@ class ExampleStageDetector:
             raw[index] = float(sims[top].mean())
         evidence: list[dict] = []
         adjusted = raw.copy()
+        page_stage = None
         for rule in self.journey.page_rules:
             if rule.matches(signals.page_url, signals.page_title):
-                adjusted[names.index(rule.stage)] += rule.weight
+                page_stage = names.index(rule.stage)
+                adjusted[page_stage] += rule.weight
                 evidence.append({"type": "page_rule", "pattern": rule.pattern, "stage": rule.stage})
                 break
         if signals.known_customer:
@@ -114,7 +116,9 @@ class ExampleStageDetector:
                 reason = "message too vague to move" if vague else "not clearly a different stage"
                 evidence.append({"type": "kept_previous", "stage": previous, "detail": reason})
         elif previous is None and vague:
-            evidence.append({"type": "vague", "detail": "no labelled example is close; low confidence"})
+            chosen = page_stage if page_stage is not None else 0
+            detail = "page rule" if page_stage is not None else "first stage of the journey"
+            evidence.append({"type": "vague", "detail": f"no labelled example is close; defaulting to the {detail}"})
         evidence[:0] = [
             {"type": "example", "stage": names[chosen], "text": self._texts[i], "similarity": round(float(sims[i]), 3)}
             for i in nearest[chosen]
