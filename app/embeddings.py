@@ -65,7 +65,12 @@ class LocalMiniLMEmbeddings(Embeddings):
         """Embed any number of texts, in batches, as a numpy array."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        return np.vstack([self._embed(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)])
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding
+        ordered = [texts[i] for i in order]
+        vectors = np.vstack([self._embed(ordered[i : i + BATCH]) for i in range(0, len(ordered), BATCH)])
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages for storage."""

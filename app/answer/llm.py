@@ -20,6 +20,15 @@ class LLMFailure(Exception):
         self.detail = detail
 
 
+def _is_timeout(exc: BaseException | None) -> bool:
+    """True when the error, or one it wraps, is a timeout."""
+    while exc is not None:
+        if "timeout" in type(exc).__name__.lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class LLMAnswerer:
     """Streams an answer from ChatOpenAI, bounded by a total and a between-tokens timeout."""
 
@@ -70,7 +79,7 @@ class LLMAnswerer:
         except LLMFailure:
             raise
         except Exception as exc:  # the provider's errors vary: HTTP status, connection, malformed stream
-            outcome = "llm_timeout" if "timeout" in type(exc).__name__.lower() else "llm_error"
+            outcome = "llm_timeout" if _is_timeout(exc) else "llm_error"
             raise LLMFailure(outcome, f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         finally:
             aclose = getattr(iterator, "aclose", None)
