@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from langchain_core.embeddings import Embeddings
 
 from app.config import Settings
 
-MAX_TOKENS = 256
+MAX_TOKENS = 384
 BATCH = 32
 
 
@@ -119,3 +120,35 @@ def make_embeddings(settings: Settings) -> LocalMiniLMEmbeddings | OpenAIEmbeddi
     if spec.startswith("openai:") and len(spec) > len("openai:"):
         return OpenAIEmbeddingsAdapter(settings, spec.removeprefix("openai:"))
     raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local' or 'openai:<model>', got {spec!r}")
+
+
+class VectorCache:
+    """An LRU of text -> vector in front of a model, for texts that recur (passage sentences, suggestions)."""
+
+    def __init__(self, embeddings, max_items: int = 50_000) -> None:
+        self.embeddings = embeddings
+        self.max_items = max_items
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        """Vectors for texts, computing only those not seen recently."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._items))
+        if missing:
+            fresh = self.embeddings.embed_array(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._items[text] = vector
+                while len(self._items) > self.max_items:
+                    self._items.popitem(last=False)
+        with self._lock:
+            out = []
+            for text in texts:
+                vector = self._items.get(text)
+                if vector is None:  # evicted by a concurrent caller between the two steps
+                    vector = self.embeddings.embed_array([text])[0]
+                else:
+                    self._items.move_to_end(text)
+                out.append(vector)
+        return np.vstack(out) if out else np.zeros((0, 0), dtype=np.float32)

@@ -38,3 +38,21 @@ def test_batching_does_not_change_vectors(model):
 def test_unknown_embedding_setting_is_refused():
     with pytest.raises(ValueError, match="JOURNEY_EMBEDDING_MODEL must be 'local' or 'openai:<model>'"):
         make_embeddings(Settings(embedding_model="bert"))
+
+
+def test_openai_embeddings_through_a_compatible_server(fake_llm, tmp_path):
+    from app.state import build_knowledge_base
+
+    settings = Settings(
+        data_dir=tmp_path,
+        embedding_model="openai:text-embedding-3-small",
+        openai_base_url=fake_llm.base_url,
+        openai_api_key="test",
+    )
+    embeddings = make_embeddings(settings)
+    assert embeddings.name == "openai-text-embedding-3-small"
+    vectors = embeddings.embed_array(["pricing", "refunds"])
+    assert vectors.shape == (2, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert fake_llm.embedding_requests[-1]["model"] == "text-embedding-3-small"
+    kb = build_knowledge_base(settings, embeddings)
+    assert kb.name == "journey-knowledge-openai-text-embedding-3-small"

@@ -14,6 +14,7 @@ MAX_SENTENCES = 4
 MAX_LIST_ITEMS = 8
 RELEVANT_GAP = 0.12
 SENTENCE_GAP = 0.14
+LIST_GAP = 0.07
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*])")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -29,6 +30,7 @@ class Unit:
     text: str
     kind: str  # "sentence" | "list" | "table"
     probe: str  # what gets embedded to score it
+    lead: int | None = None  # for a list or table: the unit index of the sentence introducing it ("...:")
 
 
 @dataclass
@@ -75,6 +77,13 @@ def _table_as_list(lines: list[str]) -> str:
     return "\n".join(items)
 
 
+def _lead_index(units: list[Unit], hit_index: int) -> int | None:
+    """The previous unit, if it is a sentence of the same passage that ends with a colon."""
+    if units and units[-1].hit_index == hit_index and units[-1].kind == "sentence" and units[-1].text.endswith(":"):
+        return len(units) - 1
+    return None
+
+
 def split_units(hits: list[Hit]) -> list[Unit]:
     """Every passage broken into sentences, lists and tables."""
     units: list[Unit] = []
@@ -91,9 +100,11 @@ def split_units(hits: list[Hit]) -> list[Unit]:
                 items = [line for line in lines if _LIST_ITEM.match(line)][:MAX_LIST_ITEMS]
                 body = "\n".join(line.strip() if _LIST_ITEM.match(line) else line for line in items)
                 probe = f"{hit.section}. {lead} " + " ".join(_LIST_ITEM.sub("", i) for i in items)
-                units.append(Unit(h_index, len(units), body, "list", probe))
+                units.append(Unit(h_index, len(units), body, "list", probe, _lead_index(units, h_index)))
             elif kind == "table" and (table := _table_as_list(lines)):
-                units.append(Unit(h_index, len(units), table, "table", f"{hit.section}. {table}"))
+                units.append(
+                    Unit(h_index, len(units), table, "table", f"{hit.section}. {table}", _lead_index(units, h_index))
+                )
     return units
 
 
@@ -112,21 +123,33 @@ def compose(*, question_vector: np.ndarray, hits: list[Hit], embeddings, next_st
         return Composed(text=relevant[0].text, cited=[relevant[0]])
     vectors = embeddings.embed_array([u.probe for u in units])
     scores = vectors @ question_vector
-    best = float(scores.max())
     ranked = sorted(range(len(units)), key=lambda i: scores[i], reverse=True)
+    best = float(scores[ranked[0]])
+    best_doc = relevant[units[ranked[0]].hit_index].doc_id
     chosen: list[int] = []
     words = 0
     for i in ranked:
         unit = units[i]
         if scores[i] < best - SENTENCE_GAP or len(chosen) >= MAX_SENTENCES:
             break
-        if unit.kind != "sentence" and any(units[j].kind != "sentence" for j in chosen):
+        if unit.kind != "sentence" and (
+            scores[i] < best - LIST_GAP
+            or relevant[unit.hit_index].doc_id != best_doc
+            or any(units[j].kind != "sentence" for j in chosen)
+        ):
             continue
         size = len(unit.text.split())
         if chosen and words + size > 140:
             continue
         chosen.append(i)
         words += size
+    for i in list(chosen):
+        lead = units[i].lead
+        if lead is not None and lead not in chosen:
+            chosen.append(lead)
+        followers = [j for j, u in enumerate(units) if u.lead == i]
+        if followers and not any(units[j].kind != "sentence" for j in chosen):
+            chosen.append(followers[0])
     first_of_doc = {h.doc_id: i for i, h in reversed(list(enumerate(relevant)))}
     chosen.sort(key=lambda i: (first_of_doc[relevant[units[i].hit_index].doc_id], units[i].hit_index, units[i].order))
     cited: list[Hit] = []

@@ -18,6 +18,7 @@ from app.answer.prompts import format_docs, render
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
 from app.config import Settings
+from app.embeddings import VectorCache
 from app.kb.store import Hit, KnowledgeBase, by_document
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals
@@ -93,6 +94,7 @@ class ChatService:
         self.detector = detector
         self.sessions = sessions
         self.llm = llm
+        self.vectors = VectorCache(kb.embeddings)
 
     def _load(self, request: ChatRequest) -> Prepared:
         visitor_id = request.visitor_id
@@ -154,7 +156,7 @@ class ChatService:
         composed = compose(
             question_vector=query_vector,
             hits=hits,
-            embeddings=self.kb.embeddings,
+            embeddings=self.vectors,
             next_step=self.journey.get(stage.name).next_step,
             min_score=self.settings.retrieval_min_score,
         )
@@ -175,7 +177,7 @@ class ChatService:
         return pick_suggestions(
             candidates=candidates,
             asked=[p.request.message] + [q for q, _ in p.history],
-            embed=self.kb.embeddings.embed_array,
+            embed=self.vectors.embed_array,
         )
 
     def _prompt(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list:

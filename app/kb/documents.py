@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-CHUNKER_VERSION = "1"
-MAX_CHUNK_CHARS = 1200
+CHUNKER_VERSION = "2"
+MAX_CHUNK_CHARS = 1600
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _HEADING = re.compile(r"^(#{1,4})[ \t]+(.+?)[ \t#]*$")
 
