@@ -52,6 +52,43 @@ def ingest(
         raise typer.Exit(1)
 
 
+@cli.command("eval-stages")
+def eval_stages(
+    file: Annotated[Path, typer.Argument(help="JSON lines: {messages: [{role, content}], page?, stage}")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    show_errors: Annotated[bool, typer.Option("--errors", help="list the cases classified wrong")] = False,
+) -> None:
+    """Classify the last user message of each case; print precision, recall, confusion, calibration, accuracy."""
+    import json
+
+    from app.embeddings import make_embeddings
+    from app.stages.config import load_journey
+    from app.stages.detector import EnsembleStageDetector
+    from app.stages.evaluate import EvalFileError, evaluate, load_cases
+
+    settings = Settings()
+    journey = load_journey(settings.knowledge_dir / "stages.yaml")
+    if not file.is_file():
+        typer.echo(f"error: evaluation file not found: {file}", err=True)
+        raise typer.Exit(2)
+    try:
+        cases = load_cases(file, journey.names)
+    except EvalFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    detector = EnsembleStageDetector(journey, make_embeddings(settings), cache_dir=settings.data_dir / "cache")
+    report = evaluate(detector, cases, journey.names)
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "fitted": detector.fitted}, indent=2))
+        return
+    if show_errors:
+        for case, gold, got in zip(cases, report.gold, report.predicted, strict=True):
+            if gold != got:
+                typer.echo(f"expected {gold:<13} got {got:<13} {case.messages[-1]['content'][:100]!r}")
+        typer.echo("")
+    typer.echo(report.as_text())
+
+
 def main() -> None:
     """Entry point of the console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.embeddings import make_embeddings
 from app.kb.store import KnowledgeBase, make_chroma_client
 from app.stages.config import JourneyConfig, load_journey
-from app.stages.detector import ExampleStageDetector
+from app.stages.detector import EnsembleStageDetector
 from app.store.db import make_engine, make_sessionmaker
 
 
@@ -49,7 +49,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         journey=journey,
         kb=kb,
-        detector=ExampleStageDetector(journey, kb.embeddings),
+        detector=EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache"),
         sessions=make_sessionmaker(engine),
         llm=LLMAnswerer(settings) if settings.llm_enabled else None,
     )

@@ -22,11 +22,12 @@ class Stage:
     description: str
     next_step: str
     examples: tuple[str, ...]
+    before_purchase: bool = False
 
 
 @dataclass(frozen=True)
 class PageRule:
-    """A URL or title pattern that hints at a stage."""
+    """A URL or title pattern that hints at a stage (weight: added to the stage's logit)."""
 
     pattern: str
     stage: str
@@ -44,6 +45,7 @@ class JourneyConfig:
 
     stages: tuple[Stage, ...]
     page_rules: tuple[PageRule, ...]
+    neutral: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -62,7 +64,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{1,39}$")
 
 
 def load_journey(path: Path) -> JourneyConfig:
-    """Read and check a stages file."""
+    """Read and check a stages file (stages in order, page_rules, neutral small-talk messages)."""
     if not path.is_file():
         raise StageConfigError(f"stage configuration not found: {path}")
     try:
@@ -84,6 +86,7 @@ def load_journey(path: Path) -> JourneyConfig:
                 description=str(item.get("description") or "").strip(),
                 next_step=str(item.get("next_step") or "").strip(),
                 examples=examples,
+                before_purchase=bool(item.get("before_purchase", False)),
             )
         )
     if len(stages) < 2:
@@ -95,5 +98,6 @@ def load_journey(path: Path) -> JourneyConfig:
     for item in raw.get("page_rules") or []:
         if item.get("stage") not in names:
             raise StageConfigError(f"{path}: page rule {item!r} names an unknown stage")
-        rules.append(PageRule(str(item["pattern"]), item["stage"], float(item.get("weight", 0.08))))
-    return JourneyConfig(stages=tuple(stages), page_rules=tuple(rules))
+        rules.append(PageRule(str(item["pattern"]), item["stage"], float(item.get("weight", 1.0))))
+    neutral = tuple(str(n).strip() for n in raw.get("neutral") or [] if str(n).strip())
+    return JourneyConfig(stages=tuple(stages), page_rules=tuple(rules), neutral=neutral)

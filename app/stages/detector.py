@@ -1,20 +1,37 @@
-"""Stage detection: which journey stage a visitor's message puts them in, with confidence and evidence."""
+"""Stage detection: which journey stage a visitor's message puts them in, with confidence and evidence.
+
+The offline detector is an ensemble fitted at start-up on the labelled examples of stages.yaml:
+nearest labelled examples and a linear classifier (local embeddings) and a word/bigram naive Bayes,
+weighted and calibrated on
+their out-of-fold predictions; then the page rule, whether the visitor is a known customer, a short
+follow-up read together with the previous message, and hysteresis towards the conversation's stage.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from app.stages.config import JourneyConfig
+from app.stages.lexical import NaiveBayes
+from app.stages.linear import SoftmaxRegression
 
-TOP_EXAMPLES = 3
-TEMPERATURE = 0.04
-VAGUE_SIMILARITY = 0.32
-SWITCH_MARGIN = 0.15
-KNOWN_CUSTOMER_PENALTY = 0.04
-PRE_PURCHASE = ("awareness", "consideration", "decision")
+TOP_K = 3
+FOLDS = 5
+KNN_SCALES = (10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0)
+NB_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
+LINEAR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+LINEAR_L2 = 1e-3
+STICKINESS = 1.0  # logits added to the conversation's current stage
+KNOWN_CUSTOMER_PENALTY = 1.0  # logits taken from before-purchase stages when the host says "customer"
+FOLLOW_UP_WORDS = 6  # messages this short, and unsure on their own, are read with the previous one
+CONTEXT_BELOW = 0.6
+VAGUE_SIMILARITY = 0.30  # below this, no labelled example is close enough to move anyone
 
 
 @dataclass(frozen=True)
@@ -31,7 +48,7 @@ class StageSignals:
 
 @dataclass
 class StageResult:
-    """The stage of a turn, its confidence, every stage's score and readable evidence."""
+    """The stage of a turn, its confidence, every stage's probability and readable evidence."""
 
     name: str
     confidence: float
@@ -63,73 +80,222 @@ class StageDetector(Protocol):
         ...
 
 
-class ExampleStageDetector:
-    """Nearest labelled examples (local embeddings) + page rules + known customer + hysteresis."""
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
 
-    def __init__(self, journey: JourneyConfig, embeddings) -> None:
+
+@dataclass
+class _Fit:
+    """Everything derived from the labelled examples."""
+
+    texts: list[str]
+    labels: np.ndarray
+    vectors: np.ndarray
+    class_index: list[np.ndarray]
+    neutral: np.ndarray
+    bayes: NaiveBayes
+    linear: SoftmaxRegression
+    knn_scale: float
+    nb_weight: float
+    linear_weight: float
+    oof_accuracy: float
+    oof_nll: float
+
+
+class EnsembleStageDetector:
+    """Nearest examples + naive Bayes, calibrated on out-of-fold predictions, with page, customer and context."""
+
+    def __init__(self, journey: JourneyConfig, embeddings, *, cache_dir: Path | None = None) -> None:
         self.journey = journey
+        self.names = journey.names
         self.embeddings = embeddings
-        self._texts: list[str] = []
-        self._labels: list[int] = []
-        for index, stage in enumerate(journey.stages):
-            self._texts.extend(stage.examples)
-            self._labels.extend([index] * len(stage.examples))
-        self._vectors = embeddings.embed_array(self._texts)
-        self._label_array = np.array(self._labels)
+        self.cache_dir = cache_dir
+        self._extra: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._fit = self._build(self._labelled())
+
+    # -- fitting ---------------------------------------------------------------------------------
+
+    def _labelled(self) -> list[tuple[str, int]]:
+        pairs = [(text, i) for i, stage in enumerate(self.journey.stages) for text in stage.examples]
+        pairs += [(text, self.names.index(stage)) for text, stage in self._extra if stage in self.names]
+        return list({text.strip().lower(): (text, label) for text, label in pairs}.values())
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Embed texts, reusing a cache file keyed by the model and the texts."""
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        if self.cache_dir is None:
+            return self.embeddings.embed_array(texts)
+        key = hashlib.sha256("\n".join([self.embeddings.name, *texts]).encode()).hexdigest()[:24]
+        path = self.cache_dir / f"stage-vectors-{key}.npy"
+        if path.is_file():
+            return np.load(path)
+        vectors = self.embeddings.embed_array(texts)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, vectors)
+        tmp.replace(path)
+        return vectors
+
+    def _knn(self, sims: np.ndarray, class_index: list[np.ndarray]) -> np.ndarray:
+        """Per class, the mean of the TOP_K highest similarities (sims: (n, examples) or (examples,))."""
+        sims = np.atleast_2d(sims)
+        out = np.empty((sims.shape[0], len(class_index)))
+        for c, idx in enumerate(class_index):
+            block = sims[:, idx]
+            k = min(TOP_K, block.shape[1])
+            out[:, c] = np.sort(np.partition(block, block.shape[1] - k, axis=1)[:, -k:], axis=1).mean(axis=1)
+        return out
+
+    def _build(self, labelled: list[tuple[str, int]]) -> _Fit:
+        texts = [t for t, _ in labelled]
+        labels = np.array([label for _, label in labelled])
+        vectors = self._embed(texts)
+        class_index = [np.flatnonzero(labels == c) for c in range(len(self.names))]
+        sims = vectors @ vectors.T
+        np.fill_diagonal(sims, -1.0)
+        knn_oof = self._knn(sims, class_index)
+        nb_oof = np.zeros_like(knn_oof)
+        linear_oof = np.zeros_like(knn_oof)
+        folds = np.arange(len(texts)) % FOLDS
+        n_classes = len(self.names)
+        for fold in range(FOLDS):
+            train = folds != fold
+            held = np.flatnonzero(~train)
+            bayes = NaiveBayes(n_classes).fit([texts[i] for i in np.flatnonzero(train)], labels[train].tolist())
+            for i in held:
+                nb_oof[i] = bayes.log_posterior(texts[i])
+            linear = SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors[train], labels[train])
+            linear_oof[held] = linear.logits(vectors[held])
+        best = (np.inf, 0.0, 0.0, 0.0, 0.0)
+        rows = np.arange(len(texts))
+        for scale in (0.0, *KNN_SCALES):
+            for weight in NB_WEIGHTS:
+                for linear_weight in LINEAR_WEIGHTS:
+                    logits = scale * knn_oof + weight * nb_oof + linear_weight * linear_oof
+                    logp = logits - logits.max(axis=1, keepdims=True)
+                    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+                    nll = float(-logp[rows, labels].mean())
+                    if nll < best[0]:
+                        accuracy = float((logits.argmax(axis=1) == labels).mean())
+                        best = (nll, scale, weight, linear_weight, accuracy)
+        neutral = self._embed(list(self.journey.neutral)) if self.journey.neutral else np.zeros((0, vectors.shape[1]))
+        return _Fit(
+            texts=texts,
+            labels=labels,
+            vectors=vectors,
+            class_index=class_index,
+            neutral=neutral,
+            bayes=NaiveBayes(n_classes).fit(texts, labels.tolist()),
+            linear=SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors, labels),
+            knn_scale=best[1],
+            nb_weight=best[2],
+            linear_weight=best[3],
+            oof_accuracy=best[4],
+            oof_nll=best[0],
+        )
+
+    def add_examples(self, pairs: list[tuple[str, str]]) -> None:
+        """Learn from more labelled messages (staff corrections) without a restart."""
+        with self._lock:
+            self._extra.extend((text, stage) for text, stage in pairs if stage in self.names)
+            fit = self._build(self._labelled())
+            self._fit = fit
+
+    @property
+    def fitted(self) -> dict:
+        """How the ensemble was fitted: weights and out-of-fold accuracy on the labelled examples."""
+        fit = self._fit
+        return {
+            "examples": len(fit.texts),
+            "knn_scale": fit.knn_scale,
+            "nb_weight": fit.nb_weight,
+            "linear_weight": fit.linear_weight,
+            "oof_accuracy": round(fit.oof_accuracy, 4),
+            "oof_nll": round(fit.oof_nll, 4),
+        }
+
+    # -- detection -------------------------------------------------------------------------------
+
+    def _message_logits(self, fit: _Fit, vector: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray]:
+        sims = fit.vectors @ vector
+        knn = self._knn(sims, fit.class_index)[0]
+        lexical = fit.nb_weight * fit.bayes.log_posterior(text)
+        return fit.knn_scale * knn + lexical + fit.linear_weight * fit.linear.logits(vector)[0], sims
 
     def detect(self, signals: StageSignals, vector: np.ndarray | None = None) -> StageResult:
-        """Classify the message in its context."""
-        names = self.journey.names
-        query = vector if vector is not None else self.embeddings.embed_array([signals.message])[0]
-        sims = self._vectors @ query
-        raw = np.zeros(len(names), dtype=np.float64)
-        nearest: dict[int, list[int]] = {}
-        for index in range(len(names)):
-            idx = np.flatnonzero(self._label_array == index)
-            top = idx[np.argsort(sims[idx])[::-1][:TOP_EXAMPLES]]
-            nearest[index] = top.tolist()
-            raw[index] = float(sims[top].mean())
+        """Classify the last message in its context."""
+        fit = self._fit
+        names = self.names
+        if vector is None:
+            vector = self.embeddings.embed_array([signals.message])[0]
+        logits, sims = self._message_logits(fit, vector, signals.message)
         evidence: list[dict] = []
-        adjusted = raw.copy()
+        best_similarity = float(sims.max())
+        neutral_similarity = float((fit.neutral @ vector).max()) if len(fit.neutral) else -1.0
+        vague = best_similarity < VAGUE_SIMILARITY or neutral_similarity >= best_similarity
+        words = len(signals.message.split())
+        unsure = float(_softmax(logits).max()) < CONTEXT_BELOW
+        if signals.history and words <= FOLLOW_UP_WORDS and unsure:
+            joined = f"{signals.history[-1]} {signals.message}"
+            context_vector = self.embeddings.embed_array([joined])[0]
+            context_logits, _ = self._message_logits(fit, context_vector, joined)
+            logits = (logits + context_logits) / 2
+            evidence.append(
+                {"type": "context", "detail": "a short, unclear follow-up, read together with the previous message"}
+            )
         page_stage = None
         for rule in self.journey.page_rules:
             if rule.matches(signals.page_url, signals.page_title):
                 page_stage = names.index(rule.stage)
-                adjusted[page_stage] += rule.weight
-                evidence.append({"type": "page_rule", "pattern": rule.pattern, "stage": rule.stage})
+                logits[page_stage] += rule.weight
+                evidence.append(
+                    {
+                        "type": "page_rule",
+                        "pattern": rule.pattern,
+                        "stage": rule.stage,
+                        "detail": f"the visitor is on a page matching {rule.pattern!r}",
+                    }
+                )
                 break
         if signals.known_customer:
-            for name in PRE_PURCHASE:
-                if name in names:
-                    adjusted[names.index(name)] -= KNOWN_CUSTOMER_PENALTY
-            evidence.append({"type": "known_customer", "detail": "host page says the visitor is a customer"})
-        probs = np.exp((adjusted - adjusted.max()) / TEMPERATURE)
-        probs /= probs.sum()
-        best = int(np.argmax(probs))
-        vague = float(sims.max()) < VAGUE_SIMILARITY
+            for i, stage in enumerate(self.journey.stages):
+                if stage.before_purchase:
+                    logits[i] -= KNOWN_CUSTOMER_PENALTY
+            evidence.append({"type": "known_customer", "detail": "the host page says the visitor is a customer"})
         previous = signals.previous if signals.previous in names else None
-        chosen = best
-        if previous is not None and previous != names[best]:
-            prev_index = names.index(previous)
-            if vague or probs[best] - probs[prev_index] < SWITCH_MARGIN:
-                chosen = prev_index
-                reason = "message too vague to move" if vague else "not clearly a different stage"
-                evidence.append({"type": "kept_previous", "stage": previous, "detail": reason})
-        elif previous is None and vague:
+        if previous is not None:
+            logits[names.index(previous)] += STICKINESS
+        probs = _softmax(logits)
+        chosen = int(np.argmax(probs))
+        if vague and previous is not None:
+            chosen = names.index(previous)
+            detail = "small talk" if neutral_similarity >= best_similarity else "no labelled example is close"
+            evidence.append({"type": "kept_previous", "stage": previous, "detail": f"kept the stage: {detail}"})
+        elif vague:
             chosen = page_stage if page_stage is not None else 0
-            detail = "page rule" if page_stage is not None else "first stage of the journey"
-            evidence.append({"type": "vague", "detail": f"no labelled example is close; defaulting to the {detail}"})
-        evidence[:0] = [
-            {"type": "example", "stage": names[chosen], "text": self._texts[i], "similarity": round(float(sims[i]), 3)}
-            for i in nearest[chosen]
-        ]
+            source = "the page rule" if page_stage is not None else "the first stage of the journey"
+            evidence.append({"type": "vague", "detail": f"nothing stage-specific in the message; using {source}"})
+        elif previous is not None and names[chosen] != previous:
+            evidence.append({"type": "transition", "detail": f"moved from {previous} to {names[chosen]}"})
         confidence = float(probs[chosen])
-        if vague:
+        if vague and previous is None:
             confidence = min(confidence, 0.5)
+        label_idx = fit.class_index[chosen]
+        nearest = label_idx[np.argsort(sims[label_idx])[::-1][:TOP_K]]
+        examples = [
+            {"type": "example", "stage": names[chosen], "text": fit.texts[i], "similarity": round(float(sims[i]), 3)}
+            for i in nearest
+        ]
+        telling = fit.bayes.telling_words(signals.message, chosen)
+        if telling:
+            examples.append({"type": "words", "stage": names[chosen], "words": telling})
         return StageResult(
             name=names[chosen],
             confidence=confidence,
             scores={n: float(p) for n, p in zip(names, probs, strict=True)},
-            evidence=evidence,
+            evidence=examples + evidence,
             previous=previous,
         )
