@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(600, gt=0)
     llm_max_retries: int = Field(1, ge=0, le=5)
     llm_temperature: float = Field(0.2, ge=0, le=2)
+    llm_stage: bool = Field(True, description="with an LLM configured, let it vote on the journey stage")
+    llm_stage_weight: float = Field(0.5, ge=0, le=5, description="weight of the LLM's stage vote in the ensemble")
+    llm_stage_timeout: float = Field(4.0, gt=0)
 
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
@@ -43,11 +46,19 @@ class Settings(BaseSettings):
     stage_boost: float = Field(0.05, ge=0, description="score bonus for passages tagged with the visitor's stage")
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    widget_origins: str = Field(
+        "*", description="origins whose pages may call the visitor API (the widget): * or a comma-separated list"
+    )
 
     @property
     def llm_enabled(self) -> bool:
         """True when an OpenAI-compatible LLM is configured (a key or a base URL)."""
         return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """JOURNEY_WIDGET_ORIGINS as a list for the CORS middleware."""
+        return [o.strip().rstrip("/") for o in self.widget_origins.split(",") if o.strip()]
 
     @cached_property
     def sqlalchemy_url(self) -> str:

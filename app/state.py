@@ -13,6 +13,7 @@ from app.embeddings import make_embeddings
 from app.kb.store import KnowledgeBase, make_chroma_client
 from app.stages.config import JourneyConfig, load_journey
 from app.stages.detector import EnsembleStageDetector
+from app.stages.llm import LLMStageClassifier
 from app.store.db import make_engine, make_sessionmaker
 
 
@@ -52,5 +53,6 @@ def build_services(settings: Settings) -> Services:
         detector=EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache"),
         sessions=make_sessionmaker(engine),
         llm=LLMAnswerer(settings) if settings.llm_enabled else None,
+        stage_llm=LLMStageClassifier(settings, journey) if settings.llm_enabled and settings.llm_stage else None,
     )
     return Services(settings=settings, journey=journey, kb=kb, engine=engine, chat=chat)

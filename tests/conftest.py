@@ -148,6 +148,7 @@ def llm_server(make_data_dir: Callable[[], Path], fake_llm_session: FakeLLMServe
         JOURNEY_LLM_TIMEOUT="3",
         JOURNEY_LLM_TOKEN_TIMEOUT="1",
         JOURNEY_LLM_MAX_RETRIES="0",
+        JOURNEY_LLM_STAGE_TIMEOUT="1",
     )
     yield server
     server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -106,3 +107,41 @@ def test_client_disconnect_mid_stream_leaves_a_touchpoint(llm_server, fake_llm):
 def test_offline_mode_sends_nothing_to_llm(offline_server, fake_llm):
     httpx.post(f"{offline_server.url}/v1/chat", json=PRICING, timeout=30).raise_for_status()
     assert fake_llm.requests == []
+
+
+def _stage_vote_or_answer(stage: str, answer: str):
+    """A fake reply: a JSON stage vote for structured-output requests, the answer text otherwise."""
+
+    def reply(body: dict) -> str:
+        if body.get("response_format", {}).get("type") == "json_schema":
+            return json.dumps({"stage": stage, "confidence": 0.95, "reason": "the visitor says it is broken"})
+        return answer
+
+    return reply
+
+
+def test_llm_stage_vote_is_weighed_in(llm_server, fake_llm):
+    message = {"message": "tell me about the reports"}
+    fake_llm.reply = _stage_vote_or_answer("support", "Reports are under Insights [1].")
+    with_vote = httpx.post(f"{llm_server.url}/v1/chat", json=message, timeout=30).json()
+    classify = [r for r in fake_llm.requests if r.get("response_format")]
+    assert classify, "the stage classification request reached the LLM"
+    schema = json.dumps(classify[-1]["response_format"])
+    for name in ("awareness", "support", "advocacy"):
+        assert name in schema, "the JSON schema lists the configured stages"
+    assert "tell me about the reports" in classify[-1]["messages"][-1]["content"]
+    llm_evidence = [e for e in with_vote["stage"]["evidence"] if e["type"] == "llm"]
+    assert llm_evidence == [
+        {"type": "llm", "stage": "support", "confidence": 0.95, "detail": "the visitor says it is broken"}
+    ]
+    fake_llm.reply = _stage_vote_or_answer("advocacy", "Reports are under Insights [1].")
+    other = httpx.post(f"{llm_server.url}/v1/chat", json=message, timeout=30).json()
+    assert with_vote["stage"]["scores"]["support"] > other["stage"]["scores"]["support"]
+    assert other["stage"]["scores"]["advocacy"] > with_vote["stage"]["scores"]["advocacy"]
+
+
+def test_failed_stage_vote_leaves_offline_detector_alone(llm_server, fake_llm):
+    fake_llm.reply = "not json at all"
+    data = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30).json()
+    assert data["stage"]["name"] == "decision"
+    assert not [e for e in data["stage"]["evidence"] if e["type"] == "llm"]

@@ -21,7 +21,8 @@ from app.config import Settings
 from app.embeddings import VectorCache
 from app.kb.store import Hit, KnowledgeBase, by_document
 from app.stages.config import JourneyConfig
-from app.stages.detector import StageDetector, StageResult, StageSignals
+from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
+from app.stages.llm import LLMStageClassifier, as_vote
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 
 OFFLINE_MODEL = "offline-composer"
@@ -87,6 +88,7 @@ class ChatService:
         detector: StageDetector,
         sessions,
         llm: LLMAnswerer | None,
+        stage_llm: LLMStageClassifier | None = None,
     ) -> None:
         self.settings = settings
         self.journey = journey
@@ -94,6 +96,7 @@ class ChatService:
         self.detector = detector
         self.sessions = sessions
         self.llm = llm
+        self.stage_llm = stage_llm
         self.vectors = VectorCache(kb.embeddings)
 
     def _load(self, request: ChatRequest) -> Prepared:
@@ -123,11 +126,10 @@ class ChatService:
         """Check the conversation belongs to the visitor and load its recent turns (ConversationNotFound if not)."""
         return await to_thread.run_sync(self._load, request)
 
-    def _understand(self, p: Prepared) -> tuple[StageResult, list[Hit], np.ndarray]:
+    def _signals(self, p: Prepared) -> StageSignals:
         request = p.request
         page = request.page
-        vector = self.kb.embeddings.embed_array([request.message])[0]
-        signals = StageSignals(
+        return StageSignals(
             message=request.message,
             history=tuple(q for q, _ in p.history),
             page_url=page.url if page else "",
@@ -135,14 +137,28 @@ class ChatService:
             known_customer=bool(request.identity and request.identity.known_customer),
             previous=p.previous_stage,
         )
-        stage = self.detector.detect(signals, vector)
+
+    def _understand(
+        self, p: Prepared, signals: StageSignals, vote: StageVote | None
+    ) -> tuple[StageResult, list[Hit], np.ndarray]:
+        message = p.request.message
+        vector = self.kb.embeddings.embed_array([message])[0]
+        stage = self.detector.detect(signals, vector, vote)
         query_vector = vector
-        if p.history and len(request.message.split()) < 5:
-            query_vector = self.kb.embeddings.embed_array([f"{p.history[-1][0]} {request.message}"])[0]
+        if p.history and len(message.split()) < 5:
+            query_vector = self.kb.embeddings.embed_array([f"{p.history[-1][0]} {message}"])[0]
         hits = self.kb.search(
             query_vector.tolist(), stage=stage.name, k=self.settings.retrieval_k, stage_boost=self.settings.stage_boost
         )
         return stage, hits, query_vector
+
+    async def _vote(self, signals: StageSignals) -> StageVote | None:
+        if self.stage_llm is None or _SMALL_TALK.match(signals.message):
+            return None
+        answer = await self.stage_llm.classify(signals)
+        if answer is None:
+            return None
+        return as_vote(answer, self.journey.names, self.settings.llm_stage_weight)
 
     def _offline(self, p: Prepared, stage: StageResult, hits: list[Hit], query_vector: np.ndarray) -> tuple[str, list]:
         if _SMALL_TALK.match(p.request.message):
@@ -198,7 +214,9 @@ class ChatService:
 
     async def run(self, p: Prepared, state: TurnState) -> AsyncIterator[Event]:
         """Yield stage, sources, token..., done; the touchpoint is committed before done."""
-        stage, hits, query_vector = await to_thread.run_sync(self._understand, p)
+        signals = self._signals(p)
+        vote = await self._vote(signals)
+        stage, hits, query_vector = await to_thread.run_sync(self._understand, p, signals, vote)
         state.stage = stage
         yield "stage", stage.as_dict()
         relevant = self._relevant(hits)

@@ -72,10 +72,20 @@ class StageResult:
         }
 
 
+@dataclass(frozen=True)
+class StageVote:
+    """An outside opinion (the LLM's) as logits to add, with the evidence to show for it."""
+
+    logits: np.ndarray
+    evidence: dict
+
+
 class StageDetector(Protocol):
     """Anything that turns signals into a StageResult."""
 
-    def detect(self, signals: StageSignals, vector: np.ndarray | None = None) -> StageResult:
+    def detect(
+        self, signals: StageSignals, vector: np.ndarray | None = None, vote: StageVote | None = None
+    ) -> StageResult:
         """Classify one visitor turn (vector: the message's embedding, if already computed)."""
         ...
 
@@ -225,7 +235,9 @@ class EnsembleStageDetector:
         lexical = fit.nb_weight * fit.bayes.log_posterior(text)
         return fit.knn_scale * knn + lexical + fit.linear_weight * fit.linear.logits(vector)[0], sims
 
-    def detect(self, signals: StageSignals, vector: np.ndarray | None = None) -> StageResult:
+    def detect(
+        self, signals: StageSignals, vector: np.ndarray | None = None, vote: StageVote | None = None
+    ) -> StageResult:
         """Classify the last message in its context."""
         fit = self._fit
         names = self.names
@@ -265,6 +277,9 @@ class EnsembleStageDetector:
                 if stage.before_purchase:
                     logits[i] -= KNOWN_CUSTOMER_PENALTY
             evidence.append({"type": "known_customer", "detail": "the host page says the visitor is a customer"})
+        if vote is not None:
+            logits = logits + vote.logits
+            evidence.append(vote.evidence)
         previous = signals.previous if signals.previous in names else None
         if previous is not None:
             logits[names.index(previous)] += STICKINESS
