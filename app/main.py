@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.chat.router import router as chat_router
 from app.config import Settings
+from app.conversations.router import router as conversations_router
 from app.deps import ServicesDep
 from app.errors import BodySizeLimit, install_error_handlers
+from app.widget.router import router as widget_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,7 +35,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["content-type"],
+    )
     app.include_router(chat_router)
+    app.include_router(conversations_router)
+    app.include_router(widget_router)
 
     @app.get("/health", tags=["ops"])
     async def health(services: ServicesDep) -> dict:

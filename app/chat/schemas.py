@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_MESSAGE_CHARS = 4000
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+VISITOR_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,128}$"
+MAX_UTM_PARAMS = 10
 
 
 class PageContext(BaseModel):
@@ -18,15 +20,22 @@ class PageContext(BaseModel):
     url: str = Field("", max_length=2048)
     title: str = Field("", max_length=512)
     referrer: str = Field("", max_length=2048)
+    utm: dict[str, str] = Field({}, description="utm_* parameters the visitor landed with, if the URL has none")
 
-    def utm(self) -> dict[str, str]:
-        """utm_* parameters of the page URL."""
+    @field_validator("utm")
+    @classmethod
+    def _only_utm(cls, value: dict[str, str]) -> dict[str, str]:
+        kept = {k[:40]: v[:200] for k, v in value.items() if k.startswith("utm_")}
+        return dict(list(kept.items())[:MAX_UTM_PARAMS])
+
+    def utm_params(self) -> dict[str, str]:
+        """utm_* parameters of the page URL, else those the visitor landed with."""
         query = urlparse(self.url).query
-        return {k: v[:200] for k, v in parse_qsl(query) if k.startswith("utm_")}
+        return {k: v[:200] for k, v in parse_qsl(query) if k.startswith("utm_")} or self.utm
 
     def as_record(self) -> dict:
         """What a touchpoint stores about the page."""
-        return {"url": self.url, "title": self.title, "referrer": self.referrer, "utm": self.utm()}
+        return {"url": self.url, "title": self.title, "referrer": self.referrer, "utm": self.utm_params()}
 
 
 class Identity(BaseModel):
@@ -48,7 +57,7 @@ class ChatRequest(BaseModel):
 
     message: str = Field(..., max_length=MAX_MESSAGE_CHARS, description="the visitor's message")
     conversation_id: str | None = Field(None, pattern=ID_PATTERN)
-    visitor_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{8,128}$")
+    visitor_id: str | None = Field(None, pattern=VISITOR_ID_PATTERN)
     page: PageContext | None = None
     identity: Identity | None = None
 

@@ -34,7 +34,7 @@ class Conversation(Base):
 
 
 class Touchpoint(Base):
-    """One recorded exchange (question, reply, stage, sources, model, latency, outcome)."""
+    """One recorded exchange (question, reply, stage, sources, model, latency, outcome) or journey event (data)."""
 
     __tablename__ = "touchpoints"
     __table_args__ = (UniqueConstraint("conversation_id", "turn", name="uq_touchpoint_turn"),)
@@ -62,3 +62,4 @@ class Touchpoint(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(32), default="ok", index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON)

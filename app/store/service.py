@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.store.models import Conversation, Touchpoint, utcnow
@@ -114,3 +115,71 @@ def record_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
         conversation.identity = record.identity
     session.commit()
     return touchpoint
+
+
+def find_exchange(*, session: Session, conversation_id: str, message_id: str) -> Touchpoint | None:
+    """The exchange touchpoint message_id of the conversation, or None."""
+    touchpoint = session.get(Touchpoint, message_id)
+    if touchpoint is None or touchpoint.conversation_id != conversation_id or touchpoint.kind != "exchange":
+        return None
+    return touchpoint
+
+
+def conversation_touchpoints(*, session: Session, conversation_id: str) -> list[Touchpoint]:
+    """Every touchpoint of a conversation (exchanges and events), in turn order."""
+    return list(
+        session.scalars(
+            select(Touchpoint).where(Touchpoint.conversation_id == conversation_id).order_by(Touchpoint.turn)
+        ).all()
+    )
+
+
+def _add_event(
+    *,
+    session: Session,
+    conversation: Conversation,
+    id: str,
+    kind: str,
+    data: dict,
+    stage: str | None,
+    page: dict | None,
+) -> Touchpoint:
+    last_turn = session.scalar(select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == conversation.id))
+    now = utcnow()
+    touchpoint = Touchpoint(
+        id=id,
+        conversation_id=conversation.id,
+        visitor_id=conversation.visitor_id,
+        turn=(last_turn or 0) + 1,
+        kind=kind,
+        created_at=now,
+        page=page,
+        stage=stage or conversation.stage,
+        data=data,
+    )
+    session.add(touchpoint)
+    conversation.turns = touchpoint.turn
+    conversation.updated_at = now
+    session.commit()
+    return touchpoint
+
+
+def record_event(
+    *,
+    session: Session,
+    conversation: Conversation,
+    id: str,
+    kind: str,
+    data: dict,
+    stage: str | None = None,
+    page: dict | None = None,
+    attempts: int = 3,
+) -> Touchpoint:
+    """Store a journey event (feedback, handoff) as the conversation's next touchpoint and commit it."""
+    event = {"conversation": conversation, "id": id, "kind": kind, "data": data, "stage": stage, "page": page}
+    for _ in range(attempts - 1):
+        try:
+            return _add_event(session=session, **event)
+        except IntegrityError:  # a concurrent touchpoint took the turn number: take the next one
+            session.rollback()
+    return _add_event(session=session, **event)

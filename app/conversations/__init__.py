@@ -1,0 +1,1 @@
+"""Conversation endpoints for visitors: transcript, feedback and handoff."""

@@ -1,0 +1,64 @@
+"""Visitor conversation endpoints: GET /v1/conversations/{id}, POST .../feedback and .../handoff."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.exceptions import RequestValidationError
+
+from app.chat.router import NOT_YOURS
+from app.chat.schemas import ID_PATTERN, VISITOR_ID_PATTERN
+from app.conversations.schemas import FeedbackIn, FeedbackOut, HandoffIn, HandoffOut, TranscriptOut
+from app.conversations.service import EmailRequired, MessageNotFound, give_feedback, hand_off, read_transcript
+from app.deps import ChatDep
+from app.store.service import ConversationNotFound
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
+NOT_A_REPLY = "message not found in this conversation: message_id must be the message_id of one of its replies"
+
+
+async def _run(call):
+    try:
+        return await to_thread.run_sync(call)
+    except ConversationNotFound as exc:
+        raise HTTPException(status_code=404, detail=NOT_YOURS) from exc
+    except MessageNotFound as exc:
+        raise HTTPException(status_code=404, detail=NOT_A_REPLY) from exc
+    except EmailRequired as exc:
+        raise RequestValidationError([{"loc": ("body", "email"), "msg": str(exc), "type": "missing"}]) from exc
+
+
+@router.get("/{conversation_id}", response_model=TranscriptOut)
+async def transcript(
+    conversation_id: ConversationId,
+    visitor_id: Annotated[str, Query(pattern=VISITOR_ID_PATTERN)],
+    chat: ChatDep,
+) -> dict:
+    """The visitor's own transcript: each question, reply, stage, sources and feedback."""
+    return await _run(
+        partial(read_transcript, sessions=chat.sessions, conversation_id=conversation_id, visitor_id=visitor_id)
+    )
+
+
+@router.post("/{conversation_id}/feedback", response_model=FeedbackOut, status_code=201)
+async def feedback(conversation_id: ConversationId, body: FeedbackIn, chat: ChatDep) -> dict:
+    """Record a thumbs up or down on one reply."""
+    return await _run(partial(give_feedback, sessions=chat.sessions, conversation_id=conversation_id, body=body))
+
+
+@router.post("/{conversation_id}/handoff", response_model=HandoffOut, status_code=201)
+async def handoff(conversation_id: ConversationId, body: HandoffIn, chat: ChatDep) -> dict:
+    """Hand the conversation to a person: record it and tell the visitor what happens next."""
+    call = partial(
+        hand_off,
+        sessions=chat.sessions,
+        conversation_id=conversation_id,
+        body=body,
+        company=chat.settings.company_name,
+    )
+    return await _run(call)

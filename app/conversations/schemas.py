@@ -1,0 +1,104 @@
+"""Request and response bodies of the visitor conversation endpoints."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, VISITOR_ID_PATTERN, PageContext, SourceOut
+
+EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+
+def valid_email(value: str) -> bool:
+    """True for a plausible address (something@domain.tld)."""
+    return bool(EMAIL.match(value))
+
+
+class FeedbackIn(BaseModel):
+    """A visitor's thumbs up or down on one reply."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN)
+    message_id: str = Field(..., pattern=ID_PATTERN)
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    """The stored feedback."""
+
+    conversation_id: str
+    message_id: str
+    rating: str
+    status: str = "recorded"
+
+
+class HandoffIn(BaseModel):
+    """A visitor asking for a person; anonymous visitors give an email."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN)
+    email: str | None = Field(None, max_length=254)
+    message: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+    page: PageContext | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if not valid_email(value):
+            raise ValueError("not a valid email address")
+        return value
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+
+class HandoffOut(BaseModel):
+    """What happens next, in words for the visitor."""
+
+    conversation_id: str
+    email: str
+    next_steps: str
+    status: str = "received"
+
+
+class TurnOut(BaseModel):
+    """One exchange of a transcript, with the visitor's latest feedback on it."""
+
+    message_id: str
+    question: str
+    reply: str
+    stage: str | None
+    sources: list[SourceOut]
+    suggestions: list[str]
+    feedback: Literal["up", "down"] | None
+    outcome: str
+    created_at: datetime
+
+
+class HandoffState(BaseModel):
+    """The latest handoff of a conversation."""
+
+    email: str
+    created_at: datetime
+
+
+class TranscriptOut(BaseModel):
+    """A visitor's own conversation, to restore the widget after a reload."""
+
+    conversation_id: str
+    visitor_id: str
+    stage: str | None
+    turns: list[TurnOut]
+    handoff: HandoffState | None

@@ -1,0 +1,130 @@
+"""GET /widget.js, the demo page, starter questions and CORS for embedding, through real HTTP."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import REPO, Server
+
+from app.kb.documents import load_folder
+
+MAX_WIDGET_GZIP_BYTES = 15 * 1024
+
+
+def get(server, path: str, **kwargs) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", timeout=30, **kwargs)
+
+
+def test_widget_js_is_served_with_an_etag_and_caching(offline_server):
+    response = get(offline_server, "/widget.js", headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["cache-control"] == "public, max-age=300"
+    assert response.content == (REPO / "widget" / "widget.js").read_bytes()
+    etag = response.headers["etag"]
+    again = get(offline_server, "/widget.js", headers={"accept-encoding": "identity", "if-none-match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    changed = get(offline_server, "/widget.js", headers={"accept-encoding": "identity", "if-none-match": '"old"'})
+    assert changed.status_code == 200
+
+
+def test_widget_js_is_at_most_15_kb_gzipped(offline_server):
+    plain = get(offline_server, "/widget.js", headers={"accept-encoding": "identity"}).content
+    with httpx.stream("GET", f"{offline_server.url}/widget.js", headers={"accept-encoding": "gzip"}) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        assert "Accept-Encoding" in response.headers["vary"]
+        served = b"".join(response.iter_raw())
+    assert gzip.decompress(served) == plain
+    print(f"widget.js: {len(plain)} bytes, {len(served)} bytes gzipped as served")
+    assert len(served) <= MAX_WIDGET_GZIP_BYTES
+    assert len(gzip.compress(plain, compresslevel=6)) <= MAX_WIDGET_GZIP_BYTES
+
+
+def test_widget_js_answers_head(offline_server):
+    response = httpx.head(f"{offline_server.url}/widget.js", timeout=30)
+    assert response.status_code == 200 and response.headers["etag"]
+
+
+def test_demo_page_embeds_the_widget(offline_server):
+    response = get(offline_server, "/")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    html = response.text
+    assert "Lumio" in html and "window.JourneyGuide = {" in html
+    assert '<script src="/widget.js" async></script>' in html
+    assert html.index("window.JourneyGuide") < html.index('src="/widget.js"')
+
+
+def stage_questions(stage: str) -> set[str]:
+    docs, _ = load_folder(REPO / "knowledge" / "docs")
+    return {q for d in docs if stage in d.stages for q in d.questions}
+
+
+def test_starter_questions_follow_the_page_rules(offline_server):
+    response = get(offline_server, "/v1/suggestions", params={"page_url": "https://www.lumio.example/pricing?x=1"})
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["stage"] == "decision" and out["basis"] == "page_rule"
+    assert 2 <= len(out["suggestions"]) <= 4
+    assert set(out["suggestions"]) <= stage_questions("decision")
+
+
+def test_starter_questions_for_a_given_stage(offline_server):
+    out = get(offline_server, "/v1/suggestions", params={"stage": "onboarding", "page_url": "/pricing"}).json()
+    assert out["stage"] == "onboarding" and out["basis"] == "stage"
+    assert 2 <= len(out["suggestions"]) <= 4
+    assert set(out["suggestions"]) <= stage_questions("onboarding")
+
+
+def test_starter_questions_default_to_the_first_stage(offline_server):
+    out = get(offline_server, "/v1/suggestions").json()
+    assert out["stage"] == "awareness" and out["basis"] == "default"
+    assert set(out["suggestions"]) <= stage_questions("awareness") and len(out["suggestions"]) >= 2
+
+
+def test_unknown_stage_is_a_clear_422(offline_server):
+    response = get(offline_server, "/v1/suggestions", params={"stage": "nirvana"})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("query.stage: unknown stage 'nirvana'; expected one of awareness")
+
+
+def test_any_site_may_call_the_visitor_api_by_default(offline_server):
+    preflight = httpx.options(
+        f"{offline_server.url}/v1/chat/stream",
+        headers={
+            "origin": "https://www.customer.example",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        },
+        timeout=30,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    response = get(offline_server, "/v1/suggestions", headers={"origin": "https://www.customer.example"})
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.fixture(scope="module")
+def one_site_server(make_data_dir) -> Iterator[Server]:
+    """A deployment that lets only its own website embed the widget."""
+    server = Server(make_data_dir(), JOURNEY_WIDGET_ORIGINS="https://www.lumio.example, https://lumio.example/")
+    yield server
+    server.stop()
+
+
+def test_widget_origins_limit_which_sites_may_call(one_site_server):
+    def preflight(origin: str) -> httpx.Response:
+        headers = {
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        }
+        return httpx.options(f"{one_site_server.url}/v1/chat", headers=headers, timeout=30)
+
+    allowed = preflight("https://lumio.example")
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://lumio.example"
+    refused = preflight("https://evil.example")
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers

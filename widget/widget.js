@@ -1,0 +1,799 @@
+/*! Journey Guide widget | Apache-2.0 | https://github.com/journey-guide */
+/* One file, no framework. Everything lives in a shadow root; no text from visitors, documents or the
+   LLM is ever parsed as HTML: the Markdown renderer builds DOM nodes and sets textContent. */
+(() => {
+  "use strict";
+  const w = window;
+  const d = document;
+  if (w.__journeyGuideLoaded) return;
+  w.__journeyGuideLoaded = true;
+
+  const given = w.JourneyGuide;
+  const cfg = given && typeof given === "object" && !given.open ? given : {};
+  const script = d.currentScript || d.querySelector('script[src*="widget.js"]');
+  const base = String(cfg.apiUrl || (script && script.src.replace(/widget\.js([?#].*)?$/, "")) || "/").replace(
+    /\/?$/,
+    "/"
+  );
+
+  const T = Object.assign(
+    {
+      title: "Ask us anything",
+      subtitle: "Answers from our help centre",
+      greeting: "Hi! I can answer questions about our product, plans and getting set up.",
+      starters: "Tap any question to see how we'd answer",
+      open: "Open chat",
+      close: "Close chat",
+      unread: "new replies",
+      placeholder: "Type your question…",
+      input: "Your message",
+      send: "Send",
+      you: "You:",
+      bot: "Guide:",
+      sources: "Sources",
+      up: "Helpful",
+      down: "Not helpful",
+      thanks: "Thanks for the feedback!",
+      suggested: "Suggested questions",
+      failed: "Not sent.",
+      retry: "Retry",
+      busy: "Writing a reply…",
+      contact: "Contact support",
+      human: "Talk to a person",
+      email: "Your email",
+      emailHelp: "A person from our team will reply to this address.",
+      known: "We'll reply to {email}.",
+      message: "What do you need help with?",
+      submit: "Send to support",
+      cancel: "Cancel",
+      badEmail: "Please enter a valid email address.",
+      needMessage: "Please tell us what you need help with.",
+      offline: "We couldn't reach the server. Please try again.",
+      handedOff: "Our support team has this conversation and will reply to {email}.",
+    },
+    cfg.strings
+  );
+  ["title", "subtitle", "greeting"].forEach((k) => {
+    if (cfg[k]) T[k] = String(cfg[k]);
+  });
+
+  // ---- storage that falls back to memory (private modes, blocked storage) ----
+  const mem = {};
+  const KEY = "journey-guide:";
+  const store = {
+    get(k) {
+      try {
+        const v = localStorage.getItem(KEY + k);
+        if (v !== null) return v;
+      } catch (e) {}
+      return k in mem ? mem[k] : null;
+    },
+    set(k, v) {
+      if (v == null) delete mem[k];
+      else mem[k] = v;
+      try {
+        if (v == null) localStorage.removeItem(KEY + k);
+        else localStorage.setItem(KEY + k, v);
+      } catch (e) {}
+    },
+  };
+  const rid = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  let visitor = store.get("visitor");
+  if (!/^[A-Za-z0-9_.:-]{8,128}$/.test(visitor || "")) store.set("visitor", (visitor = rid()));
+  let conversation = store.get("conversation");
+  let identity = null;
+
+  const landing = new URLSearchParams(location.search);
+  const utmNow = {};
+  landing.forEach((v, k) => {
+    if (k.indexOf("utm_") === 0) utmNow[k] = v.slice(0, 200);
+  });
+  if (Object.keys(utmNow).length) store.set("utm", JSON.stringify(utmNow));
+
+  // ---- colours with WCAG contrast ----
+  const hex = (c) => (/^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(c || "") ? c : null);
+  const lum = (c) => {
+    let h = c.slice(1);
+    if (h.length === 3) h = h.replace(/./g, "$&$&");
+    const ch = [0, 2, 4].map((i) => {
+      const v = parseInt(h.substr(i, 2), 16) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2];
+  };
+  const contrast = (a, b) => {
+    const x = lum(a);
+    const y = lum(b);
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  };
+  const colors = cfg.colors || {};
+  const primary = hex(colors.primary || cfg.color) || "#4338ca";
+  const onPrimary = hex(colors.text) || (contrast(primary, "#ffffff") >= 4.5 ? "#ffffff" : "#111827");
+  const accent = contrast(primary, "#f3f4f6") >= 4.5 ? primary : "#1f2937";
+  const side = cfg.position === "left" ? "left" : "right";
+
+  const CSS = `:host{all:initial!important;display:block!important;position:fixed!important;${side}:0!important;bottom:0!important;width:0!important;height:0!important;z-index:2147483647!important;visibility:visible!important;opacity:1!important;transform:none!important;contain:none!important}
+.jg{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#111827;-webkit-font-smoothing:antialiased}
+.jg *{box-sizing:border-box}
+button,input,textarea{font:inherit;color:inherit}
+button{cursor:pointer}
+:focus-visible{outline:2px solid ${accent};outline-offset:2px}
+header :focus-visible{outline-color:currentColor}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.launch{position:fixed;${side}:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;background:${primary};color:${onPrimary};box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;padding:0}
+.launch svg{width:28px;height:28px;display:block}
+.compose svg{width:20px;height:20px}
+.badge{position:absolute;top:-4px;${side === "right" ? "left" : "right"}:-4px;min-width:22px;height:22px;border-radius:11px;background:#b91c1c;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center;padding:0 6px;border:2px solid #fff}
+.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;animation:in .18s ease-out}
+@keyframes in{from{opacity:0;transform:translateY(12px)}}
+[hidden]{display:none!important}
+header{background:${primary};color:${onPrimary};padding:14px 12px 14px 18px;display:flex;align-items:center;gap:8px}
+header div{flex:1;min-width:0}
+h2{font-size:17px;margin:0;font-weight:700}
+header p{margin:2px 0 0;font-size:13px}
+.x{background:transparent;border:0;color:inherit;border-radius:8px;padding:6px;flex:none}
+.x svg{width:24px;height:24px;display:block}
+.foot{text-align:center;padding:0 12px 8px}
+.hb{background:none;border:0;color:#374151;font-size:13px;text-decoration:underline;padding:4px 8px;border-radius:6px}
+.log{flex:1;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:10px;overscroll-behavior:contain}
+.m{max-width:86%;padding:9px 13px;border-radius:14px;overflow-wrap:anywhere}
+.u{align-self:flex-end;background:${primary};color:${onPrimary};border-bottom-right-radius:4px;white-space:pre-wrap}
+.b{align-self:flex-start;background:#f3f4f6;border-bottom-left-radius:4px}
+.b a{color:${accent}}
+.b p,.b ul,.b ol,.b pre{margin:0 0 8px}
+.b>div>:last-child{margin-bottom:0}
+.b ul,.b ol{padding-left:20px}
+code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#e5e7eb;border-radius:4px;padding:1px 4px}
+pre{overflow-x:auto;background:#e5e7eb;padding:8px;border-radius:6px;white-space:pre}
+pre code{padding:0}
+sup a{text-decoration:none;font-size:11px}
+.b .src{margin:8px 0 0;padding:8px 0 0;border-top:1px solid #d1d5db;font-size:13px;list-style:none}
+.src li{margin:2px 0}
+.src b{font-size:12px;color:#4b5563}
+.fb{display:flex;gap:4px;align-items:center;margin-top:6px;font-size:13px;color:#4b5563}
+.fb button{background:#fff;border:1px solid #9ca3af;border-radius:8px;padding:4px 7px;line-height:0}
+.fb svg{width:16px;height:16px}
+.fb button[aria-pressed=true]{background:${accent};border-color:${accent};color:#fff}
+.err{background:#fef2f2;color:#991b1b;align-self:flex-end;font-size:13px;padding:2px 4px}
+.err button{background:none;border:0;color:#991b1b;font-weight:700;text-decoration:underline}
+.note{align-self:center;background:#ecfdf5;color:#065f46;border-radius:10px;padding:8px 12px;font-size:14px;max-width:94%}
+.chips{display:flex;flex-wrap:wrap;gap:6px}
+.chips p{width:100%;margin:0;font-size:13px;color:#4b5563}
+.chip{background:#fff;border:1.5px solid ${accent};color:${accent};border-radius:16px;padding:6px 12px;font-size:14px;text-align:left}
+.chip:hover{background:#eef2ff}
+.dots span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#6b7280;animation:bl 1s infinite}
+.dots span:nth-child(2){animation-delay:.2s}.dots span:nth-child(3){animation-delay:.4s}
+@keyframes bl{50%{opacity:.25}}
+form.card{border:1px solid #d1d5db;border-radius:12px;padding:12px;display:flex;flex-direction:column;gap:6px;background:#fff}
+label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
+.card input,.card textarea{border:1px solid #6b7280;border-radius:8px;padding:8px;width:100%;background:#fff}
+.card small{color:#4b5563}
+.card .alert{color:#b91c1c;font-size:13px}
+.row{display:flex;gap:8px;justify-content:flex-end}
+.pri{background:${primary};color:${onPrimary};border:0;border-radius:8px;padding:8px 14px;font-weight:600}
+.sec{background:#fff;border:1px solid #6b7280;border-radius:8px;padding:8px 14px}
+.compose{display:flex;gap:8px;padding:10px 12px 6px;border-top:1px solid #e5e7eb;align-items:flex-end}
+.compose textarea{flex:1;resize:none;border:1px solid #6b7280;border-radius:10px;padding:9px 11px;max-height:120px;min-height:42px;background:#fff}
+.compose button{width:42px;height:42px;border-radius:10px;border:0;background:${primary};color:${onPrimary};display:flex;align-items:center;justify-content:center;flex:none}
+.compose button:disabled{opacity:.55;cursor:default}
+@media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0}.open .launch{display:none}}
+@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}`;
+
+  const ICON =
+    '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">';
+  const CHAT = ICON + '<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg>';
+  const SHUT = ICON + '<path d="M6 6l12 12M18 6L6 18"/></svg>';
+  const THUMB =
+    ICON + '<path d="M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3"/></svg>';
+  // Static markup only: nothing interpolated here comes from visitors, documents, the LLM or the host page.
+  const TEMPLATE = `<div class="jg"><section class="panel" role="dialog" aria-labelledby="jg-t" hidden>
+<header><div><h2 id="jg-t"></h2><p></p></div><button class="x" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></header>
+<div class="log"></div>
+<form class="compose"><label class="sr" for="jg-in"></label><textarea id="jg-in" rows="1" maxlength="4000"></textarea><button type="submit">${ICON}<path d="M5 12h14M13 6l6 6-6 6"/></svg></button></form>
+<div class="foot"><button class="hb" type="button"></button></div>
+<div class="sr" aria-live="polite" aria-atomic="true"></div></section>
+<button class="launch" type="button" aria-expanded="false"><span class="ic"></span><span class="badge" aria-hidden="true" hidden></span></button></div>`;
+
+  // ---- DOM ----
+  const host = d.createElement("journey-guide");
+  const root = host.attachShadow({ mode: "open" });
+  const style = d.createElement("style");
+  style.textContent = CSS;
+  root.appendChild(style);
+  const box = d.createElement("div");
+  box.innerHTML = TEMPLATE;
+  root.appendChild(box.firstChild);
+  const $ = (s) => root.querySelector(s);
+  const jg = $(".jg");
+  const panel = $(".panel");
+  const log = $(".log");
+  const form = $(".compose");
+  const input = $("textarea");
+  const sendBtn = $(".compose button");
+  const launcher = $(".launch");
+  const badge = $(".badge");
+  const live = $("[aria-live]");
+  const closeBtn = $(".x");
+  const contactBtn = $(".hb");
+  jg.lang = cfg.locale || d.documentElement.lang || "en";
+  $("h2").textContent = T.title;
+  $("header p").textContent = T.subtitle;
+  contactBtn.textContent = T.contact;
+  closeBtn.setAttribute("aria-label", T.close);
+  $("label").textContent = T.input;
+  input.placeholder = T.placeholder;
+  sendBtn.setAttribute("aria-label", T.send);
+  panel.id = "jg-panel";
+  launcher.setAttribute("aria-controls", "jg-panel");
+
+  const el = (parent, tag, cls, text) => {
+    const n = d.createElement(tag);
+    if (cls) n.className = cls;
+    if (text != null) n.textContent = text;
+    if (parent) parent.appendChild(n);
+    return n;
+  };
+  const button = (parent, cls, text, onClick) => {
+    const b = el(parent, "button", cls, text);
+    b.type = "button";
+    b.onclick = onClick;
+    return b;
+  };
+
+  // ---- safe Markdown: block and inline parsing into DOM nodes, text via textContent/append only ----
+  const safeUrl = (href) => {
+    try {
+      const u = new URL(href);
+      return /^(https?|mailto):$/.test(u.protocol) ? u.href : null;
+    } catch (e) {
+      return null;
+    }
+  };
+  const link = (parent, href, text) => {
+    const url = safeUrl(href);
+    if (!url) return parent.append(text);
+    const a = el(parent, "a", "", text);
+    a.href = url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  };
+  const INLINE =
+    /`([^`]+)`|\*\*(.+?)\*\*|__(.+?)__|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\((\S+?)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
+  const inline = (parent, text, sources) => {
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      parent.append(text.slice(last, m.index));
+      last = m.index + m[0].length;
+      if (m[1]) el(parent, "code", "", m[1]);
+      else if (m[2] || m[3]) inline(el(parent, "strong"), m[2] || m[3], sources);
+      else if (m[4]) inline(el(parent, "em"), m[4], sources);
+      else if (m[5]) link(parent, m[6], m[5]);
+      else if (m[7]) link(parent, m[7], m[7]);
+      else {
+        const s = sources[m[8] - 1];
+        const a = s ? link(el(parent, "sup"), s.url, m[0]) : parent.append(m[0]);
+        if (a) a.title = s.title || "";
+      }
+    }
+    parent.append(text.slice(last));
+  };
+  const markdown = (target, text, sources) => {
+    target.textContent = "";
+    let list = null;
+    let para = null;
+    let code = null;
+    for (const line of String(text).replace(/\r/g, "").split("\n")) {
+      let m;
+      if (code) {
+        if (/^\s*```/.test(line)) code = null;
+        else code.append(line + "\n");
+      } else if (/^\s*```/.test(line)) {
+        code = el(el(target, "pre"), "code");
+        list = para = null;
+      } else if (!line.trim()) {
+        list = para = null;
+      } else if ((m = /^\s*([-*+•]|(\d{1,3})[.)])\s+(.*)$/.exec(line))) {
+        const tag = m[2] ? "OL" : "UL";
+        if (!list || list.tagName !== tag) {
+          list = el(target, tag);
+          if (m[2] && m[2] !== "1") list.start = +m[2];
+        }
+        inline(el(list, "li"), m[3], sources);
+        para = null;
+      } else if ((m = /^#{1,6}\s+(.*)$/.exec(line))) {
+        inline(el(el(target, "p"), "strong"), m[1], sources);
+        list = para = null;
+      } else if (list && /^\s/.test(line)) {
+        const item = list.lastChild;
+        item.append(" ");
+        inline(item, line.trim(), sources);
+      } else {
+        if (para) el(para, "br");
+        else para = el(target, "p");
+        list = null;
+        inline(para, line.trim(), sources);
+      }
+    }
+  };
+
+  // ---- events and the page ----
+  const handlers = {};
+  const emit = (name, detail) => {
+    const fns = (handlers[name] || []).concat((cfg.on && cfg.on[name]) || []);
+    fns.forEach((fn) => {
+      try {
+        fn(detail);
+      } catch (e) {
+        console.error("JourneyGuide", name, "handler failed", e);
+      }
+    });
+  };
+  const page = () => {
+    let utm = {};
+    try {
+      utm = JSON.parse(store.get("utm") || "{}");
+    } catch (e) {}
+    return { url: location.href.slice(0, 2048), title: d.title.slice(0, 512), referrer: d.referrer.slice(0, 2048), utm };
+  };
+  const api = async (path, body) => {
+    const res = await fetch(base + path, {
+      method: body ? "POST" : "GET",
+      headers: body ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const e = new Error(data.error || data.detail || "HTTP " + res.status);
+      e.status = res.status;
+      throw e;
+    }
+    return data;
+  };
+
+  // ---- the conversation view ----
+  let busy = false;
+  let unread = 0;
+  let loaded = false;
+  let chipsBox = null;
+  let stick = true; // follow new text unless the visitor scrolled up to read
+  log.onscroll = () => (stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40);
+  const scroll = (force) => {
+    if (force || stick) log.scrollTop = log.scrollHeight;
+  };
+  const announce = (text) => {
+    live.textContent = "";
+    setTimeout(() => (live.textContent = text), 50);
+  };
+
+  const addUser = (text) => {
+    const m = el(log, "div", "m u");
+    el(m, "span", "sr", T.you + " ");
+    m.append(text);
+    scroll(true);
+    return m;
+  };
+  const addBot = () => {
+    const m = el(log, "div", "m b");
+    el(m, "span", "sr", T.bot + " ");
+    const body = el(m, "div", "dots");
+    body.setAttribute("aria-label", T.busy);
+    for (let i = 0; i < 3; i++) el(body, "span");
+    scroll(true);
+    return m;
+  };
+  const note = (text) => {
+    el(log, "div", "note", text);
+    scroll(true);
+  };
+
+  const chips = (questions, label, handoff) => {
+    if (chipsBox) chipsBox.remove();
+    chipsBox = null;
+    if (!questions.length && !handoff) return;
+    chipsBox = el(log, "div", "chips");
+    chipsBox.setAttribute("role", "group");
+    chipsBox.setAttribute("aria-label", label || T.suggested);
+    if (label) el(chipsBox, "p", "", label);
+    questions.slice(0, 4).forEach((q) => button(chipsBox, "chip", q, () => send(q)));
+    if (handoff) button(chipsBox, "chip", T.human, showHandoff);
+    scroll();
+  };
+
+  const feedback = (m, messageId, current) => {
+    const bar = el(m, "div", "fb");
+    const status = el(bar, "span", "sr");
+    status.setAttribute("aria-live", "polite");
+    const rate = (rating) => async () => {
+      const prev = [...bar.querySelectorAll("button")].map((b) => b.getAttribute("aria-pressed"));
+      bar.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", b.dataset.r === rating));
+      try {
+        await api(`v1/conversations/${conversation}/feedback`, { visitor_id: visitor, message_id: messageId, rating });
+        status.textContent = T.thanks;
+        status.className = "";
+        emit("feedback", { conversationId: conversation, messageId, rating });
+      } catch (e) {
+        bar.querySelectorAll("button").forEach((b, i) => b.setAttribute("aria-pressed", prev[i]));
+        status.textContent = T.offline;
+        status.className = "";
+      }
+    };
+    [
+      ["up", THUMB, T.up],
+      ["down", THUMB.replace("<path", '<path transform="matrix(1 0 0 -1 0 24)"'), T.down],
+    ].forEach(([r, svg, label]) => {
+      const b = button(bar, "", "", rate(r));
+      b.innerHTML = svg;
+      b.dataset.r = r;
+      b.setAttribute("aria-label", label);
+      b.setAttribute("aria-pressed", current === r);
+    });
+  };
+
+  const finish = (m, turn) => {
+    const sources = turn.sources || [];
+    const body = m.querySelector("div");
+    body.className = "";
+    body.removeAttribute("aria-label");
+    markdown(body, turn.reply, sources);
+    m.removeAttribute("aria-busy");
+    const shown = sources.filter((s) => safeUrl(s.url));
+    if (shown.length) {
+      const list = el(m, "ol", "src");
+      el(el(list, "li"), "b", "", T.sources);
+      sources.forEach((s, i) => {
+        if (safeUrl(s.url)) link(el(list, "li"), s.url, `[${i + 1}] ${s.title || s.url}`);
+      });
+    }
+    if (turn.message_id) feedback(m, turn.message_id, turn.feedback);
+  };
+
+  const failed = (bubble, text, why) => {
+    const bar = el(null, "div", "m err", (why || T.failed) + " ");
+    bubble.after(bar);
+    button(bar, "", T.retry, () => {
+      bar.remove();
+      send(text, bubble);
+    });
+    scroll(true);
+  };
+
+  // ---- SSE over fetch (EventSource cannot POST) ----
+  const readEvents = async (res, on) => {
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += decoder.decode(value, { stream: true });
+      let m;
+      while ((m = /\r?\n\r?\n/.exec(buf))) {
+        const block = buf.slice(0, m.index);
+        buf = buf.slice(m.index + m[0].length);
+        let name = "message";
+        const data = [];
+        block.split(/\r?\n/).forEach((line) => {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        });
+        if (data.length) on(name, JSON.parse(data.join("\n")));
+      }
+    }
+  };
+
+  const send = async (text, bubble) => {
+    text = String(text || "").trim();
+    if (!text || busy) return null;
+    busy = true;
+    sendBtn.disabled = true;
+    chips([]);
+    const user = bubble || addUser(text);
+    if (!bubble) emit("message", { text, conversationId: conversation });
+    store.set("pending", text);
+    const m = addBot();
+    m.setAttribute("aria-busy", "true");
+    let done = null;
+    try {
+      for (let attempt = 0; attempt < 2 && !done; attempt++) {
+        const res = await fetch(base + "v1/chat/stream", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            message: text,
+            conversation_id: conversation || undefined,
+            visitor_id: visitor,
+            page: page(),
+            identity: identity || undefined,
+          }),
+        });
+        if (res.status === 404 && conversation && !attempt) {
+          store.set("conversation", (conversation = null)); // the conversation is gone: start a new one
+          continue;
+        }
+        if (!res.ok || !res.body) {
+          const data = await res.json().catch(() => ({}));
+          throw { shown: res.status < 500 && data.error };
+        }
+        let streamed = "";
+        let sources = [];
+        let frame = 0;
+        await readEvents(res, (name, data) => {
+          if (name === "sources") sources = data.sources || [];
+          else if (name === "token") {
+            streamed += data.text || "";
+            if (!frame)
+              frame = requestAnimationFrame(() => {
+                frame = 0;
+                if (done) return;
+                const body = m.querySelector("div");
+                body.className = "";
+                markdown(body, streamed, sources);
+                scroll();
+              });
+          } else if (name === "done") done = data;
+          else if (name === "error") throw {};
+        });
+        if (!done) throw {};
+      }
+      store.set("conversation", (conversation = done.conversation_id));
+      store.set("pending", null);
+      finish(m, done);
+      chips(done.suggestions || [], "", done.handoff && done.handoff.suggested);
+      announce(T.bot + " " + done.reply);
+      if (!isOpen()) {
+        unread++;
+        showBadge();
+      }
+      emit("reply", done);
+      return done;
+    } catch (e) {
+      m.remove();
+      failed(user, text, e.shown);
+      emit("error", { text, error: e.shown || "network" });
+      return null;
+    } finally {
+      busy = false;
+      sendBtn.disabled = false;
+      scroll();
+    }
+  };
+
+  // ---- handoff to a person ----
+  let handForm = null;
+  const validEmail = (v) => /^[^@\s<>"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/.test(v);
+  function showHandoff() {
+    if (handForm) return handForm.querySelector("input,textarea").focus();
+    chips([]);
+    const f = (handForm = el(log, "form", "card"));
+    f.noValidate = true;
+    el(f, "strong", "", T.contact);
+    const knownEmail = identity && validEmail(identity.email || "") ? identity.email : "";
+    let email = null;
+    if (knownEmail) el(f, "small", "", T.known.replace("{email}", knownEmail));
+    else {
+      const l = el(f, "label", "", T.email);
+      email = el(l, "input");
+      email.type = "email";
+      email.autocomplete = "email";
+      email.required = true;
+      el(f, "small", "", T.emailHelp);
+    }
+    const l2 = el(f, "label", "", T.message);
+    const msg = el(l2, "textarea");
+    msg.rows = 3;
+    msg.maxLength = 4000;
+    const alert = el(f, "div", "alert");
+    alert.setAttribute("role", "alert");
+    const row = el(f, "div", "row");
+    button(row, "sec", T.cancel, () => {
+      f.remove();
+      handForm = null;
+      contactBtn.focus();
+    });
+    el(row, "button", "pri", T.submit).type = "submit";
+    f.onsubmit = async (ev) => {
+      ev.preventDefault();
+      const address = email ? email.value.trim() : knownEmail;
+      const text = msg.value.trim();
+      alert.textContent = "";
+      const stop = (why, field) => {
+        alert.textContent = why;
+        if (field) field.focus();
+      };
+      if (!validEmail(address)) return stop(T.badEmail, email);
+      if (!conversation && !text) return stop(T.needMessage, msg);
+      if (!conversation && !(await send(text))) return stop(T.offline);
+      log.appendChild(f);
+      try {
+        const out = await api(`v1/conversations/${conversation}/handoff`, {
+          visitor_id: visitor,
+          email: address,
+          message: text || undefined,
+          page: page(),
+        });
+        f.remove();
+        handForm = null;
+        note(out.next_steps);
+        announce(out.next_steps);
+        input.focus();
+        emit("handoff", { conversationId: conversation, email: address });
+      } catch (e) {
+        alert.textContent = e.status && e.status < 500 ? e.message : T.offline;
+      }
+    };
+    scroll(true);
+    (email || msg).focus();
+  }
+
+  // ---- restoring the conversation and the empty chat ----
+  const starters = async () => {
+    try {
+      const out = await api("v1/suggestions?page_url=" + encodeURIComponent(location.href.slice(0, 2000)));
+      if (!log.querySelector(".u")) chips(out.suggestions || [], T.starters);
+    } catch (e) {}
+  };
+  const empty = () => {
+    const m = el(log, "div", "m b");
+    markdown(el(m, "div"), cfg.greeting || T.greeting, []);
+    starters();
+  };
+  const restore = async () => {
+    loaded = true;
+    log.textContent = "";
+    const pending = store.get("pending");
+    let turns = [];
+    if (conversation) {
+      try {
+        const t = await api(`v1/conversations/${conversation}?visitor_id=${encodeURIComponent(visitor)}`);
+        turns = t.turns;
+        turns.forEach((turn) => {
+          addUser(turn.question);
+          if (turn.reply) finish(addBot(), turn);
+        });
+        const last = turns[turns.length - 1];
+        if (last) chips(pending ? [] : last.suggestions, "", false);
+        if (t.handoff) note(T.handedOff.replace("{email}", t.handoff.email));
+        if (last && pending === last.question) store.set("pending", null);
+      } catch (e) {
+        if (e.status === 404) store.set("conversation", (conversation = null));
+      }
+    }
+    if (!turns.length) empty();
+    const still = store.get("pending");
+    if (still) failed(addUser(still), still);
+    scroll(true);
+  };
+
+  // ---- open, close, unread ----
+  const isOpen = () => !panel.hidden;
+  const showBadge = () => {
+    badge.hidden = !unread;
+    badge.textContent = unread;
+    launcher.setAttribute("aria-label", unread ? `${T.open} (${unread} ${T.unread})` : isOpen() ? T.close : T.open);
+  };
+  const icon = $(".ic");
+  const open = (focus) => {
+    if (isOpen()) return;
+    panel.hidden = false;
+    jg.classList.add("open");
+    icon.innerHTML = SHUT;
+    launcher.setAttribute("aria-expanded", "true");
+    unread = 0;
+    showBadge();
+    store.set("open", "1");
+    if (!loaded) restore();
+    if (focus !== false) input.focus();
+    scroll(true);
+    emit("open");
+  };
+  const close = () => {
+    if (!isOpen()) return;
+    panel.hidden = true;
+    jg.classList.remove("open");
+    icon.innerHTML = CHAT;
+    launcher.setAttribute("aria-expanded", "false");
+    showBadge();
+    store.set("open", null);
+    launcher.focus();
+    emit("close");
+  };
+
+  icon.innerHTML = CHAT;
+  showBadge();
+  launcher.onclick = () => (isOpen() ? close() : open());
+  closeBtn.onclick = close;
+  contactBtn.onclick = showHandoff;
+  form.onsubmit = (ev) => {
+    ev.preventDefault();
+    if (busy || !input.value.trim()) return;
+    const text = input.value;
+    input.value = "";
+    store.set("draft", null);
+    grow();
+    send(text);
+  };
+  const grow = () => {
+    input.style.height = "auto";
+    input.style.height = Math.min(input.scrollHeight + 2, 120) + "px";
+  };
+  input.value = store.get("draft") || "";
+  input.oninput = () => {
+    store.set("draft", input.value || null);
+    grow();
+  };
+  input.onkeydown = (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
+    }
+  };
+  // Keys typed in the widget stay in the widget: host-page shortcuts must not steal them.
+  ["keydown", "keyup", "keypress"].forEach((type) =>
+    jg.addEventListener(type, (ev) => {
+      if (type === "keydown" && ev.key === "Escape" && isOpen()) {
+        ev.preventDefault();
+        close();
+      }
+      ev.stopPropagation();
+    })
+  );
+
+  const identify = (who) => {
+    identity = null;
+    if (who && typeof who === "object") {
+      identity = { known_customer: who.known_customer != null ? !!who.known_customer : !!(who.id || who.email) };
+      ["id", "email", "name", "plan"].forEach((k) => {
+        if (who[k] != null && who[k] !== "") identity[k] = String(who[k]).slice(0, 200);
+      });
+    }
+    emit("identify", identity);
+  };
+  const reset = () => {
+    store.set("visitor", (visitor = rid()));
+    ["conversation", "pending", "draft", "utm"].forEach((k) => store.set(k, null));
+    conversation = identity = handForm = chipsBox = null;
+    input.value = "";
+    loaded = false;
+    log.textContent = "";
+    if (isOpen()) restore();
+    emit("reset");
+  };
+  if (cfg.identity) identify(cfg.identity);
+
+  const publicApi = {
+    open: () => open(),
+    close,
+    toggle: () => (isOpen() ? close() : open()),
+    isOpen,
+    identify,
+    reset,
+    send: (text) => (open(), send(text)),
+    on(name, fn) {
+      (handlers[name] = handlers[name] || []).push(fn);
+      return publicApi;
+    },
+    off(name, fn) {
+      handlers[name] = (handlers[name] || []).filter((f) => f !== fn);
+      return publicApi;
+    },
+    get visitorId() {
+      return visitor;
+    },
+    get conversationId() {
+      return conversation;
+    },
+    config: cfg,
+  };
+  w.JourneyGuide = publicApi;
+
+  const mount = () => {
+    (d.body || d.documentElement).appendChild(host);
+    if (store.get("open") || cfg.open) open(false);
+    emit("ready", publicApi);
+    if (typeof cfg.onReady === "function") cfg.onReady(publicApi);
+    w.dispatchEvent(new CustomEvent("journeyguide:ready", { detail: publicApi }));
+  };
+  if (d.body) mount();
+  else d.addEventListener("DOMContentLoaded", mount);
+})();
