@@ -144,3 +144,17 @@ def test_health_reports_offline_mode(offline_server):
     data = httpx.get(f"{offline_server.url}/health").json()
     assert data["status"] == "ok" and data["mode"] == "offline"
     assert data["knowledge"]["passages"] > 40
+
+
+def test_stage_transition_is_recorded(offline_server):
+    first = chat(offline_server, message=PRICING).json()
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    moved = chat(offline_server, message="we bought it last month and now the calendar sync is broken", **ids).json()
+    assert moved["stage"]["name"] == "support" and moved["stage"]["previous"] == "decision"
+    assert any(e["type"] == "transition" for e in moved["stage"]["evidence"])
+    rows = offline_server.touchpoints(conversation_id=first["conversation_id"])
+    assert [(r["stage"], r["previous_stage"], r["stage_changed"]) for r in rows] == [
+        ("decision", None, 0),
+        ("support", "decision", 1),
+    ]
+    assert json.loads(rows[1]["stage_scores"])["support"] == moved["stage"]["scores"]["support"]
