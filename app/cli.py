@@ -48,6 +48,10 @@ def ingest(
     report = kb.ingest(docs, errors=errors)
     typer.echo(f"{folder}: {len(docs)} documents -> collection {kb.name} ({kb.count()} passages)")
     typer.echo(report.summary())
+    from app.stages.detector import EnsembleStageDetector
+
+    detector = EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache")
+    typer.echo(f"stage detector: {detector.fitted['examples']} labelled examples embedded and cached")
     if errors and not docs:
         raise typer.Exit(1)
 
@@ -87,6 +91,58 @@ def eval_stages(
                 typer.echo(f"expected {gold:<13} got {got:<13} {case.messages[-1]['content'][:100]!r}")
         typer.echo("")
     typer.echo(report.as_text())
+
+
+staff_cli = typer.Typer(help="Staff API tokens.", no_args_is_help=True)
+cli.add_typer(staff_cli, name="staff")
+
+
+def _staff_sessions():
+    from app.store.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(Settings()))
+
+
+@staff_cli.command("create-token")
+def create_token(
+    name: Annotated[str, typer.Argument(help="whose token it is, e.g. an email")],
+    role: Annotated[str, typer.Option(help="viewer, editor or admin")] = "viewer",
+) -> None:
+    """Create a staff token; it is printed once and stored only as a hash."""
+    from app.staff.auth import create_token as create
+
+    with _staff_sessions()() as session:
+        try:
+            row, token = create(session=session, name=name, role=role)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(f"token {row.id} for {row.name} ({row.role}); keep it now, it is not shown again:")
+    typer.echo(token)
+
+
+@staff_cli.command("tokens")
+def tokens() -> None:
+    """List staff tokens (never their values)."""
+    from app.staff.auth import list_tokens
+
+    with _staff_sessions()() as session:
+        for row in list_tokens(session=session):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+            typer.echo(f"{row.id:>4}  {row.role:<7} {state:<18} last used {used:<16} {row.name}")
+
+
+@staff_cli.command("revoke-token")
+def revoke_token(token_id: Annotated[int, typer.Argument(help="the id shown by `journey staff tokens`")]) -> None:
+    """Revoke a staff token."""
+    from app.staff.auth import revoke_token as revoke
+
+    with _staff_sessions()() as session:
+        if not revoke(session=session, token_id=token_id):
+            typer.echo(f"error: no active token {token_id}", err=True)
+            raise typer.Exit(2)
+    typer.echo(f"revoked token {token_id}")
 
 
 def main() -> None:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         0.30, description="cosine similarity below which the knowledge base is considered not to know"
     )
     stage_boost: float = Field(0.05, ge=0, description="score bonus for passages tagged with the visitor's stage")
+    curated_threshold: float = Field(
+        0.85, ge=0, le=1, description="similarity at which a staff-written answer replaces the generated one"
+    )
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     widget_origins: str = Field(

@@ -9,8 +9,9 @@ from sqlalchemy import Engine
 from app.answer.llm import LLMAnswerer
 from app.chat.service import ChatService
 from app.config import Settings
-from app.embeddings import make_embeddings
+from app.embeddings import VectorCache, make_embeddings
 from app.kb.store import KnowledgeBase, make_chroma_client
+from app.staff.learning import Learning
 from app.stages.config import JourneyConfig, load_journey
 from app.stages.detector import EnsembleStageDetector
 from app.stages.llm import LLMStageClassifier
@@ -46,13 +47,20 @@ def build_services(settings: Settings) -> Services:
     journey = load_journey(settings.knowledge_dir / "stages.yaml")
     kb = build_knowledge_base(settings)
     engine = make_engine(settings)
+    detector = EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache")
+    sessions = make_sessionmaker(engine)
+    vectors = VectorCache(kb.embeddings)
+    learning = Learning(sessions=sessions, detector=detector, vectors=vectors, threshold=settings.curated_threshold)
+    learning.refresh(force=True)
     chat = ChatService(
         settings=settings,
         journey=journey,
         kb=kb,
-        detector=EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache"),
-        sessions=make_sessionmaker(engine),
+        detector=detector,
+        sessions=sessions,
+        vectors=vectors,
         llm=LLMAnswerer(settings) if settings.llm_enabled else None,
         stage_llm=LLMStageClassifier(settings, journey) if settings.llm_enabled and settings.llm_stage else None,
+        learning=learning,
     )
     return Services(settings=settings, journey=journey, kb=kb, engine=engine, chat=chat)

@@ -126,7 +126,7 @@ def test_corrections_are_learned_without_restart(detector):
     message = "the flux capacitor thing on my dashboard"
     before = detector.detect(StageSignals(message=message))
     target = "advocacy" if before.name != "advocacy" else "onboarding"
-    detector.add_examples([(message, target)])
+    detector.set_learned([(message, target)])
     assert detector.detect(StageSignals(message=message)).name == target
 
 

@@ -20,18 +20,27 @@ from app.chat.schemas import ChatRequest
 from app.config import Settings
 from app.embeddings import VectorCache
 from app.kb.store import Hit, KnowledgeBase, by_document
+from app.staff.learning import CuratedMatch, Learning
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.llm import LLMStageClassifier, as_vote
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 
 OFFLINE_MODEL = "offline-composer"
+CURATED_MODEL = "staff-answer"
 SNIPPET_CHARS = 240
 _SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?( you)?|thank you( very much)?|ok(ay)?|"
     r"cool|great|cheers|bye|goodbye)\W*$",
     re.IGNORECASE,
 )
+
+
+def is_small_talk(message: str) -> bool:
+    """Greetings, thanks and other messages with nothing to look up."""
+    return bool(_SMALL_TALK.match(message))
+
+
 _TOKEN = re.compile(r"\S+\s*|\s+")
 
 Event = tuple[str, dict]
@@ -61,6 +70,8 @@ class TurnState:
     mode: str = "offline"
     model: str | None = OFFLINE_MODEL
     error: str | None = None
+    data: dict | None = None
+    top_similarity: float | None = None
     recorded: bool = False
 
 
@@ -88,7 +99,9 @@ class ChatService:
         detector: StageDetector,
         sessions,
         llm: LLMAnswerer | None,
+        vectors: VectorCache | None = None,
         stage_llm: LLMStageClassifier | None = None,
+        learning: Learning | None = None,
     ) -> None:
         self.settings = settings
         self.journey = journey
@@ -97,7 +110,8 @@ class ChatService:
         self.sessions = sessions
         self.llm = llm
         self.stage_llm = stage_llm
-        self.vectors = VectorCache(kb.embeddings)
+        self.learning = learning
+        self.vectors = vectors or VectorCache(kb.embeddings)
 
     def _load(self, request: ChatRequest) -> Prepared:
         visitor_id = request.visitor_id
@@ -140,9 +154,12 @@ class ChatService:
 
     def _understand(
         self, p: Prepared, signals: StageSignals, vote: StageVote | None
-    ) -> tuple[StageResult, list[Hit], np.ndarray]:
+    ) -> tuple[StageResult, list[Hit], np.ndarray, CuratedMatch | None]:
+        if self.learning is not None:
+            self.learning.refresh()
         message = p.request.message
         vector = self.kb.embeddings.embed_array([message])[0]
+        curated = self.learning.match(vector) if self.learning is not None else None
         stage = self.detector.detect(signals, vector, vote)
         query_vector = vector
         if p.history and len(message.split()) < 5:
@@ -150,7 +167,7 @@ class ChatService:
         hits = self.kb.search(
             query_vector.tolist(), stage=stage.name, k=self.settings.retrieval_k, stage_boost=self.settings.stage_boost
         )
-        return stage, hits, query_vector
+        return stage, hits, query_vector, curated
 
     async def _vote(self, signals: StageSignals) -> StageVote | None:
         if self.stage_llm is None or _SMALL_TALK.match(signals.message):
@@ -216,13 +233,26 @@ class ChatService:
         """Yield stage, sources, token..., done; the touchpoint is committed before done."""
         signals = self._signals(p)
         vote = await self._vote(signals)
-        stage, hits, query_vector = await to_thread.run_sync(self._understand, p, signals, vote)
+        stage, hits, query_vector, curated = await to_thread.run_sync(self._understand, p, signals, vote)
         state.stage = stage
+        state.top_similarity = hits[0].similarity if hits else None
         yield "stage", stage.as_dict()
         relevant = self._relevant(hits)
         use_llm = self.llm is not None and relevant and not _SMALL_TALK.match(p.request.message)
         outcome = "ok"
-        if use_llm:
+        if curated is not None:
+            state.mode, state.model = "curated", CURATED_MODEL
+            state.data = {
+                "curated_answer_id": curated.id,
+                "curated_question": curated.question,
+                "similarity": round(curated.similarity, 3),
+            }
+            yield "sources", {"sources": []}
+            for token in _TOKEN.findall(curated.answer):
+                state.reply += token
+                yield "token", {"text": token}
+            state.reply = curated.answer
+        elif use_llm:
             state.hits = relevant
             state.sources = [_source(group[0]) for group in by_document(relevant)]
             state.mode, state.model = "llm", self.llm.model
@@ -281,12 +311,13 @@ class ChatService:
             suggestions=suggestions,
             page=request.page.as_record() if request.page else None,
             identity=request.identity.model_dump(exclude_none=True) if request.identity else None,
-            retrieval_score=state.hits[0].similarity if state.hits else None,
+            retrieval_score=state.top_similarity,
             mode=state.mode,
             model=state.model,
             latency_ms=latency_ms,
             outcome=outcome,
             error=state.error,
+            data=state.data,
         )
         with self.sessions() as session:
             record_exchange(session=session, record=record)

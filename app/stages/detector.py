@@ -207,12 +207,11 @@ class EnsembleStageDetector:
             oof_nll=best[0],
         )
 
-    def add_examples(self, pairs: list[tuple[str, str]]) -> None:
-        """Learn from more labelled messages (staff corrections) without a restart."""
+    def set_learned(self, pairs: list[tuple[str, str]]) -> None:
+        """Train on the configured examples plus these (staff corrections), without a restart."""
         with self._lock:
-            self._extra.extend((text, stage) for text, stage in pairs if stage in self.names)
-            fit = self._build(self._labelled())
-            self._fit = fit
+            self._extra = [(text, stage) for text, stage in pairs if stage in self.names]
+            self._fit = self._build(self._labelled())
 
     @property
     def fitted(self) -> dict:

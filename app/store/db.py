@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import sessionmaker
 
+import app.staff.models  # noqa: E402,F401  (every table module is imported before create_all)
 from app.config import Settings
 from app.store.models import Base
 

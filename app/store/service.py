@@ -36,6 +36,7 @@ class ExchangeRecord:
     outcome: str = "ok"
     error: str | None = None
     kind: str = "exchange"
+    data: dict | None = None
     extra_evidence: list[dict] = field(default_factory=list)
 
 
@@ -104,6 +105,7 @@ def record_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
         latency_ms=record.latency_ms,
         outcome=record.outcome,
         error=record.error,
+        data=record.data,
     )
     session.add(touchpoint)
     conversation.turns = turn

@@ -1,0 +1,1 @@
+"""Staff workspace: tokens, transcripts, corrections, curated answers, analytics, export, erasure."""

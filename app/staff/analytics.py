@@ -1,0 +1,229 @@
+"""Journey analytics over touchpoints: funnel, transitions, time in stage, daily volume, rates, knowledge gaps."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.staff.service import LOW_RETRIEVAL, thumbs_down_condition
+from app.store.models import Conversation, Touchpoint
+
+GAP_SIMILARITY = 0.75
+GAP_MAX_QUESTIONS = 2000
+
+
+@dataclass(frozen=True)
+class Period:
+    """[since, until) on touchpoint time; None means open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self, column=Touchpoint.created_at) -> list:
+        """SQL conditions for the period."""
+        out = []
+        if self.since:
+            out.append(column >= self.since)
+        if self.until:
+            out.append(column < self.until)
+        return out
+
+
+def _exchanges(period: Period) -> list:
+    return [Touchpoint.kind == "exchange", *period.where()]
+
+
+def funnel(*, session: Session, period: Period, stages: list[str]) -> list[dict]:
+    """Per stage: visitors seen in it, and visitors who reached it or a later stage."""
+    seen: dict[str, set] = defaultdict(set)
+    furthest: dict[str, int] = {}
+    rows = session.execute(select(Touchpoint.visitor_id, Touchpoint.stage).where(*_exchanges(period)).distinct())
+    for visitor, stage in rows:
+        if stage not in stages:
+            continue
+        seen[stage].add(visitor)
+        furthest[visitor] = max(furthest.get(visitor, -1), stages.index(stage))
+    reached = Counter(furthest.values())
+    out, running = [], 0
+    for index in range(len(stages) - 1, -1, -1):
+        running += reached.get(index, 0)
+        out.append({"stage": stages[index], "visitors": len(seen[stages[index]]), "reached": running})
+    return out[::-1]
+
+
+def transitions(*, session: Session, period: Period) -> list[dict]:
+    """Counts of stage changes from -> to, most frequent first."""
+    rows = session.execute(
+        select(Touchpoint.previous_stage, Touchpoint.stage, func.count())
+        .where(*_exchanges(period), Touchpoint.stage_changed.is_(True))
+        .group_by(Touchpoint.previous_stage, Touchpoint.stage)
+    ).all()
+    return sorted(({"from": a, "to": b, "count": n} for a, b, n in rows), key=lambda r: -r["count"])
+
+
+def time_in_stage(*, session: Session, period: Period) -> list[dict]:
+    """Seconds conversations spent in each stage: from entering it to the next stage's first turn (or last turn)."""
+    spans: dict[str, list[float]] = defaultdict(list)
+    query = (
+        select(Touchpoint.conversation_id, Touchpoint.created_at, Touchpoint.stage)
+        .where(*_exchanges(period))
+        .order_by(Touchpoint.conversation_id, Touchpoint.turn)
+        .execution_options(yield_per=1000)
+    )
+    current: tuple[str, str, datetime, datetime] | None = None  # conversation, stage, entered, last seen
+
+    def close(span: tuple[str, str, datetime, datetime], end: datetime) -> None:
+        spans[span[1]].append(max((end - span[2]).total_seconds(), 0.0))
+
+    for conversation_id, at, stage in session.execute(query):
+        if current and current[0] == conversation_id and current[1] == stage:
+            current = (*current[:3], at)
+            continue
+        if current:
+            close(current, at if current[0] == conversation_id else current[3])
+        current = (conversation_id, stage, at, at)
+    if current:
+        close(current, current[3])
+    return [
+        {"stage": stage, "spans": len(v), "mean_seconds": statistics.fmean(v), "median_seconds": statistics.median(v)}
+        for stage, v in sorted(spans.items())
+    ]
+
+
+def daily(*, session: Session, period: Period) -> list[dict]:
+    """Touchpoints (exchanges) per day and stage."""
+    day = func.date(Touchpoint.created_at)
+    rows = session.execute(
+        select(day, Touchpoint.stage, func.count())
+        .where(*_exchanges(period))
+        .group_by(day, Touchpoint.stage)
+        .order_by(day)
+    ).all()
+    return [{"day": str(d), "stage": s, "count": n} for d, s, n in rows]
+
+
+def rates(*, session: Session, period: Period, stages: list[str]) -> list[dict]:
+    """Per stage: exchanges, thumbs-down rate; conversations ending there, handoff rate and deflection."""
+    exchanges = dict(
+        session.execute(
+            select(Touchpoint.stage, func.count()).where(*_exchanges(period)).group_by(Touchpoint.stage)
+        ).all()
+    )
+    downs = dict(
+        session.execute(
+            select(Touchpoint.stage, func.count())
+            .where(thumbs_down_condition(), *period.where())
+            .group_by(Touchpoint.stage)
+        ).all()
+    )
+    handoff_conversations = (
+        select(Touchpoint.conversation_id).where(Touchpoint.kind == "handoff").distinct().scalar_subquery()
+    )
+    ended = dict(
+        session.execute(
+            select(Conversation.stage, func.count())
+            .where(*period.where(Conversation.updated_at))
+            .group_by(Conversation.stage)
+        ).all()
+    )
+    handed = dict(
+        session.execute(
+            select(Conversation.stage, func.count())
+            .where(*period.where(Conversation.updated_at), Conversation.id.in_(handoff_conversations))
+            .group_by(Conversation.stage)
+        ).all()
+    )
+    out = []
+    for stage in stages:
+        n, c, h = exchanges.get(stage, 0), ended.get(stage, 0), handed.get(stage, 0)
+        out.append(
+            {
+                "stage": stage,
+                "exchanges": n,
+                "thumbs_down": downs.get(stage, 0),
+                "thumbs_down_rate": downs.get(stage, 0) / n if n else 0.0,
+                "conversations": c,
+                "handoffs": h,
+                "handoff_rate": h / c if c else 0.0,
+                "deflection": (c - h) / c if c else 0.0,
+            }
+        )
+    return out
+
+
+def knowledge_gaps(
+    *, session: Session, period: Period, embed: Callable[[list[str]], np.ndarray], is_small_talk: Callable[[str], bool]
+) -> list[dict]:
+    """Questions with weak retrieval, a thumbs down or followed by a handoff, grouped by stage and similar wording."""
+    down_ids = {
+        str(m)
+        for m in session.scalars(select(Touchpoint.data["message_id"].as_string()).where(thumbs_down_condition()))
+        if m
+    }
+    handoff_turns = dict(
+        session.execute(
+            select(Touchpoint.conversation_id, func.min(Touchpoint.turn))
+            .where(Touchpoint.kind == "handoff")
+            .group_by(Touchpoint.conversation_id)
+        ).all()
+    )
+    flagged: list[tuple[str, str, set[str]]] = []
+    last_before_handoff: dict[str, tuple[int, int]] = {}
+    query = (
+        select(
+            Touchpoint.id,
+            Touchpoint.conversation_id,
+            Touchpoint.turn,
+            Touchpoint.stage,
+            Touchpoint.question,
+            Touchpoint.retrieval_score,
+        )
+        .where(*_exchanges(period))
+        .order_by(Touchpoint.created_at.desc())
+        .limit(GAP_MAX_QUESTIONS * 5)
+    )
+    for tid, conversation_id, turn, stage, question, score in session.execute(query):
+        if not question or is_small_talk(question):
+            continue
+        reasons = set()
+        if score is None or score < LOW_RETRIEVAL:
+            reasons.add("weak_retrieval")
+        if tid in down_ids:
+            reasons.add("thumbs_down")
+        handoff_turn = handoff_turns.get(conversation_id)
+        if handoff_turn is not None and turn < handoff_turn:
+            best = last_before_handoff.get(conversation_id)
+            if best is None or turn > best[0]:
+                last_before_handoff[conversation_id] = (turn, len(flagged))
+        flagged.append((stage or "", question, reasons))
+    for _turn, index in last_before_handoff.values():
+        flagged[index][2].add("handoff")
+    flagged = [f for f in flagged if f[2]][:GAP_MAX_QUESTIONS]
+    if not flagged:
+        return []
+    vectors = embed([q for _, q, _ in flagged])
+    groups: list[dict] = []
+    centroids: list[np.ndarray] = []
+    for (stage, question, reasons), vector in zip(flagged, vectors, strict=True):
+        match = next(
+            (i for i, g in enumerate(groups) if g["stage"] == stage and float(centroids[i] @ vector) >= GAP_SIMILARITY),
+            None,
+        )
+        if match is None:
+            groups.append({"stage": stage, "question": question, "count": 0, "examples": [], "reasons": Counter()})
+            centroids.append(vector)
+            match = len(groups) - 1
+        group = groups[match]
+        group["count"] += 1
+        group["reasons"].update(reasons)
+        if question not in group["examples"] and len(group["examples"]) < 5:
+            group["examples"].append(question)
+    groups.sort(key=lambda g: (-g["count"], g["stage"], g["question"]))
+    return [{**g, "reasons": dict(g["reasons"])} for g in groups]

@@ -1,0 +1,256 @@
+"""The staff API under /v1/staff (bearer token; roles viewer < editor < admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from app.chat.service import is_small_talk
+from app.deps import ServicesDep
+from app.staff import analytics, service
+from app.staff.auth import Admin, Editor, Viewer
+from app.staff.export import as_csv, as_jsonl, touchpoint_rows
+
+router = APIRouter(prefix="/v1/staff", tags=["staff"])
+
+
+class StageCorrection(BaseModel):
+    """The right stage for a turn."""
+
+    stage: str = Field(..., min_length=1, max_length=40)
+
+
+class AnnotationIn(BaseModel):
+    """Tags and a note for a turn (omit a field to leave it as it is)."""
+
+    tags: list[Annotated[str, Field(max_length=40)]] | None = Field(None, max_length=20)
+    note: str | None = Field(None, max_length=4000)
+
+
+class ReviewIn(BaseModel):
+    """Whether the conversation has been reviewed."""
+
+    reviewed: bool = True
+
+
+class AnswerIn(BaseModel):
+    """A better answer for a question."""
+
+    question: str = Field(..., min_length=3, max_length=1000)
+    answer: str = Field(..., min_length=1, max_length=8000)
+    touchpoint_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def _filter(
+    stage: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    thumbs_down: bool = False,
+    handoff: bool = False,
+    low_stage_confidence: bool = False,
+    low_retrieval: bool = False,
+    unreviewed: bool = False,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    visitor_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> service.ConversationFilter:
+    return service.ConversationFilter(
+        stage=stage,
+        since=since,
+        until=until,
+        thumbs_down=thumbs_down,
+        handoff=handoff,
+        low_stage_confidence=low_stage_confidence,
+        low_retrieval=low_retrieval,
+        unreviewed=unreviewed,
+        q=q or None,
+        visitor_id=visitor_id,
+    )
+
+
+FilterDep = Annotated[service.ConversationFilter, Depends(_filter)]
+
+
+async def _run(services, fn, **kwargs):
+    """Run a store function in a fresh session on a worker thread; NotFound becomes 404."""
+
+    def call():
+        with services.chat.sessions() as session:
+            return fn(session=session, **kwargs)
+
+    try:
+        return await to_thread.run_sync(call)
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+def _check_stage(services, stage: str) -> None:
+    if stage not in services.journey.names:
+        raise HTTPException(422, f"stage must be one of {', '.join(services.journey.names)}; got {stage!r}")
+
+
+@router.get("/me")
+async def me(user: Viewer) -> dict:
+    """Who the token belongs to."""
+    return {"name": user.name, "role": user.role}
+
+
+@router.get("/stages")
+async def stages(user: Viewer, services: ServicesDep) -> dict:
+    """The configured journey stages, in order."""
+    return {"stages": [{"name": s.name, "label": s.label} for s in services.journey.stages]}
+
+
+@router.get("/conversations")
+async def conversations(
+    user: Viewer,
+    services: ServicesDep,
+    f: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    """Conversations, newest activity first, filtered and paged."""
+    items, total = await _run(services, service.list_conversations, f=f, limit=limit, offset=offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/conversations/{conversation_id}")
+async def conversation(conversation_id: str, user: Viewer, services: ServicesDep) -> dict:
+    """A transcript with the stage, evidence, sources, latency, mode and feedback of every turn."""
+    return await _run(services, service.transcript, conversation_id=conversation_id)
+
+
+@router.put("/conversations/{conversation_id}/review")
+async def review(conversation_id: str, body: ReviewIn, user: Editor, services: ServicesDep) -> dict:
+    """Mark a conversation reviewed or not."""
+    await _run(services, service.mark_reviewed, conversation_id=conversation_id, reviewed=body.reviewed, by=user.name)
+    return {"conversation_id": conversation_id, "reviewed": body.reviewed}
+
+
+@router.put("/touchpoints/{touchpoint_id}/stage")
+async def correct_stage(touchpoint_id: str, body: StageCorrection, user: Editor, services: ServicesDep) -> dict:
+    """Set the right stage for a turn; the detector learns it at once (other workers within seconds)."""
+    _check_stage(services, body.stage)
+    example = await _run(services, service.correct_stage, touchpoint_id=touchpoint_id, stage=body.stage, by=user.name)
+    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    return {"touchpoint_id": touchpoint_id, "stage": body.stage, "example": {"id": example.id, "text": example.text}}
+
+
+@router.put("/touchpoints/{touchpoint_id}/annotation")
+async def annotate(touchpoint_id: str, body: AnnotationIn, user: Editor, services: ServicesDep) -> dict:
+    """Tag and annotate a turn."""
+    return await _run(
+        services, service.annotate, touchpoint_id=touchpoint_id, tags=body.tags, note=body.note, by=user.name
+    )
+
+
+def _answer(row) -> dict:
+    return {
+        "id": row.id,
+        "question": row.question,
+        "answer": row.answer,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "touchpoint_id": row.source_touchpoint_id,
+    }
+
+
+@router.get("/answers")
+async def answers(user: Viewer, services: ServicesDep) -> dict:
+    """Curated answers, newest first."""
+    rows = await _run(services, service.list_answers)
+    return {"items": [_answer(r) for r in rows], "threshold": services.settings.curated_threshold}
+
+
+@router.post("/answers", status_code=201)
+async def create_answer(body: AnswerIn, user: Editor, services: ServicesDep) -> dict:
+    """Write a better answer; visitors asking something close enough get it from now on."""
+    row = await _run(
+        services,
+        service.save_answer,
+        question=body.question,
+        answer=body.answer,
+        by=user.name,
+        touchpoint_id=body.touchpoint_id,
+    )
+    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    return _answer(row)
+
+
+@router.put("/answers/{answer_id}")
+async def update_answer(answer_id: int, body: AnswerIn, user: Editor, services: ServicesDep) -> dict:
+    """Change a curated answer."""
+    row = await _run(
+        services, service.save_answer, question=body.question, answer=body.answer, by=user.name, answer_id=answer_id
+    )
+    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    return _answer(row)
+
+
+@router.delete("/answers/{answer_id}", status_code=204)
+async def delete_answer(answer_id: int, user: Editor, services: ServicesDep) -> None:
+    """Remove a curated answer."""
+    await _run(services, service.delete_answer, answer_id=answer_id)
+    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+
+
+@router.get("/analytics")
+async def journey_analytics(
+    user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
+) -> dict:
+    """Funnel, transitions, time in stage, touchpoints per stage per day, and per-stage rates."""
+    period = analytics.Period(since, until)
+    names = services.journey.names
+
+    def compute(session):
+        return {
+            "stages": names,
+            "funnel": analytics.funnel(session=session, period=period, stages=names),
+            "transitions": analytics.transitions(session=session, period=period),
+            "time_in_stage": analytics.time_in_stage(session=session, period=period),
+            "daily": analytics.daily(session=session, period=period),
+            "rates": analytics.rates(session=session, period=period, stages=names),
+        }
+
+    return await _run(services, compute)
+
+
+@router.get("/analytics/gaps")
+async def knowledge_gaps(
+    user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
+) -> dict:
+    """Questions with weak retrieval, thumbs down or a handoff, grouped by stage and similar question."""
+    groups = await _run(
+        services,
+        analytics.knowledge_gaps,
+        period=analytics.Period(since, until),
+        embed=services.chat.vectors.embed_array,
+        is_small_talk=is_small_talk,
+    )
+    return {"groups": groups}
+
+
+@router.get("/export")
+async def export(
+    user: Editor, services: ServicesDep, f: FilterDep, format: Literal["csv", "jsonl"] = "jsonl"
+) -> StreamingResponse:
+    """Touchpoints of the filtered conversations, streamed as CSV or JSON lines."""
+    rows = touchpoint_rows(services.chat.sessions, f)
+    body, media = (as_csv(rows), "text/csv") if format == "csv" else (as_jsonl(rows), "application/x-ndjson")
+    filename = f"touchpoints.{format}"
+    return StreamingResponse(
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@router.delete("/visitors/{visitor_id}")
+async def erase_visitor(visitor_id: str, user: Admin, services: ServicesDep) -> dict:
+    """Erase every stored trace of a visitor."""
+    counts = await _run(services, service.erase_visitor, visitor_id=visitor_id)
+    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    return {"visitor_id": visitor_id, "erased": counts}
