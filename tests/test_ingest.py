@@ -100,9 +100,10 @@ def test_bad_documents_are_reported_not_fatal(tmp_path):
     docs, errors = load_folder(tmp_path, {"decision", "support"})
     assert [d.id for d in docs] == ["ok"]
     assert len(errors) == 3
-    assert any("broken: front matter is not valid YAML" in e for e in errors)
-    assert any("unknown stage(s) ['nirvana']" in e for e in errors)
-    assert any("binary: not UTF-8" in e for e in errors)
+    assert sorted(e.doc_id for e in errors) == ["badstage", "binary", "broken"]
+    assert any("broken: front matter is not valid YAML" in str(e) for e in errors)
+    assert any("unknown stage(s) ['nirvana']" in str(e) for e in errors)
+    assert any("binary: not UTF-8" in str(e) for e in errors)
 
 
 def test_headings_inside_code_fences_do_not_split():
@@ -114,13 +115,31 @@ def test_headings_inside_code_fences_do_not_split():
 
 
 def test_cli_ingest_is_idempotent(tmp_path):
-    env = base_env(tmp_path)
-    first = run_cli("ingest", env=env)
+    docs_dir = tmp_path / "docs"
+    (docs_dir / "plans").mkdir(parents=True)
+    write(docs_dir / "plans", "basic", "$5")
+    write(docs_dir, "gold", "$500")
+    env = base_env(tmp_path / "data")
+    first = run_cli("ingest", str(docs_dir), env=env)
     assert first.returncode == 0, first.stderr
-    count = len(list((REPO / "knowledge" / "docs").rglob("*.md")))
-    assert f"added {count}," in first.stdout
-    second = run_cli("ingest", env=env)
-    assert f"added 0, updated 0, unchanged {count}, removed 0" in second.stdout
-    assert "embedded 0 passages" in second.stdout
+    assert "added 2, updated 0, unchanged 0, removed 0, errors 0; embedded 4 passages" in first.stdout
+    write(docs_dir, "gold", "$600")
+    second = run_cli("ingest", str(docs_dir), env=env)
+    assert "added 0, updated 1, unchanged 1, removed 0, errors 0; embedded 2 passages" in second.stdout
+    (docs_dir / "gold.md").write_text("---\ntitle: [broken\n---\ntext")
+    third = run_cli("ingest", str(docs_dir), env=env)
+    assert "skipped gold: front matter is not valid YAML" in third.stderr
+    assert "unchanged 1, removed 0, errors 1" in third.stdout, "a broken file keeps its earlier passages"
+    (docs_dir / "gold.md").unlink()
+    fourth = run_cli("ingest", str(docs_dir), env=env)
+    assert "unchanged 1, removed 1, errors 0" in fourth.stdout
     missing = run_cli("ingest", str(tmp_path / "nope"), env=env)
     assert missing.returncode == 2 and "knowledge folder not found" in missing.stderr
+
+
+def test_demo_knowledge_base_is_ingested(ingested):
+    count = len(list((REPO / "knowledge" / "docs").rglob("*.md")))
+    env = base_env(ingested)
+    again = run_cli("ingest", env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"added 0, updated 0, unchanged {count}, removed 0, errors 0; embedded 0 passages" in again.stdout

@@ -17,7 +17,11 @@ _HEADING = re.compile(r"^(#{1,4})[ \t]+(.+?)[ \t#]*$")
 
 
 class DocumentError(ValueError):
-    """A knowledge document that cannot be used, with the reason."""
+    """A knowledge document that cannot be used: its id and the reason."""
+
+    def __init__(self, message: str, doc_id: str) -> None:
+        super().__init__(message)
+        self.doc_id = doc_id
 
 
 @dataclass(frozen=True)
@@ -105,23 +109,23 @@ def parse_document(doc_id: str, raw: str, known_stages: set[str] | None = None) 
         try:
             meta = yaml.safe_load(match.group(1)) or {}
         except yaml.YAMLError as exc:
-            raise DocumentError(f"{doc_id}: front matter is not valid YAML ({exc.__class__.__name__})") from exc
+            raise DocumentError(f"{doc_id}: front matter is not valid YAML ({exc.__class__.__name__})", doc_id) from exc
         if not isinstance(meta, dict):
-            raise DocumentError(f"{doc_id}: front matter must be a mapping of keys to values")
+            raise DocumentError(f"{doc_id}: front matter must be a mapping of keys to values", doc_id)
         body = raw[match.end() :]
     stages = meta.get("stages") or []
     if isinstance(stages, str):
         stages = [s.strip() for s in stages.split(",") if s.strip()]
     if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
-        raise DocumentError(f"{doc_id}: 'stages' must be a list of stage names")
+        raise DocumentError(f"{doc_id}: 'stages' must be a list of stage names", doc_id)
     if known_stages is not None and (unknown := [s for s in stages if s not in known_stages]):
-        raise DocumentError(f"{doc_id}: unknown stage(s) {unknown}; known: {sorted(known_stages)}")
+        raise DocumentError(f"{doc_id}: unknown stage(s) {unknown}; known: {sorted(known_stages)}", doc_id)
     questions = meta.get("questions") or []
     if not isinstance(questions, list):
-        raise DocumentError(f"{doc_id}: 'questions' must be a list")
+        raise DocumentError(f"{doc_id}: 'questions' must be a list", doc_id)
     title = str(meta.get("title") or _first_heading(body) or doc_id)
     if not body.strip():
-        raise DocumentError(f"{doc_id}: the document has no text")
+        raise DocumentError(f"{doc_id}: the document has no text", doc_id)
     digest = hashlib.sha256(f"{CHUNKER_VERSION}\n{raw}".encode()).hexdigest()
     return KnowledgeDocument(
         id=doc_id,
@@ -143,18 +147,20 @@ def _first_heading(body: str) -> str | None:
     return None
 
 
-def load_folder(root: Path, known_stages: set[str] | None = None) -> tuple[list[KnowledgeDocument], list[str]]:
-    """Read every .md/.markdown file under root; returns documents and one error line per bad file."""
+def load_folder(
+    root: Path, known_stages: set[str] | None = None
+) -> tuple[list[KnowledgeDocument], list[DocumentError]]:
+    """Read every .md/.markdown file under root; returns documents and one error per bad file."""
     if not root.is_dir():
         raise FileNotFoundError(f"knowledge folder not found: {root}")
     docs: list[KnowledgeDocument] = []
-    errors: list[str] = []
+    errors: list[DocumentError] = []
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in {".md", ".markdown"} and p.is_file()):
         doc_id = path.relative_to(root).with_suffix("").as_posix()
         try:
             doc = parse_document(doc_id, path.read_text(encoding="utf-8"), known_stages)
         except (DocumentError, UnicodeDecodeError) as exc:
-            errors.append(str(exc) if isinstance(exc, DocumentError) else f"{doc_id}: not UTF-8 text")
+            errors.append(exc if isinstance(exc, DocumentError) else DocumentError(f"{doc_id}: not UTF-8 text", doc_id))
             continue
         doc.path = path
         docs.append(doc)

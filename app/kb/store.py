@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from app.config import Settings
-from app.kb.documents import KnowledgeDocument
+from app.kb.documents import DocumentError, KnowledgeDocument
 
 CATALOG_TTL_SECONDS = 30.0
 
@@ -122,11 +122,14 @@ class KnowledgeBase:
         got = self._collection.get(include=["metadatas"])
         return {m["doc_id"]: m["doc_hash"] for m in got["metadatas"] or []}
 
-    def ingest(self, docs: list[KnowledgeDocument], *, errors: list[str] | None = None) -> IngestReport:
-        """Make the collection match docs: replace changed documents, drop vanished ones, skip unchanged."""
-        report = IngestReport(errors=list(errors or []))
+    def ingest(self, docs: list[KnowledgeDocument], *, errors: list[DocumentError] | None = None) -> IngestReport:
+        """Make the collection match docs: replace changed documents, drop vanished ones, skip unchanged.
+
+        A document that failed to load keeps what was stored for it before (a typo loses nothing).
+        """
+        report = IngestReport(errors=[str(e) for e in errors or []])
         stored = self._stored_hashes()
-        wanted = {d.id for d in docs}
+        wanted = {d.id for d in docs} | {e.doc_id for e in errors or []}
         for doc in docs:
             if stored.get(doc.id) == doc.content_hash:
                 report.unchanged.append(doc.id)

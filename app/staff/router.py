@@ -60,8 +60,8 @@ def _filter(
 ) -> service.ConversationFilter:
     return service.ConversationFilter(
         stage=stage,
-        since=since,
-        until=until,
+        since=service.as_utc(since),
+        until=service.as_utc(until),
         thumbs_down=thumbs_down,
         handoff=handoff,
         low_stage_confidence=low_stage_confidence,
@@ -204,7 +204,7 @@ async def journey_analytics(
     user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
 ) -> dict:
     """Funnel, transitions, time in stage, touchpoints per stage per day, and per-stage rates."""
-    period = analytics.Period(since, until)
+    period = analytics.Period(service.as_utc(since), service.as_utc(until))
     names = services.journey.names
 
     def compute(session):
@@ -228,7 +228,7 @@ async def knowledge_gaps(
     groups = await _run(
         services,
         analytics.knowledge_gaps,
-        period=analytics.Period(since, until),
+        period=analytics.Period(service.as_utc(since), service.as_utc(until)),
         embed=services.chat.vectors.embed_array,
         is_small_talk=is_small_talk,
     )

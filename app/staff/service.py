@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -13,6 +13,13 @@ from app.store.models import Conversation, Touchpoint, utcnow
 
 LOW_STAGE_CONFIDENCE = 0.6
 LOW_RETRIEVAL = 0.45
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A query bound in UTC: aware times converted, naive times taken as UTC (as they are stored)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class NotFound(LookupError):
