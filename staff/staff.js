@@ -1,0 +1,813 @@
+/* Journey Guide staff page: sign in with a staff token, review conversations, correct them, read analytics.
+ * Plain DOM, no framework. Everything that comes from visitors, documents or the LLM is set with textContent
+ * or attributes on elements built with createElement: never parsed as HTML. */
+(function () {
+  'use strict';
+
+  const TOKEN_KEY = 'journey-guide-staff-token';
+  const LOW_CONFIDENCE = 0.6;
+  const LOW_RETRIEVAL = 0.45;
+  const SAFE_PROTOCOLS = ['http:', 'https:', 'mailto:'];
+  const COLOURS = ['#1d4ed8', '#0f766e', '#b45309', '#7c3aed', '#be123c', '#4d7c0f', '#0369a1', '#a21caf',
+    '#57534e', '#c2410c'];
+  const SVG_NS = 'http://www.w3.org/2000/svg'; // a namespace name, never fetched
+
+  const state = {
+    token: null,
+    user: null,
+    stages: [],
+    labels: {},
+    filters: {},
+    offset: 0,
+    limit: 50,
+    open: null,
+    listSeq: 0,
+    viewSeq: 0,
+  };
+
+  // ---- DOM helpers ----
+
+  const $ = (id) => document.getElementById(id);
+
+  function add(el, kids) {
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    }
+    return el;
+  }
+
+  /** An element with attributes (never href/src/style: see link()) and text or element children. */
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === 'class') el.className = value;
+      else if (name === 'value') el.value = value;
+      else if (name.startsWith('on') && typeof value === 'function') el.addEventListener(name.slice(2), value);
+      else if (['href', 'src', 'style', 'srcdoc'].includes(name) || name.startsWith('on')) {
+        throw new Error('unsafe attribute ' + name);
+      } else el.setAttribute(name, value === true ? '' : String(value));
+    }
+    return add(el, kids);
+  }
+
+  function s(tag, attrs, ...kids) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, String(value));
+    return add(el, kids);
+  }
+
+  function safeUrl(url) {
+    try {
+      const parsed = new URL(String(url), location.href);
+      return SAFE_PROTOCOLS.includes(parsed.protocol) ? parsed.href : null;
+    } catch (_error) {
+      return null;
+    }
+  }
+
+  /** A link that opens in a new tab, or plain text when the URL is not http(s) or mailto. */
+  function link(url, text) {
+    const href = safeUrl(url);
+    if (!href) return h('span', {class: 'unsafe-url'}, text || String(url || ''));
+    const a = h('a', {target: '_blank', rel: 'noopener noreferrer'}, text || href);
+    a.href = href;
+    return a;
+  }
+
+  function say(el, text, kind) {
+    el.textContent = text || '';
+    el.classList.remove('ok', 'error', 'refused');
+    if (text && kind) el.classList.add(kind);
+  }
+
+  const uid = (() => { let n = 0; return (prefix) => `${prefix}-${++n}`; })();
+
+  // ---- formatting ----
+
+  function parseTime(value) {
+    if (!value) return null;
+    const text = String(value);
+    return new Date(/(Z|[+-]\d\d:?\d\d)$/.test(text) ? text : text + 'Z');
+  }
+
+  const timeFormat = new Intl.DateTimeFormat(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+  const shortFormat = new Intl.DateTimeFormat(undefined, {month: 'short', day: 'numeric', hour: '2-digit',
+    minute: '2-digit'});
+  const when = (value, format) => {
+    const d = parseTime(value);
+    return d && !isNaN(d) ? (format || timeFormat).format(d) : '';
+  };
+  const pct = (x) => (x === null || x === undefined ? '–' : `${Math.round(x * 100)}%`);
+  const label = (stage) => state.labels[stage] || stage || '–';
+  const colour = (stage) => COLOURS[Math.max(state.stages.indexOf(stage), 0) % COLOURS.length];
+
+  function duration(seconds) {
+    if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`;
+    if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+    if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h`;
+    return `${(seconds / 86400).toFixed(1)} d`;
+  }
+
+  function stageChip(stage, confidence) {
+    const low = confidence !== null && confidence !== undefined && confidence < LOW_CONFIDENCE;
+    return h('span', {class: 'stage'},
+      h('span', {class: `dot c${Math.max(state.stages.indexOf(stage), 0) % COLOURS.length}`, 'aria-hidden': 'true'}),
+      label(stage),
+      confidence === null || confidence === undefined ? null : h('span', {class: low ? 'conf low' : 'conf'},
+        ` ${pct(confidence)}`, low ? h('span', {class: 'sr-only'}, ' (low confidence)') : null));
+  }
+
+  const badge = (text, kind) => h('span', {class: `badge ${kind}`}, text);
+
+  /** A local date input as a UTC ISO time: its midnight, or the next midnight for an end date. */
+  function dayBound(value, end) {
+    if (!value) return null;
+    const [y, m, d] = value.split('-').map(Number);
+    return new Date(y, m - 1, d + (end ? 1 : 0)).toISOString();
+  }
+
+  // ---- token and API ----
+
+  const store = {
+    memory: null,
+    get() { try { return sessionStorage.getItem(TOKEN_KEY); } catch (_e) { return this.memory; } },
+    set(value) { try { sessionStorage.setItem(TOKEN_KEY, value); } catch (_e) { this.memory = value; } },
+    clear() { try { sessionStorage.removeItem(TOKEN_KEY); } catch (_e) { /* memory only */ } this.memory = null; },
+  };
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function api(method, path, body) {
+    const headers = {authorization: `Bearer ${state.token}`};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let response;
+    try {
+      response = await fetch(path, {method, headers, cache: 'no-store',
+        body: body === undefined ? undefined : JSON.stringify(body)});
+    } catch (_error) {
+      throw new ApiError(0, 'The server could not be reached. Check your connection and try again.');
+    }
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({}));
+    if (response.ok) return data;
+    const detail = typeof data.detail === 'string' ? data.detail : data.error || response.statusText;
+    if (response.status === 401) {
+      signOut(`Your token was not accepted (${detail}). Sign in again.`);
+      throw new ApiError(401, 'Signed out.');
+    }
+    if (response.status === 403) {
+      const role = state.user ? state.user.role : 'your';
+      throw new ApiError(403, `Your role (${role}) can't do this: ${detail}.`);
+    }
+    throw new ApiError(response.status, `Error ${response.status}: ${detail}`);
+  }
+
+  /** Run an action, showing its outcome in msg: refused (403), error, or ok with okText. */
+  async function act(msg, okText, action) {
+    say(msg, 'Saving…');
+    try {
+      const result = await action();
+      say(msg, okText, 'ok');
+      return result;
+    } catch (error) {
+      say(msg, error.message, error.status === 403 ? 'refused' : 'error');
+      return undefined;
+    }
+  }
+
+  // ---- sign in and out ----
+
+  function show(view) {
+    for (const name of ['signin', 'conversations', 'analytics', 'answers']) $(`view-${name}`).hidden = name !== view;
+    for (const a of document.querySelectorAll('#tabs a')) {
+      if (a.dataset.view === view) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    }
+  }
+
+  function signOut(message) {
+    store.clear();
+    Object.assign(state, {token: null, user: null, open: null});
+    $('tabs').hidden = true;
+    $('who').hidden = true;
+    $('conversation-table').tBodies[0].replaceChildren();
+    $('transcript').replaceChildren(h('p', {class: 'empty'}, 'Choose a conversation to read its transcript.'));
+    say($('signin-msg'), message || '', message ? 'error' : null);
+    show('signin');
+    $('token').value = '';
+    $('token').focus();
+  }
+
+  async function signIn(token) {
+    state.token = token;
+    let stages;
+    try {
+      state.user = await api('GET', '/v1/staff/me');
+      ({stages} = await api('GET', '/v1/staff/stages'));
+    } catch (error) {
+      if (error.status !== 401) { show('signin'); say($('signin-msg'), error.message, 'error'); }
+      return;
+    }
+    store.set(token);
+    state.stages = stages.map((st) => st.name);
+    state.labels = Object.fromEntries(stages.map((st) => [st.name, st.label]));
+    const select = $('f-stage');
+    select.replaceChildren(h('option', {value: ''}, 'All stages'),
+      stages.map((st) => h('option', {value: st.name}, st.label)));
+    $('who-name').textContent = `${state.user.name} · ${state.user.role}`;
+    $('who').hidden = false;
+    $('tabs').hidden = false;
+    say($('signin-msg'), '');
+    $('token').value = '';
+    state.offset = 0;
+    await route();
+  }
+
+  // ---- routing: #/conversations[/id], #/analytics, #/answers ----
+
+  async function route() {
+    if (!state.user) return show('signin');
+    const [, view, id] = location.hash.split('/');
+    const seq = ++state.viewSeq;
+    if (view === 'analytics') {
+      show('analytics');
+      return loadAnalytics();
+    }
+    if (view === 'answers') {
+      show('answers');
+      return loadAnswers();
+    }
+    show('conversations');
+    if (!$('conversation-table').tBodies[0].rows.length) await loadList();
+    if (seq !== state.viewSeq) return;
+    const wanted = id ? decodeURIComponent(id) : null;
+    if (wanted !== state.open) await openConversation(wanted);
+  }
+
+  // ---- conversations ----
+
+  function readFilters() {
+    const form = $('filters');
+    const f = {};
+    const stage = form.elements.stage.value;
+    if (stage) f.stage = stage;
+    const since = dayBound(form.elements.since.value, false);
+    const until = dayBound(form.elements.until.value, true);
+    if (since) f.since = since;
+    if (until) f.until = until;
+    const q = form.elements.q.value.trim();
+    if (q) f.q = q;
+    for (const box of form.querySelectorAll('input[type=checkbox]')) if (box.checked) f[box.name] = 'true';
+    return f;
+  }
+
+  async function loadList() {
+    const seq = ++state.listSeq;
+    const params = new URLSearchParams({...state.filters, limit: state.limit, offset: state.offset});
+    say($('list-msg'), '');
+    $('list-count').textContent = 'Loading…';
+    let data;
+    try {
+      data = await api('GET', `/v1/staff/conversations?${params}`);
+    } catch (error) {
+      if (seq === state.listSeq) { say($('list-msg'), error.message, 'error'); $('list-count').textContent = ''; }
+      return;
+    }
+    if (seq !== state.listSeq) return;
+    const body = $('conversation-table').tBodies[0];
+    body.replaceChildren(...data.items.map(row));
+    if (!data.items.length) {
+      body.append(h('tr', {}, h('td', {colspan: 2, class: 'empty'}, 'No conversations match these filters.')));
+    }
+    const first = data.total ? data.offset + 1 : 0;
+    const last = data.offset + data.items.length;
+    $('list-count').textContent = `${data.total} conversation${data.total === 1 ? '' : 's'}`;
+    $('page-info').textContent = `${first}–${last} of ${data.total}`;
+    $('prev').disabled = data.offset === 0;
+    $('next').disabled = last >= data.total;
+    markOpen();
+  }
+
+  function row(c) {
+    const open = h('a', {class: 'open'}, c.first_question || '(no question)');
+    open.href = `#/conversations/${encodeURIComponent(c.id)}`;
+    return h('tr', {'data-id': c.id},
+      h('td', {class: 'when'}, h('time', {datetime: parseTime(c.updated_at).toISOString()},
+        when(c.updated_at, shortFormat)), h('br'), stageChip(c.stage, c.stage_confidence)),
+      h('td', {class: 'question'}, open,
+        h('span', {class: 'flags'},
+          h('span', {class: 'turn-count'}, `${c.turns} turn${c.turns === 1 ? '' : 's'}`),
+          c.handoff ? badge('Handoff', 'handoff') : null,
+          c.thumbs_down ? badge('Thumbs down', 'down') : null,
+          c.reviewed_at ? badge('Reviewed', 'reviewed') : null)));
+  }
+
+  function markOpen() {
+    for (const tr of $('conversation-table').tBodies[0].rows) {
+      if (tr.dataset.id && tr.dataset.id === state.open) tr.setAttribute('aria-current', 'true');
+      else tr.removeAttribute('aria-current');
+    }
+  }
+
+  async function openConversation(id, keepPlace) {
+    state.open = id;
+    markOpen();
+    const pane = $('transcript');
+    if (!id) {
+      pane.replaceChildren(h('p', {class: 'empty'}, 'Choose a conversation to read its transcript.'));
+      return;
+    }
+    if (!keepPlace) pane.replaceChildren(h('p', {class: 'empty', role: 'status'}, 'Loading transcript…'));
+    let data;
+    try {
+      data = await api('GET', `/v1/staff/conversations/${encodeURIComponent(id)}`);
+    } catch (error) {
+      if (state.open === id) pane.replaceChildren(h('p', {class: 'msg error', role: 'alert'}, error.message));
+      return;
+    }
+    if (state.open !== id) return;
+    const scroll = pane.scrollTop;
+    pane.replaceChildren();
+    add(pane, transcript(data));
+    if (keepPlace) {
+      pane.scrollTop = scroll;
+    } else {
+      pane.scrollTop = 0;
+      pane.focus({preventScroll: true});
+      if (window.matchMedia('(max-width: 1099px)').matches) pane.scrollIntoView({block: 'start'});
+    }
+  }
+
+  function transcript(c) {
+    const reviewMsg = h('span', {class: 'msg', role: 'status'});
+    const reviewed = Boolean(c.reviewed);
+    const review = h('button', {type: 'button', class: reviewed ? 'quiet' : null, 'aria-pressed': String(reviewed),
+      onclick: async () => {
+        const done = await act(reviewMsg, reviewed ? 'Marked not reviewed.' : 'Marked reviewed.',
+          () => api('PUT', `/v1/staff/conversations/${encodeURIComponent(c.id)}/review`, {reviewed: !reviewed}));
+        if (done !== undefined) { await openConversation(c.id, true); loadList(); }
+      }}, reviewed ? 'Mark not reviewed' : 'Mark reviewed');
+    const page = c.first_page && c.first_page.url ? link(c.first_page.url, c.first_page.title || c.first_page.url) : '–';
+    const identity = c.identity && Object.keys(c.identity).length
+      ? Object.entries(c.identity).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ')
+      : null;
+    return [
+      h('header', {class: 'tr-head'},
+        h('h2', {}, 'Conversation ', h('code', {}, c.id)),
+        h('dl', {class: 'facts'},
+          fact('Started', when(c.created_at)),
+          fact('Last activity', when(c.updated_at)),
+          fact('Stage now', stageChip(c.stage)),
+          fact('Visitor', h('code', {}, c.visitor_id)),
+          fact('Landing page', page),
+          identity ? fact('Identity', identity) : null,
+          fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
+        h('div', {class: 'actions'}, review, reviewMsg),
+        roleHint()),
+      c.events.length ? h('section', {class: 'events', 'aria-label': 'Events'},
+        h('h3', {}, 'Events'), h('ul', {}, c.events.map((e) => eventItem(e, c.turns)))) : null,
+      h('ol', {class: 'turns', 'aria-label': 'Turns'}, c.turns.map(turn)),
+    ];
+  }
+
+  const fact = (term, value) => h('div', {}, h('dt', {}, term), h('dd', {}, value));
+
+  function roleHint() {
+    if (!state.user || state.user.role !== 'viewer') return null;
+    return h('p', {class: 'hint'}, 'Your token has the viewer role: you can read everything, but corrections, '
+      + 'reviews and answers need an editor token.');
+  }
+
+  function eventItem(e, turns) {
+    const data = e.data || {};
+    if (e.kind === 'handoff') {
+      const email = data.email ? link(`mailto:${data.email}`, data.email) : 'no email';
+      return h('li', {class: 'event handoff'}, badge('Handoff', 'handoff'), ' requested ', when(e.created_at),
+        ' · reply to ', email, data.email_from ? ` (given by the ${data.email_from})` : '',
+        data.message ? [' · “', data.message, '”'] : null);
+    }
+    if (e.kind === 'feedback') {
+      const about = turns.find((t) => t.id === data.message_id);
+      const rating = data.rating === 'down' ? badge('Thumbs down', 'down') : badge('Thumbs up', 'up');
+      return h('li', {class: 'event'}, rating, ` on turn ${about ? about.turn : '?'} · `, when(e.created_at),
+        data.comment ? [' · “', data.comment, '”'] : null);
+    }
+    return h('li', {class: 'event'}, `${e.kind} · ${when(e.created_at)}`);
+  }
+
+  function turn(t) {
+    const st = t.stage || {};
+    const lowRetrieval = t.retrieval_score == null || t.retrieval_score < LOW_RETRIEVAL;
+    const fb = t.feedback;
+    const note = t.annotation;
+    return h('li', {class: 'turn', 'data-touchpoint': t.id},
+      h('div', {class: 'turn-head'},
+        h('h3', {}, `Turn ${t.turn}`),
+        h('span', {class: 'muted'}, when(t.created_at)),
+        t.page && t.page.url ? h('span', {class: 'page'}, 'on ', link(t.page.url, t.page.title || t.page.url)) : null),
+      h('div', {class: 'bubble visitor'}, h('p', {class: 'who-said'}, 'Visitor'), h('p', {class: 'text'}, t.question)),
+      h('div', {class: 'bubble guide'}, h('p', {class: 'who-said'}, 'Guide'), h('p', {class: 'text'}, t.reply)),
+      h('dl', {class: 'facts meta'},
+        fact('Stage', [stageChip(st.name, st.confidence),
+          st.changed && st.previous ? h('span', {class: 'muted'}, ` from ${label(st.previous)}`) : null]),
+        fact('Retrieval', [t.retrieval_score == null ? 'no passage' : t.retrieval_score.toFixed(2),
+          lowRetrieval ? [' ', badge('low', 'low')] : null]),
+        fact('Mode', `${t.mode || '–'} · ${t.model || '–'}`),
+        fact('Latency', t.latency_ms == null ? '–' : `${t.latency_ms} ms`),
+        fact('Outcome', [t.outcome || '–', t.error ? h('span', {class: 'muted'}, ` (${t.error})`) : null]),
+        fact('Feedback', fb ? [fb.rating === 'down' ? badge('Thumbs down', 'down') : badge('Thumbs up', 'up'),
+          fb.comment ? ` “${fb.comment}”` : null] : 'none')),
+      t.sources.length ? h('div', {class: 'sources'}, h('h4', {}, 'Sources cited'),
+        h('ol', {}, t.sources.map((src) => h('li', {}, link(src.url, src.title || src.id),
+          src.snippet ? h('p', {class: 'snippet'}, src.snippet) : null)))) : null,
+      evidence(st),
+      note ? h('p', {class: 'annotation'}, badge('Corrected', 'reviewed'), ' ',
+        note.corrected_stage ? `Right stage: ${label(note.corrected_stage)}. ` : '',
+        note.tags && note.tags.length ? `Tags: ${note.tags.join(', ')}. ` : '',
+        note.note ? `Note: ${note.note} ` : '', h('span', {class: 'muted'}, `(${note.updated_by}, ${when(note.updated_at)})`))
+        : null,
+      corrections(t));
+  }
+
+  function evidence(st) {
+    const items = (st.evidence || []).map((e) => h('li', {}, h('b', {}, evidenceName(e.type)), ' ', evidenceText(e)));
+    const scores = Object.entries(st.scores || {}).filter(([, v]) => v >= 0.01).sort((a, b) => b[1] - a[1]);
+    return h('details', {class: 'evidence'},
+      h('summary', {}, `Why ${label(st.name)}? (${items.length} clue${items.length === 1 ? '' : 's'})`),
+      h('ul', {}, items),
+      scores.length ? h('p', {class: 'muted'}, 'Scores: ', scores.map(([k, v]) => `${label(k)} ${pct(v)}`).join(', '))
+        : null);
+  }
+
+  const EVIDENCE_NAMES = {example: 'Similar example', words: 'Telling words', page_rule: 'Page rule',
+    known_customer: 'Known customer', context: 'Read with the previous message', kept_previous: 'Kept previous stage',
+    vague: 'Vague message', transition: 'Transition', llm: 'LLM vote'};
+  const evidenceName = (type) => `${EVIDENCE_NAMES[type] || type}:`;
+
+  function evidenceText(e) {
+    const to = e.stage ? ` → ${label(e.stage)}` : '';
+    if (e.type === 'example') return `“${e.text}”${to} (similarity ${Number(e.similarity).toFixed(2)})`;
+    if (e.type === 'words') return `${(e.words || []).join(', ')}${to}`;
+    if (e.type === 'page_rule') return `${e.detail || `page matches '${e.pattern}'`}${to}`;
+    if (e.type === 'llm') return `${label(e.stage)} at ${pct(e.confidence)}${e.detail ? `: ${e.detail}` : ''}`;
+    if (e.detail) return `${e.detail}${e.type === 'kept_previous' ? '' : to}`;
+    const rest = Object.entries(e).filter(([k]) => k !== 'type');
+    return rest.map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ');
+  }
+
+  function corrections(t) {
+    const id = t.id;
+    const path = `/v1/staff/touchpoints/${encodeURIComponent(id)}`;
+    const note = t.annotation || {};
+    const stageId = uid('fix-stage');
+    const stageMsg = h('span', {class: 'msg', role: 'status'});
+    const select = h('select', {id: stageId, name: 'stage'},
+      state.stages.map((name) => h('option', {value: name}, label(name))));
+    select.value = note.corrected_stage || (t.stage && t.stage.name) || state.stages[0];
+    const stageForm = h('form', {class: 'row', onsubmit: async (event) => {
+      event.preventDefault();
+      const done = await act(stageMsg, `Saved: ${label(select.value)}. The detector learns it now.`,
+        () => api('PUT', `${path}/stage`, {stage: select.value}));
+      if (done !== undefined) refreshAfterSave(id, 'stage', stageMsg.textContent);
+    }, 'data-form': 'stage'}, h('label', {for: stageId}, 'Right stage'), select, h('button', {type: 'submit'}, 'Save stage'), stageMsg);
+
+    const tagsId = uid('tags');
+    const noteId = uid('note');
+    const notesMsg = h('span', {class: 'msg', role: 'status'});
+    const tags = h('input', {id: tagsId, name: 'tags', value: (note.tags || []).join(', '), maxlength: 900});
+    const text = h('textarea', {id: noteId, name: 'note', rows: 2, maxlength: 4000, value: note.note || ''});
+    const notesForm = h('form', {class: 'stack', onsubmit: async (event) => {
+      event.preventDefault();
+      const list = tags.value.split(',').map((x) => x.trim()).filter(Boolean);
+      const done = await act(notesMsg, 'Tags and note saved.',
+        () => api('PUT', `${path}/annotation`, {tags: list, note: text.value}));
+      if (done !== undefined) refreshAfterSave(id, 'notes', notesMsg.textContent);
+    }, 'data-form': 'notes'}, h('label', {for: tagsId}, 'Tags (comma-separated)'), tags, h('label', {for: noteId}, 'Note'), text,
+    h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Save tags and note'), notesMsg));
+
+    const qId = uid('better-q');
+    const aId = uid('better-a');
+    const answerMsg = h('span', {class: 'msg', role: 'status'});
+    const question = h('input', {id: qId, name: 'question', value: t.question, minlength: 3, maxlength: 1000});
+    const answer = h('textarea', {id: aId, name: 'answer', rows: 5, maxlength: 8000, value: t.reply});
+    const answerForm = h('form', {class: 'stack', onsubmit: (event) => {
+      event.preventDefault();
+      act(answerMsg, 'Saved: visitors asking something close to this question get this answer from now on.',
+        () => api('POST', '/v1/staff/answers', {question: question.value, answer: answer.value, touchpoint_id: id}));
+    }}, h('label', {for: qId}, 'Question'), question, h('label', {for: aId}, 'Better answer'), answer,
+    h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Save answer'), answerMsg));
+
+    return h('div', {class: 'fix'}, stageForm,
+      h('details', {}, h('summary', {}, 'Tags and note'), notesForm),
+      h('details', {}, h('summary', {}, 'Write a better answer'), answerForm));
+  }
+
+  /** Reload the open transcript after a change, keeping the place, the saved message and the focus. */
+  async function refreshAfterSave(turnId, formName, text) {
+    await openConversation(state.open, true);
+    const turnEl = document.querySelector(`.turn[data-touchpoint="${CSS.escape(turnId)}"]`);
+    const form = turnEl && turnEl.querySelector(`form[data-form="${formName}"]`);
+    if (!form) return;
+    if (form.closest('details')) form.closest('details').open = true;
+    say(form.querySelector('.msg'), text, 'ok');
+    form.querySelector('button[type=submit]').focus({preventScroll: true});
+  }
+
+  // ---- curated answers ----
+
+  async function loadAnswers() {
+    const list = $('answers-list');
+    say($('answers-msg'), '');
+    let data;
+    try {
+      data = await api('GET', '/v1/staff/answers');
+    } catch (error) {
+      say($('answers-msg'), error.message, 'error');
+      return;
+    }
+    $('answers-hint').textContent = `A visitor whose question is at least ${pct(data.threshold)} similar to a `
+      + 'curated question gets its answer instead of a composed one.';
+    list.replaceChildren(...data.items.map(answerItem));
+    if (!data.items.length) list.append(h('li', {class: 'empty'}, 'No curated answers yet.'));
+  }
+
+  function answerItem(a) {
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const item = h('li', {class: 'card answer', 'data-id': a.id});
+    const view = () => item.replaceChildren(
+      h('h2', {}, a.question),
+      h('p', {class: 'text'}, a.answer),
+      h('p', {class: 'muted'}, `By ${a.created_by} · updated ${when(a.updated_at)}`,
+        a.touchpoint_id ? ' · written from a conversation turn' : ''),
+      h('div', {class: 'actions'},
+        h('button', {type: 'button', class: 'quiet', onclick: edit}, 'Edit'),
+        h('button', {type: 'button', class: 'quiet danger', onclick: confirmDelete}, 'Delete'), msg));
+    function edit() {
+      const qId = uid('edit-q');
+      const aId = uid('edit-a');
+      const question = h('input', {id: qId, value: a.question, minlength: 3, maxlength: 1000, required: true});
+      const answer = h('textarea', {id: aId, rows: 5, value: a.answer, maxlength: 8000, required: true});
+      const saveMsg = h('span', {class: 'msg', role: 'status'});
+      item.replaceChildren(h('form', {class: 'stack', onsubmit: async (event) => {
+        event.preventDefault();
+        const row = await act(saveMsg, 'Saved.', () => api('PUT', `/v1/staff/answers/${a.id}`,
+          {question: question.value, answer: answer.value}));
+        if (row) { Object.assign(a, row); view(); say(msg, 'Saved.', 'ok'); item.querySelector('button').focus(); }
+      }}, h('label', {for: qId}, 'Question'), question, h('label', {for: aId}, 'Answer'), answer,
+      h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Save'),
+        h('button', {type: 'button', class: 'quiet', onclick: () => { view(); item.querySelector('button').focus(); }},
+          'Cancel'), saveMsg)));
+      question.focus();
+    }
+    function confirmDelete(event) {
+      const actions = event.target.parentElement;
+      const yes = h('button', {type: 'button', class: 'danger', onclick: async () => {
+        const done = await act(msg, 'Deleted.', () => api('DELETE', `/v1/staff/answers/${a.id}`));
+        if (done !== undefined) { item.remove(); say($('answers-msg'), 'Answer deleted.', 'ok'); }
+      }}, 'Yes, delete');
+      const no = h('button', {type: 'button', class: 'quiet', onclick: () => { view(); item.querySelector('button').focus(); }},
+        'Keep it');
+      actions.replaceChildren(h('span', {}, 'Delete this answer?'), yes, no, msg);
+      no.focus();
+    }
+    view();
+    return item;
+  }
+
+  async function createAnswer(event) {
+    event.preventDefault();
+    const form = event.target;
+    const msg = form.querySelector('.msg');
+    const done = await act(msg, 'Saved.', () => api('POST', '/v1/staff/answers',
+      {question: form.elements.question.value, answer: form.elements.answer.value}));
+    if (done) { form.reset(); loadAnswers(); }
+  }
+
+  // ---- analytics ----
+
+  async function loadAnalytics() {
+    const form = $('range');
+    const params = new URLSearchParams();
+    const since = dayBound(form.elements.since.value, false);
+    const until = dayBound(form.elements.until.value, true);
+    if (since) params.set('since', since);
+    if (until) params.set('until', until);
+    say($('analytics-msg'), 'Loading…');
+    let data;
+    let gaps;
+    try {
+      [data, gaps] = await Promise.all([api('GET', `/v1/staff/analytics?${params}`),
+        api('GET', `/v1/staff/analytics/gaps?${params}`)]);
+    } catch (error) {
+      say($('analytics-msg'), error.message, 'error');
+      return;
+    }
+    say($('analytics-msg'), '');
+    if (data.stages && data.stages.length) state.stages = data.stages;
+    $('chart-funnel').replaceChildren(funnelChart(data.funnel));
+    $('chart-transitions').replaceChildren(transitionTable(data.transitions, data.stages));
+    $('chart-time').replaceChildren(timeChart(data.time_in_stage));
+    $('chart-daily').replaceChildren(...dailyChart(data.daily));
+    $('chart-rates').replaceChildren(ratesTable(data.rates));
+    $('gaps').replaceChildren(gapList(gaps.groups));
+  }
+
+  const nothing = (text) => h('p', {class: 'empty'}, text || 'No data in this period.');
+
+  /** Horizontal bars: rows of {stage, value, text}; max is the value of a full bar. */
+  function bars(rows, max, summary) {
+    const rowH = 30;
+    const left = 120;
+    const width = 560;
+    const room = width - left - 170;
+    const svg = s('svg', {viewBox: `0 0 ${width} ${rows.length * rowH + 6}`, class: 'bars', role: 'img',
+      'aria-label': summary});
+    rows.forEach((r, i) => {
+      const y = i * rowH + 4;
+      const w = max > 0 ? Math.max((r.value / max) * room, r.value > 0 ? 2 : 0) : 0;
+      svg.append(
+        s('text', {x: left - 8, y: y + 16, 'text-anchor': 'end', class: 'axis'}, label(r.stage)),
+        s('rect', {x: left, y: y + 2, width: room, height: rowH - 10, class: 'track'}),
+        s('rect', {x: left, y: y + 2, width: w, height: rowH - 10, fill: colour(r.stage), class: 'bar'},
+          s('title', {}, `${label(r.stage)}: ${r.text}`)),
+        s('text', {x: left + room + 8, y: y + 16, class: 'value'}, r.text));
+    });
+    return svg;
+  }
+
+  function funnelChart(funnel) {
+    if (!funnel.some((f) => f.reached)) return nothing();
+    const rows = funnel.map((f) => ({stage: f.stage, value: f.reached, text: `${f.reached} reached · ${f.visitors} in it`}));
+    const max = Math.max(...funnel.map((f) => f.reached));
+    return bars(rows, max, 'Funnel: ' + rows.map((r) => `${label(r.stage)} ${r.value}`).join(', '));
+  }
+
+  function timeChart(times) {
+    if (!times.length) return nothing();
+    const order = (stage) => { const i = state.stages.indexOf(stage); return i < 0 ? 99 : i; };
+    const sorted = [...times].sort((a, b) => order(a.stage) - order(b.stage));
+    const rows = sorted.map((t) => ({stage: t.stage, value: t.median_seconds,
+      text: `${duration(t.median_seconds)} (mean ${duration(t.mean_seconds)}, ${t.spans}×)`}));
+    const max = Math.max(...rows.map((r) => r.value));
+    return bars(rows, max, 'Median time in stage: ' + rows.map((r) => `${label(r.stage)} ${r.text}`).join(', '));
+  }
+
+  function ratesTable(rates) {
+    if (!rates.some((r) => r.exchanges || r.conversations)) return nothing();
+    const cell = (kind, value, count, of) => h('td', {},
+      h('span', {class: 'rate-text'}, of ? [`${pct(value)} `, h('span', {class: 'muted'}, `(${count} of ${of})`)]
+        : h('span', {class: 'muted'}, 'no data')),
+      s('svg', {viewBox: '0 0 100 8', preserveAspectRatio: 'none', class: 'rate-bar', 'aria-hidden': 'true'},
+        s('rect', {width: 100, height: 8, class: 'track'}),
+        s('rect', {width: Math.round(value * 1000) / 10, height: 8, class: `bar ${kind}`})));
+    return h('div', {class: 'table-wrap'}, h('table', {class: 'rates'},
+      h('thead', {}, h('tr', {}, ['Stage', 'Handoff rate', 'Thumbs-down rate', 'Deflection'].map((name) =>
+        h('th', {scope: 'col'}, name)), h('th', {scope: 'col', class: 'num'}, 'Conversations'),
+      h('th', {scope: 'col', class: 'num'}, 'Replies'))),
+      h('tbody', {}, rates.map((r) => h('tr', {},
+        h('th', {scope: 'row'}, stageChip(r.stage)),
+        cell('handoff', r.handoff_rate, r.handoffs, r.conversations),
+        cell('down', r.thumbs_down_rate, r.thumbs_down, r.exchanges),
+        cell('deflection', r.deflection, r.conversations - r.handoffs, r.conversations),
+        h('td', {class: 'num'}, r.conversations),
+        h('td', {class: 'num'}, r.exchanges))))));
+  }
+
+  function transitionTable(transitions, stages) {
+    if (!transitions.length) return nothing('No stage changes in this period.');
+    const counts = new Map(transitions.map((t) => [`${t.from}>${t.to}`, t.count]));
+    const max = Math.max(...transitions.map((t) => t.count));
+    const known = new Set(stages);
+    const extra = transitions.flatMap((t) => [t.from, t.to]).filter((x) => !known.has(x));
+    const names = [...stages, ...new Set(extra)];
+    const from = names.filter((n) => transitions.some((t) => t.from === n));
+    const to = names.filter((n) => transitions.some((t) => t.to === n));
+    return h('div', {class: 'table-wrap'}, h('table', {class: 'matrix'},
+      h('caption', {class: 'sr-only'}, 'Stage transitions: from (rows) to (columns)'),
+      h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'From ↓ To →'),
+        to.map((n) => h('th', {scope: 'col'}, label(n))))),
+      h('tbody', {}, from.map((f) => h('tr', {}, h('th', {scope: 'row'}, label(f)),
+        to.map((t) => {
+          const n = counts.get(`${f}>${t}`) || 0;
+          const level = n ? Math.max(1, Math.ceil((n / max) * 4)) : 0;
+          return h('td', {class: `heat h${level}`, title: `${label(f)} → ${label(t)}: ${n}`}, n || '');
+        }))))));
+  }
+
+  /** The smallest 1, 2 or 5 × 10^k at or above n (a round top for an axis). */
+  function niceCeiling(n) {
+    const power = 10 ** Math.floor(Math.log10(n));
+    return [1, 2, 5, 10].map((m) => m * power).find((x) => x >= n);
+  }
+
+  function dailyChart(daily) {
+    if (!daily.length) return [nothing()];
+    const byDay = new Map();
+    for (const d of daily) {
+      if (!byDay.has(d.day)) byDay.set(d.day, {});
+      byDay.get(d.day)[d.stage] = (byDay.get(d.day)[d.stage] || 0) + d.count;
+    }
+    const days = [];
+    const first = new Date(`${[...byDay.keys()].sort()[0]}T00:00:00Z`);
+    const last = new Date(`${[...byDay.keys()].sort().pop()}T00:00:00Z`);
+    for (let d = first; d <= last && days.length < 366; d = new Date(d.getTime() + 86400000)) {
+      days.push(d.toISOString().slice(0, 10));
+    }
+    const stages = [...new Set([...state.stages, ...daily.map((d) => d.stage)])]
+      .filter((st) => daily.some((d) => d.stage === st));
+    const totals = days.map((day) => Object.values(byDay.get(day) || {}).reduce((a, b) => a + b, 0));
+    const max = niceCeiling(Math.max(...totals, 1));
+    const width = 560;
+    const height = 220;
+    const left = 36;
+    const bottom = 24;
+    const plot = height - bottom - 8;
+    const step = (width - left - 4) / days.length;
+    const barW = Math.max(Math.min(step * 0.7, 48), 1);
+    const svg = s('svg', {viewBox: `0 0 ${width} ${height}`, class: 'bars daily', role: 'img',
+      'aria-label': 'Touchpoints per day: ' + days.map((d, i) => `${d} ${totals[i]}`).join(', ')});
+    for (const tick of max % 2 ? [0, 1] : [0, 0.5, 1]) {
+      const y = 8 + plot - tick * plot;
+      svg.append(s('line', {x1: left, x2: width, y1: y, y2: y, class: 'grid'}),
+        s('text', {x: left - 6, y: y + 4, 'text-anchor': 'end', class: 'axis'}, Math.round(max * tick)));
+    }
+    const every = Math.ceil(days.length / 8);
+    days.forEach((day, i) => {
+      const x = left + i * step + (step - barW) / 2;
+      let y = 8 + plot;
+      for (const stage of stages) {
+        const n = (byDay.get(day) || {})[stage] || 0;
+        if (!n) continue;
+        const hgt = (n / max) * plot;
+        y -= hgt;
+        svg.append(s('rect', {x, y, width: barW, height: hgt, fill: colour(stage), class: 'bar'},
+          s('title', {}, `${day} · ${label(stage)}: ${n}`)));
+      }
+      if (i % every === 0) {
+        svg.append(s('text', {x: x + barW / 2, y: height - 6, 'text-anchor': 'middle', class: 'axis'}, day.slice(5)));
+      }
+    });
+    const legend = h('ul', {class: 'legend', 'aria-label': 'Stages'}, stages.map((st) => h('li', {},
+      s('svg', {viewBox: '0 0 10 10', width: 10, height: 10, 'aria-hidden': 'true'},
+        s('rect', {width: 10, height: 10, fill: colour(st)})), label(st))));
+    return [svg, legend];
+  }
+
+  function gapList(groups) {
+    if (!groups.length) return nothing('No knowledge gaps in this period.');
+    const reasonNames = {weak_retrieval: 'weak retrieval', thumbs_down: 'thumbs down', handoff: 'handoff'};
+    const editor = state.user && state.user.role !== 'viewer';
+    const sorted = [...groups].sort((a, b) => b.count - a.count);
+    return h('ol', {class: 'gaps'}, sorted.map((g) => h('li', {class: 'gap'},
+      h('div', {class: 'gap-head'}, h('span', {class: 'count'}, `${g.count}×`), stageChip(g.stage),
+        h('span', {class: 'gap-q'}, g.question)),
+      h('p', {class: 'reasons'}, Object.entries(g.reasons).sort((a, b) => b[1] - a[1])
+        .map(([k, n]) => badge(`${reasonNames[k] || k} ${n}`, k === 'thumbs_down' ? 'down' : k === 'handoff'
+          ? 'handoff' : 'low'))),
+      g.examples.length > 1 || g.examples[0] !== g.question ? h('ul', {class: 'examples', 'aria-label': 'Examples'},
+        g.examples.map((q) => h('li', {}, q))) : null,
+      editor ? h('button', {type: 'button', class: 'quiet', onclick: () => writeAnswerFor(g.question)},
+        'Write an answer') : null)));
+  }
+
+  function writeAnswerFor(question) {
+    location.hash = '#/answers';
+    show('answers');
+    const form = $('answer-new');
+    form.elements.question.value = question;
+    form.elements.answer.focus();
+  }
+
+  // ---- wiring ----
+
+  function init() {
+    $('signin-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const token = $('token').value.trim();
+      if (token) signIn(token);
+    });
+    $('sign-out').addEventListener('click', () => signOut('Signed out.'));
+    const filters = $('filters');
+    const apply = () => { state.filters = readFilters(); state.offset = 0; loadList(); };
+    filters.addEventListener('submit', (event) => { event.preventDefault(); apply(); });
+    filters.addEventListener('change', (event) => { if (event.target.name !== 'q') apply(); });
+    filters.addEventListener('reset', () => setTimeout(apply));
+    $('prev').addEventListener('click', () => { state.offset = Math.max(state.offset - state.limit, 0); loadList(); });
+    $('next').addEventListener('click', () => { state.offset += state.limit; loadList(); });
+    $('page-size').addEventListener('change', (event) => {
+      state.limit = Number(event.target.value); state.offset = 0; loadList();
+    });
+    $('range').addEventListener('submit', (event) => { event.preventDefault(); loadAnalytics(); });
+    $('answer-new').addEventListener('submit', createAnswer);
+    window.addEventListener('hashchange', route);
+    const saved = store.get();
+    if (saved) signIn(saved);
+    else signOut();
+  }
+
+  init();
+})();
