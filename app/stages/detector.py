@@ -32,6 +32,8 @@ KNOWN_CUSTOMER_PENALTY = 1.0  # logits taken from before-purchase stages when th
 FOLLOW_UP_WORDS = 6  # messages this short, and unsure on their own, are read with the previous one
 CONTEXT_BELOW = 0.6
 VAGUE_SIMILARITY = 0.30  # below this, no labelled example is close enough to move anyone
+CORRECTION_SIMILARITY = 0.9  # a message this close to a staff-corrected one takes the corrected stage
+CORRECTION_BONUS = 6.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class _Fit:
     linear_weight: float
     oof_accuracy: float
     oof_nll: float
+    learned: list[tuple[str, int]] = field(default_factory=list)
+    learned_vectors: np.ndarray | None = None
 
 
 class EnsembleStageDetector:
@@ -123,14 +127,9 @@ class EnsembleStageDetector:
         self.cache_dir = cache_dir
         self._extra: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._fit = self._build(self._labelled())
+        self._fit = self._build()
 
     # -- fitting ---------------------------------------------------------------------------------
-
-    def _labelled(self) -> list[tuple[str, int]]:
-        pairs = [(text, i) for i, stage in enumerate(self.journey.stages) for text in stage.examples]
-        pairs += [(text, self.names.index(stage)) for text, stage in self._extra if stage in self.names]
-        return list({text.strip().lower(): (text, label) for text, label in pairs}.values())
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts, reusing a cache file keyed by the model and the texts."""
@@ -159,10 +158,15 @@ class EnsembleStageDetector:
             out[:, c] = np.sort(np.partition(block, block.shape[1] - k, axis=1)[:, -k:], axis=1).mean(axis=1)
         return out
 
-    def _build(self, labelled: list[tuple[str, int]]) -> _Fit:
-        texts = [t for t, _ in labelled]
-        labels = np.array([label for _, label in labelled])
-        vectors = self._embed(texts)
+    def _build(self) -> _Fit:
+        configured = [(text, i) for i, stage in enumerate(self.journey.stages) for text in stage.examples]
+        learned = [(text, self.names.index(stage)) for text, stage in self._extra]
+        learned_vectors = self.embeddings.embed_array([t for t, _ in learned]) if learned else None
+        texts = [t for t, _ in configured + learned]
+        labels = np.array([label for _, label in configured + learned])
+        vectors = self._embed([t for t, _ in configured])  # cached on disk: the configured examples only
+        if learned_vectors is not None:
+            vectors = np.vstack([vectors, learned_vectors])
         class_index = [np.flatnonzero(labels == c) for c in range(len(self.names))]
         sims = vectors @ vectors.T
         np.fill_diagonal(sims, -1.0)
@@ -205,13 +209,15 @@ class EnsembleStageDetector:
             linear_weight=best[3],
             oof_accuracy=best[4],
             oof_nll=best[0],
+            learned=learned,
+            learned_vectors=learned_vectors,
         )
 
     def set_learned(self, pairs: list[tuple[str, str]]) -> None:
         """Train on the configured examples plus these (staff corrections), without a restart."""
         with self._lock:
             self._extra = [(text, stage) for text, stage in pairs if stage in self.names]
-            self._fit = self._build(self._labelled())
+            self._fit = self._build()
 
     @property
     def fitted(self) -> dict:
@@ -279,6 +285,22 @@ class EnsembleStageDetector:
         if vote is not None:
             logits = logits + vote.logits
             evidence.append(vote.evidence)
+        if fit.learned_vectors is not None:
+            learned_sims = fit.learned_vectors @ vector
+            nearest_learned = int(np.argmax(learned_sims))
+            if learned_sims[nearest_learned] >= CORRECTION_SIMILARITY:
+                text, label = fit.learned[nearest_learned]
+                logits[label] += CORRECTION_BONUS
+                vague = False
+                evidence.append(
+                    {
+                        "type": "correction",
+                        "stage": names[label],
+                        "text": text,
+                        "similarity": round(float(learned_sims[nearest_learned]), 3),
+                        "detail": "staff corrected a message like this one",
+                    }
+                )
         previous = signals.previous if signals.previous in names else None
         if previous is not None:
             logits[names.index(previous)] += STICKINESS

@@ -8,7 +8,7 @@ import numpy as np
 class SoftmaxRegression:
     """Linear classifier over sentence embeddings with L2 regularisation."""
 
-    def __init__(self, n_classes: int, l2: float = 1e-3, steps: int = 300, rate: float = 0.05) -> None:
+    def __init__(self, n_classes: int, l2: float = 1e-3, steps: int = 200, rate: float = 0.05) -> None:
         self.n_classes = n_classes
         self.l2 = l2
         self.steps = steps
@@ -18,6 +18,7 @@ class SoftmaxRegression:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> SoftmaxRegression:
         """Minimise cross-entropy + l2 * |W|^2 with full-batch Adam."""
+        x = np.asarray(x, dtype=np.float64)
         n, d = x.shape
         w = np.zeros((d, self.n_classes))
         b = np.zeros(self.n_classes)

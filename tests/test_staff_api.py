@@ -1,0 +1,438 @@
+"""The staff API through real HTTP against a real database: auth, roles, filters, corrections, analytics, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from conftest import Server, base_env, run_cli
+
+from app.config import Settings
+from app.staff.auth import create_token, revoke_token
+from app.store.db import make_engine, make_sessionmaker
+from app.store.models import Conversation, Touchpoint
+
+
+def make_tokens(data_dir) -> dict[str, str]:
+    """viewer, editor, admin and a revoked token, created in the server's database."""
+    engine = make_engine(Settings(data_dir=data_dir))
+    tokens = {}
+    with make_sessionmaker(engine)() as session:
+        for role in ("viewer", "editor", "admin"):
+            tokens[role] = create_token(session=session, name=f"{role}@lumio.example", role=role)[1]
+        row, tokens["revoked"] = create_token(session=session, name="gone@lumio.example", role="admin")
+        revoke_token(session=session, token_id=row.id)
+    engine.dispose()
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def staff(make_data_dir):
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir)
+    yield server, tokens
+    server.stop()
+
+
+def api(server, token, method, path, **kwargs) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, f"{server.url}/v1/staff{path}", headers=headers, timeout=30, **kwargs)
+
+
+def chat(server, message, **body) -> dict:
+    response = httpx.post(f"{server.url}/v1/chat", json={"message": message, **body}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_every_staff_endpoint_needs_a_valid_token(staff):
+    server, tokens = staff
+    paths = [
+        ("GET", "/conversations"),
+        ("GET", "/conversations/abcdefgh1234"),
+        ("GET", "/analytics"),
+        ("GET", "/analytics/gaps"),
+        ("GET", "/export"),
+        ("GET", "/answers"),
+        ("DELETE", "/visitors/someone-1234"),
+        ("PUT", "/touchpoints/abcdefgh1234/stage"),
+    ]
+    for method, path in paths:
+        for token in (None, "jgs_not-a-real-token", tokens["revoked"]):
+            response = api(server, token, method, path)
+            assert response.status_code == 401, (method, path, token, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert api(server, tokens["viewer"], "GET", "/me").json() == {"name": "viewer@lumio.example", "role": "viewer"}
+
+
+def test_roles_limit_actions(staff):
+    server, tokens = staff
+    turn = chat(server, "How much does the pro plan cost?")
+    put = {"json": {"stage": "consideration"}}
+    refused = api(server, tokens["viewer"], "PUT", f"/touchpoints/{turn['message_id']}/stage", **put)
+    assert refused.status_code == 403 and "needs the editor role" in refused.json()["detail"]
+    assert api(server, tokens["viewer"], "GET", "/export").status_code == 403
+    assert api(server, tokens["editor"], "DELETE", f"/visitors/{turn['visitor_id']}").status_code == 403
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{turn['conversation_id']}").status_code == 200
+
+
+def test_visitor_endpoints_cannot_reach_staff_data(staff):
+    server, _ = staff
+    turn = chat(server, "How much does the pro plan cost?")
+    body = {"visitor_id": "another-visitor-1", "message": "hi"}
+    assert (
+        httpx.post(f"{server.url}/v1/chat", json={**body, "conversation_id": turn["conversation_id"]}).status_code
+        == 404
+    )
+    assert httpx.get(f"{server.url}/v1/staff/conversations/{turn['conversation_id']}").status_code == 401
+
+
+def test_filters_and_paging(staff):
+    server, tokens = staff
+    marker = "zebrafish"
+    pricing = chat(server, f"How much does the pro plan cost for my {marker} salon?")
+    support = chat(server, "my calendar sync stopped working, bookings are missing")
+    httpx.post(
+        f"{server.url}/v1/conversations/{support['conversation_id']}/handoff",
+        json={"visitor_id": support["visitor_id"], "email": "ana@example.com"},
+    ).raise_for_status()
+    unhappy = chat(server, "Can I cancel anytime?")
+    httpx.post(
+        f"{server.url}/v1/conversations/{unhappy['conversation_id']}/feedback",
+        json={"visitor_id": unhappy["visitor_id"], "message_id": unhappy["message_id"], "rating": "down"},
+    ).raise_for_status()
+    unknown = chat(server, "What is the airspeed velocity of an unladen swallow?")
+
+    def ids(**params) -> set[str]:
+        response = api(server, tokens["viewer"], "GET", "/conversations", params={"limit": 200, **params})
+        assert response.status_code == 200, response.text
+        return {c["id"] for c in response.json()["items"]}
+
+    assert pricing["conversation_id"] in ids(stage="decision")
+    assert support["conversation_id"] not in ids(stage="decision")
+    assert ids(handoff="true") >= {support["conversation_id"]}
+    assert pricing["conversation_id"] not in ids(handoff="true")
+    assert unhappy["conversation_id"] in ids(thumbs_down="true")
+    assert support["conversation_id"] not in ids(thumbs_down="true")
+    assert unknown["conversation_id"] in ids(low_retrieval="true")
+    assert pricing["conversation_id"] not in ids(low_retrieval="true")
+    assert ids(q=marker) == {pricing["conversation_id"]}
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert ids(since=future) == set()
+    assert pricing["conversation_id"] in ids(until=future)
+    api(server, tokens["editor"], "PUT", f"/conversations/{pricing['conversation_id']}/review", json={"reviewed": True})
+    assert pricing["conversation_id"] not in ids(unreviewed="true")
+    assert support["conversation_id"] in ids(unreviewed="true")
+    page = api(server, tokens["viewer"], "GET", "/conversations", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] >= 4 and len(page["items"]) == 2
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"q": marker}).json()["items"][0]
+    assert listed["first_question"].startswith("How much does the pro plan cost") and listed["reviewed_at"]
+    bad = api(server, tokens["viewer"], "GET", "/conversations", params={"since": "yesterday"})
+    assert bad.status_code == 422 and "since" in bad.text
+
+
+def test_transcript_shows_every_turn(staff):
+    server, tokens = staff
+    page = {"url": "https://www.lumio.example/pricing", "title": "Pricing"}
+    first = chat(server, "How much does the pro plan cost?", page=page)
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    chat(server, "ok thanks", **ids)
+    httpx.post(
+        f"{server.url}/v1/conversations/{first['conversation_id']}/feedback",
+        json={"visitor_id": first["visitor_id"], "message_id": first["message_id"], "rating": "up"},
+    ).raise_for_status()
+    data = api(server, tokens["viewer"], "GET", f"/conversations/{first['conversation_id']}").json()
+    assert [t["question"] for t in data["turns"]] == ["How much does the pro plan cost?", "ok thanks"]
+    turn = data["turns"][0]
+    assert turn["stage"]["name"] == "decision" and turn["stage"]["evidence"] and turn["stage"]["confidence"] > 0
+    assert turn["sources"][0]["id"].startswith("pricing/") and turn["latency_ms"] >= 0
+    assert turn["mode"] == "offline" and turn["model"] == "offline-composer" and turn["outcome"] == "ok"
+    assert turn["feedback"] == {"rating": "up", "comment": None}
+    assert turn["page"]["url"] == page["url"]
+    assert any(e["type"] == "kept_previous" for e in data["turns"][1]["stage"]["evidence"])
+    assert [e["kind"] for e in data["events"]] == ["feedback"]
+    assert api(server, tokens["viewer"], "GET", "/conversations/nosuchconversation").status_code == 404
+
+
+def test_correction_teaches_the_detector_and_survives_restart(make_data_dir):
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir)
+    message = "the purple widget on my dashboard blinks twice"
+    try:
+        first = chat(server, message)
+        target = "advocacy" if first["stage"]["name"] != "advocacy" else "awareness"
+        path = f"/touchpoints/{first['message_id']}/stage"
+        bad = api(server, tokens["editor"], "PUT", path, json={"stage": "nirvana"})
+        assert bad.status_code == 422 and "stage must be one of" in bad.json()["detail"]
+        ok = api(server, tokens["editor"], "PUT", path, json={"stage": target})
+        assert ok.status_code == 200, ok.text
+        assert chat(server, message)["stage"]["name"] == target, "the correction is used without a restart"
+        transcript = api(server, tokens["viewer"], "GET", f"/conversations/{first['conversation_id']}").json()
+        assert transcript["turns"][0]["annotation"]["corrected_stage"] == target
+    finally:
+        server.stop()
+    restarted = Server(data_dir)
+    try:
+        assert chat(restarted, message)["stage"]["name"] == target, "the correction is kept in the database"
+    finally:
+        restarted.stop()
+
+
+def test_annotations_tags_and_notes(staff):
+    server, tokens = staff
+    turn = chat(server, "Can I pay by invoice?")
+    path = f"/touchpoints/{turn['message_id']}/annotation"
+    saved = api(server, tokens["editor"], "PUT", path, json={"tags": ["billing", "billing", " invoice "], "note": "ok"})
+    assert saved.json() == {"touchpoint_id": turn["message_id"], "tags": ["billing", "invoice"], "note": "ok"}
+    api(server, tokens["editor"], "PUT", path, json={"note": "better answer needed"})
+    annotation = api(server, tokens["viewer"], "GET", f"/conversations/{turn['conversation_id']}").json()["turns"][0][
+        "annotation"
+    ]
+    assert annotation["tags"] == ["billing", "invoice"] and annotation["note"] == "better answer needed"
+    assert annotation["updated_by"] == "editor@lumio.example"
+    assert api(server, tokens["editor"], "PUT", path, json={"tags": "billing"}).status_code == 422
+
+
+def test_curated_answer_is_used_for_close_questions(staff):
+    server, tokens = staff
+    asked = chat(server, "Do you have a student discount?")
+    written = api(
+        server,
+        tokens["editor"],
+        "POST",
+        "/answers",
+        json={
+            "question": "Do you have a student discount?",
+            "answer": "Students get 50% off Starter. [staff]",
+            "touchpoint_id": asked["message_id"],
+        },
+    )
+    assert written.status_code == 201, written.text
+    again = chat(server, "do you have a discount for students")
+    assert again["reply"] == "Students get 50% off Starter. [staff]"
+    assert again["mode"] == "curated" and again["model"] == "staff-answer"
+    row = server.touchpoints(id=again["message_id"])[0]
+    assert row["mode"] == "curated" and json.loads(row["data"])["curated_answer_id"] == written.json()["id"]
+    assert chat(server, "How do I connect Google Calendar?")["mode"] == "offline", "unrelated questions unaffected"
+    assert api(server, tokens["editor"], "DELETE", f"/answers/{written.json()['id']}").status_code == 204
+    assert chat(server, "do you have a discount for students")["mode"] == "offline"
+
+
+def test_export_streams_filtered_csv_and_jsonl(staff):
+    server, tokens = staff
+    turn = chat(server, "How much is Business for 40 staff?")
+    params = {"stage": "decision", "format": "jsonl"}
+    response = api(server, tokens["editor"], "GET", "/export", params=params)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/x-ndjson")
+    rows = [json.loads(line) for line in response.text.splitlines()]
+    assert rows and {r["conversation_id"] for r in rows} >= {turn["conversation_id"]}
+    conversation_stages = {
+        c["id"]: c["stage"]
+        for c in api(server, tokens["viewer"], "GET", "/conversations", params={"limit": 200}).json()["items"]
+    }
+    assert all(conversation_stages.get(r["conversation_id"], "decision") == "decision" for r in rows)
+    csv_response = api(server, tokens["editor"], "GET", "/export", params={"format": "csv"})
+    table = list(csv.DictReader(io.StringIO(csv_response.text)))
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    mine = [r for r in table if r["id"] == turn["message_id"]][0]
+    assert mine["question"] == "How much is Business for 40 staff?" and json.loads(mine["sources"])
+    assert api(server, tokens["editor"], "GET", "/export", params={"format": "xml"}).status_code == 422
+
+
+def test_erasure_removes_every_trace(staff):
+    server, tokens = staff
+    first = chat(server, "the orange gizmo is wobbling on my screen")
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    chat(server, "still wobbling", **ids)
+    api(server, tokens["editor"], "PUT", f"/touchpoints/{first['message_id']}/stage", json={"stage": "support"})
+    erased = api(server, tokens["admin"], "DELETE", f"/visitors/{first['visitor_id']}")
+    assert erased.status_code == 200
+    assert erased.json()["erased"]["touchpoints"] == 2 and erased.json()["erased"]["stage_examples"] == 1
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{first['conversation_id']}").status_code == 404
+    con = sqlite3.connect(server.data_dir / "journey.db")
+    for table, column in [
+        ("touchpoints", "visitor_id"),
+        ("conversations", "visitor_id"),
+        ("stage_examples", "visitor_id"),
+    ]:
+        assert (
+            con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", (first["visitor_id"],)).fetchone()[0] == 0
+        )
+    dump = "\n".join(con.iterdump())
+    con.close()
+    assert "orange gizmo" not in dump and first["visitor_id"] not in dump
+
+
+def test_token_cli(tmp_path):
+    env = base_env(tmp_path)
+    created = run_cli("staff", "create-token", "carla@lumio.example", "--role", "editor", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("jgs_") and len(token) > 40
+    listed = run_cli("staff", "tokens", env=env).stdout
+    assert "carla@lumio.example" in listed and token not in listed
+    con = sqlite3.connect(tmp_path / "journey.db")
+    assert token not in "\n".join(con.iterdump())
+    con.close()
+    bad = run_cli("staff", "create-token", "x", "--role", "boss", env=env)
+    assert bad.returncode == 2 and "role must be one of viewer, editor, admin" in bad.stderr
+    assert "revoked token 1" in run_cli("staff", "revoke-token", "1", env=env).stdout
+
+
+# -- analytics on a known fixture ------------------------------------------------------------------
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _fixture_rows(session) -> None:
+    """Three visitors with known journeys, times and events."""
+
+    def convo(cid, visitor, turns, events=()):
+        session.add(
+            Conversation(
+                id=cid,
+                visitor_id=visitor,
+                created_at=turns[0][0],
+                updated_at=turns[-1][0],
+                stage=turns[-1][1],
+                turns=len(turns) + len(events),
+            )
+        )
+        previous = None
+        for n, (at, stage, question, score) in enumerate(turns, start=1):
+            session.add(
+                Touchpoint(
+                    id=f"{cid}-t{n}",
+                    conversation_id=cid,
+                    visitor_id=visitor,
+                    turn=n,
+                    kind="exchange",
+                    created_at=at,
+                    stage=stage,
+                    stage_confidence=0.9,
+                    previous_stage=previous,
+                    stage_changed=previous is not None and previous != stage,
+                    question=question,
+                    reply="r",
+                    retrieval_score=score,
+                    mode="offline",
+                    outcome="ok",
+                    latency_ms=10,
+                )
+            )
+            previous = stage
+        for n, (at, kind, data) in enumerate(events, start=len(turns) + 1):
+            session.add(
+                Touchpoint(
+                    id=f"{cid}-e{n}",
+                    conversation_id=cid,
+                    visitor_id=visitor,
+                    turn=n,
+                    kind=kind,
+                    created_at=at,
+                    stage=previous,
+                    data=data,
+                )
+            )
+
+    minute = timedelta(minutes=1)
+    convo(
+        "conv-aaaa",
+        "visitor-a",
+        [
+            (T0, "awareness", "what is lumio", 0.8),
+            (T0 + 2 * minute, "awareness", "who is it for", 0.7),
+            (T0 + 5 * minute, "decision", "how much is pro", 0.8),
+        ],
+    )
+    convo(
+        "conv-bbbb",
+        "visitor-b",
+        [
+            (T0 + timedelta(days=1), "support", "my widget spins forever", 0.2),
+            (T0 + timedelta(days=1) + 3 * minute, "support", "the widget keeps spinning", 0.25),
+        ],
+        events=[(T0 + timedelta(days=1, minutes=4), "handoff", {"email": "b@example.com"})],
+    )
+    convo(
+        "conv-cccc",
+        "visitor-c",
+        [
+            (T0 + timedelta(days=1), "decision", "is there a discount", 0.9),
+        ],
+        events=[(T0 + timedelta(days=1, minutes=1), "feedback", {"rating": "down", "message_id": "conv-cccc-t1"})],
+    )
+    session.commit()
+
+
+@pytest.fixture(scope="module")
+def analytics_server(make_data_dir):
+    data_dir = make_data_dir()
+    engine = make_engine(Settings(data_dir=data_dir))
+    with make_sessionmaker(engine)() as session:
+        _fixture_rows(session)
+    engine.dispose()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir)
+    yield server, tokens
+    server.stop()
+
+
+def test_analytics_figures_on_known_fixture(analytics_server):
+    server, tokens = analytics_server
+    data = api(server, tokens["viewer"], "GET", "/analytics").json()
+    funnel = {f["stage"]: f for f in data["funnel"]}
+    assert funnel["awareness"] == {"stage": "awareness", "visitors": 1, "reached": 3}
+    assert funnel["decision"] == {"stage": "decision", "visitors": 2, "reached": 3}
+    assert funnel["support"]["visitors"] == 1 and funnel["support"]["reached"] == 1
+    assert funnel["renewal"]["reached"] == 0
+    assert data["transitions"] == [{"from": "awareness", "to": "decision", "count": 1}]
+    time_in = {t["stage"]: t for t in data["time_in_stage"]}
+    assert time_in["awareness"]["mean_seconds"] == 300.0
+    assert time_in["support"]["mean_seconds"] == 180.0
+    assert time_in["decision"] == {"stage": "decision", "spans": 2, "mean_seconds": 0.0, "median_seconds": 0.0}
+    daily = {(d["day"], d["stage"]): d["count"] for d in data["daily"]}
+    assert daily == {
+        ("2026-03-02", "awareness"): 2,
+        ("2026-03-02", "decision"): 1,
+        ("2026-03-03", "support"): 2,
+        ("2026-03-03", "decision"): 1,
+    }
+    rates = {r["stage"]: r for r in data["rates"]}
+    assert rates["support"]["handoff_rate"] == 1.0 and rates["support"]["deflection"] == 0.0
+    assert rates["decision"]["conversations"] == 2 and rates["decision"]["deflection"] == 1.0
+    assert rates["decision"]["thumbs_down"] == 1 and rates["decision"]["thumbs_down_rate"] == 0.5
+    one_day = api(
+        server,
+        tokens["viewer"],
+        "GET",
+        "/analytics",
+        params={"since": "2026-03-03T00:00:00Z", "until": "2026-03-04T00:00:00+00:00"},
+    ).json()
+    assert {f["stage"]: f["visitors"] for f in one_day["funnel"]}["awareness"] == 0
+    assert one_day["transitions"] == []
+
+
+def test_knowledge_gaps_group_similar_questions(analytics_server):
+    server, tokens = analytics_server
+    groups = api(server, tokens["viewer"], "GET", "/analytics/gaps").json()["groups"]
+    assert groups[0]["stage"] == "support" and groups[0]["count"] == 2
+    assert set(groups[0]["examples"]) == {"my widget spins forever", "the widget keeps spinning"}
+    assert groups[0]["reasons"] == {"weak_retrieval": 2, "handoff": 1}
+    decision = [g for g in groups if g["stage"] == "decision"]
+    assert decision == [
+        {
+            "stage": "decision",
+            "question": "is there a discount",
+            "count": 1,
+            "examples": ["is there a discount"],
+            "reasons": {"thumbs_down": 1},
+        }
+    ]
