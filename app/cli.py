@@ -93,6 +93,33 @@ def eval_stages(
     typer.echo(report.as_text())
 
 
+@cli.command("eval-retrieval")
+def eval_retrieval(
+    file: Annotated[Path, typer.Argument(help='JSON lines: {"question": ..., "expected": [document id or path]}')],
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures and the misses as JSON")] = False,
+) -> None:
+    """Search the knowledge base for every question; print recall@1, recall@3 and MRR of the expected documents."""
+    import json
+
+    from app.kb.evaluate import RetrievalEvalError, evaluate, load_cases
+    from app.state import build_knowledge_base
+
+    if not file.is_file():
+        typer.echo(f"error: evaluation file not found: {file}", err=True)
+        raise typer.Exit(2)
+    try:
+        cases = load_cases(file)
+    except RetrievalEvalError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    kb = build_knowledge_base(Settings())
+    if kb.count() == 0:
+        typer.echo(f"error: the knowledge collection {kb.name} is empty: run `journey ingest` first", err=True)
+        raise typer.Exit(2)
+    report = evaluate(kb, cases)
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.as_text())
+
+
 staff_cli = typer.Typer(help="Staff API tokens.", no_args_is_help=True)
 cli.add_typer(staff_cli, name="staff")
 

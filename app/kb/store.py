@@ -164,7 +164,9 @@ class KnowledgeBase:
         self._catalog_at = 0.0
         return report
 
-    def search(self, query_vector: list[float], *, stage: str | None, k: int, stage_boost: float) -> list[Hit]:
+    def search(
+        self, query_vector: list[float], *, stage: str | None, k: int, stage_boost: float, query_text: str | None = None
+    ) -> list[Hit]:
         """Nearest passages, preferring those tagged with the stage, at most two per document."""
         total = self.count()
         if total == 0:
