@@ -47,11 +47,40 @@ class Settings(BaseSettings):
     curated_threshold: float = Field(
         0.85, ge=0, le=1, description="similarity at which a staff-written answer replaces the generated one"
     )
+    ingest_max_bytes: int = Field(10_000_000, ge=1024, description="largest file or fetched page ingestion reads")
+    ingest_root: Path | None = Field(None, description="folder the admin ingest endpoint may read (default: knowledge)")
+    crawl_allow_hosts: str = Field("", description="hosts crawled even on private addresses, comma-separated")
+    crawl_max_pages: int = Field(200, ge=1, description="pages fetched per crawl")
+    crawl_max_depth: int = Field(3, ge=0, description="links followed from the start page or the sitemap's pages")
+    crawl_max_seconds: float = Field(300.0, gt=0, description="seconds a whole crawl may take")
+    crawl_timeout: float = Field(15.0, gt=0, description="seconds for one request of a crawl")
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_turns: int = Field(200, ge=1, description="turns after which a conversation must start afresh")
+    redis_url: str | None = Field(None, description="redis://host:6379/0 to share rate limits across workers")
+    rate_limit_ip: str = Field("60/60", description="chat requests per client IP: COUNT/SECONDS")
+    rate_limit_visitor: str = Field("20/60", description="chat requests per visitor id: COUNT/SECONDS")
+    trust_forwarded_for: bool = Field(False, description="take the client IP from X-Forwarded-For (behind a proxy)")
+    identity_secret: str | None = Field(None, description="HMAC-SHA256 key the host site signs visitor identities with")
+    identity_enforce: bool = Field(False, description="refuse identities without a valid signature")
+    redact_pii: bool = Field(False, description="replace emails, phone and card numbers before storing touchpoints")
+    retention_days: int | None = Field(None, ge=1, description="delete touchpoints older than this many days")
+    link_hosts: str = Field("", description="extra hosts LLM replies may link to, besides the knowledge base's")
+    hsts: bool = Field(False, description="send Strict-Transport-Security (only behind HTTPS)")
     widget_origins: str = Field(
         "*", description="origins whose pages may call the visitor API (the widget): * or a comma-separated list"
     )
+
+    webhook_urls: str = Field("", description="comma-separated URLs that receive one signed JSON event per touchpoint")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key signing every webhook request")
+    webhook_timeout: float = Field(10.0, gt=0, description="seconds for one webhook request")
+    webhook_backoff_base: float = Field(2.0, gt=0, description="seconds before the first retry of a failed event")
+    webhook_backoff_max: float = Field(300.0, gt=0, description="longest wait between two retries")
+    webhook_max_age_hours: float = Field(72.0, gt=0, description="an event still undelivered after this is failed")
+    webhook_poll_interval: float = Field(1.0, gt=0, description="seconds between two looks at the outbox")
+    webhook_retention_days: float = Field(7.0, ge=0, description="delivered events are purged after this")
+    api_keys: str = Field("", description="comma-separated keys /v1/chat/completions and /v1/models require")
+    log_format: str = Field("json", pattern="^(json|text)$", description="server logs: one JSON object a line, or text")
 
     @property
     def llm_enabled(self) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.kb.store import Hit
+from app.security.output import looks_like_injection
 
 MAX_SOURCES = 3
 MAX_SENTENCES = 4
@@ -93,7 +94,7 @@ def split_units(hits: list[Hit]) -> list[Unit]:
             if kind == "para":
                 for sentence in _SENTENCE_END.split(" ".join(s.strip() for s in lines)):
                     sentence = sentence.strip()
-                    if len(sentence) > 12:
+                    if len(sentence) > 12 and not looks_like_injection(sentence):
                         units.append(Unit(h_index, len(units), sentence, "sentence", sentence))
                         lead = sentence
             elif kind == "list":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,16 +18,19 @@ def load_prompt(folder: Path, name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _neutralise(text: str) -> str:
-    """Keep passage text from closing the delimiting tags."""
-    return text.replace("</document", "&lt;/document").replace("</documents", "&lt;/documents")
+_DELIMITER = re.compile(r"<(/?)(documents|document|visitor_message)\b", re.IGNORECASE)
+
+
+def neutralise(text: str) -> str:
+    """Keep data (documents, visitor text) from opening or closing the prompt's delimiting tags."""
+    return _DELIMITER.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
 
 
 def format_docs(hits: list[Hit]) -> str:
     """Passages as one numbered <document> per source document; the numbers are what citations refer to."""
     blocks = []
     for number, group in enumerate(by_document(hits), start=1):
-        sections = "\n\n".join(f"## {h.section}\n{_neutralise(h.text)}" for h in group)
+        sections = "\n\n".join(f"## {h.section}\n{neutralise(h.text)}" for h in group)
         blocks.append(
             f'<document id="{number}" source="{group[0].doc_id}" title="{group[0].title}">\n{sections}\n</document>'
         )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.chat.schemas import ChatRequest, ChatResponse
-from app.chat.service import ChatService, Prepared, TurnState
+from app.chat.schemas import ChatRequest, ChatResponse, Identity
+from app.chat.service import ChatService, ConversationFull, Prepared, TurnState
+from app.config import Settings
 from app.deps import ChatDep
+from app.security.identity import IdentityError, verify
+from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -20,17 +23,40 @@ NOT_YOURS = (
 )
 
 
-async def _prepare(chat: ChatService, body: ChatRequest) -> Prepared:
+async def _prepare(request: Request, chat: ChatService, body: ChatRequest) -> Prepared:
+    await rate_limits(request).check(request, body.visitor_id)
+    if body.identity is not None:
+        body.identity = _checked_identity(chat.settings, body.identity)
     try:
         return await chat.prepare(body)
     except ConversationNotFound as exc:
         raise HTTPException(status_code=404, detail=NOT_YOURS) from exc
+    except ConversationFull as exc:
+        raise HTTPException(
+            status_code=409, detail=f"this conversation reached {exc.args[0]} turns: start a new conversation"
+        ) from exc
+
+
+def _checked_identity(settings: Settings, identity: Identity) -> Identity:
+    """Verify a signed identity; unsigned ones pass (unverified) unless enforcement is on."""
+    signed = identity.signature is not None
+    if not settings.identity_secret:
+        if settings.identity_enforce:
+            raise HTTPException(503, "identity enforcement is on but JOURNEY_IDENTITY_SECRET is not set")
+        return identity
+    if not signed and not settings.identity_enforce:
+        return identity
+    try:
+        verify(identity.model_dump(), settings.identity_secret)
+    except IdentityError as exc:
+        raise HTTPException(401, f"identity refused: {exc}") from exc
+    return identity.model_copy(update={"verified": True})
 
 
 @router.post("/chat", response_model=ChatResponse)
-async def chat_once(body: ChatRequest, chat: ChatDep) -> dict:
+async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
     """Answer one visitor message and return the whole reply."""
-    return await chat.answer(await _prepare(chat, body))
+    return await chat.answer(await _prepare(request, chat, body))
 
 
 async def _events(chat: ChatService, prepared: Prepared) -> AsyncIterator[ServerSentEvent]:
@@ -49,7 +75,7 @@ async def _events(chat: ChatService, prepared: Prepared) -> AsyncIterator[Server
 
 
 @router.post("/chat/stream", response_class=EventSourceResponse)
-async def chat_stream(body: ChatRequest, chat: ChatDep) -> EventSourceResponse:
+async def chat_stream(body: ChatRequest, chat: ChatDep, request: Request) -> EventSourceResponse:
     """Answer one visitor message as server-sent events: stage, sources, token..., done (or error)."""
-    prepared = await _prepare(chat, body)
+    prepared = await _prepare(request, chat, body)
     return EventSourceResponse(_events(chat, prepared), ping=15, send_timeout=30)

@@ -48,6 +48,14 @@ class Identity(BaseModel):
     email: str | None = Field(None, max_length=320)
     name: str | None = Field(None, max_length=200)
     plan: str | None = Field(None, max_length=100)
+    expires: int | None = Field(None, description="Unix seconds after which the signature is refused")
+    signature: str | None = Field(None, max_length=128, description="hex HMAC-SHA256 computed on the host's server")
+    verified: bool = Field(False, description="set by the server: the signature checked out")
+
+    @field_validator("verified", mode="before")
+    @classmethod
+    def _server_decides(cls, _value: object) -> bool:
+        return False
 
 
 class ChatRequest(BaseModel):

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import anyio
 import numpy as np
@@ -14,12 +15,14 @@ from anyio import to_thread
 
 from app.answer.composer import compose
 from app.answer.llm import LLMAnswerer, LLMFailure
-from app.answer.prompts import format_docs, render
+from app.answer.prompts import format_docs, neutralise, render
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
 from app.config import Settings
 from app.embeddings import VectorCache
 from app.kb.store import Hit, KnowledgeBase, by_document
+from app.security.output import leaks_prompt, sanitize_reply
+from app.security.redact import redact
 from app.staff.learning import CuratedMatch, Learning
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
@@ -44,6 +47,10 @@ def is_small_talk(message: str) -> bool:
 _TOKEN = re.compile(r"\S+\s*|\s+")
 
 Event = tuple[str, dict]
+
+
+class ConversationFull(Exception):
+    """The conversation reached JOURNEY_MAX_TURNS; the visitor should start a new one."""
 
 
 @dataclass
@@ -122,6 +129,8 @@ class ChatService:
                 conversation = get_conversation(
                     session=session, conversation_id=request.conversation_id, visitor_id=visitor_id
                 )
+                if conversation.turns >= self.settings.max_turns:
+                    raise ConversationFull(self.settings.max_turns)
                 previous_stage = conversation.stage
                 history = [
                     (t.question, t.reply) for t in recent_turns(session=session, conversation_id=conversation.id)
@@ -217,7 +226,7 @@ class ChatService:
         folder = self.settings.prompts_dir
         info = self.journey.get(stage.name)
         system = render(folder, "system", company=self.settings.company_name)
-        question = p.request.message.replace("</visitor_message", "&lt;/visitor_message")
+        question = neutralise(p.request.message)
         prompt = render(
             folder,
             "answer",
@@ -258,11 +267,15 @@ class ChatService:
             state.mode, state.model = "llm", self.llm.model
             yield "sources", {"sources": state.sources}
             try:
-                async for piece in self.llm.stream(self._prompt(p, stage, relevant)):
+                messages = self._prompt(p, stage, relevant)
+                async for piece in self.llm.stream(messages):
                     state.reply += piece
                     yield "token", {"text": piece}
                 if not state.reply.strip():
                     raise LLMFailure("llm_error", "the LLM returned an empty answer")
+                if leaks_prompt(state.reply, messages[0].content):
+                    raise LLMFailure("llm_unsafe", "the reply repeated the system prompt")
+                state.reply = sanitize_reply(state.reply, self.link_hosts())
             except LLMFailure as failure:
                 outcome, state.error = failure.outcome, failure.detail
                 streamed = bool(state.reply)
@@ -284,6 +297,17 @@ class ChatService:
         payload = await self.record(p, state, outcome=outcome)
         yield "done", payload
 
+    def link_hosts(self) -> set[str]:
+        """Sites LLM replies may link to: the knowledge base's own and JOURNEY_LINK_HOSTS."""
+        hosts = {h.strip().lower() for h in self.settings.link_hosts.split(",") if h.strip()}
+        for entry in self.kb.catalog().values():
+            host = urlparse(entry.url).hostname
+            if host:
+                labels = host.lower().split(".")
+                keep = 3 if len(labels) > 2 and len(labels[-2]) <= 3 else 2
+                hosts.add(".".join(labels[-keep:]))
+        return hosts
+
     def _handoff(self, stage: StageResult | None, state: TurnState) -> dict:
         if stage is not None and stage.name == "support":
             return {"suggested": True, "reason": "support"}
@@ -300,17 +324,23 @@ class ChatService:
         )
         latency_ms = int((time.perf_counter() - p.started) * 1000)
         request = p.request
+        scrub = redact if self.settings.redact_pii else (lambda text: text)
+        page = request.page.as_record() if request.page else None
+        if page and self.settings.redact_pii:
+            page = {**page, "url": scrub(page["url"]), "referrer": scrub(page["referrer"])}
         record = ExchangeRecord(
             id=p.message_id,
             conversation_id=p.conversation_id,
             visitor_id=p.visitor_id,
-            question=request.message,
-            reply=state.reply,
+            question=scrub(request.message),
+            reply=scrub(state.reply),
             stage=stage,
             sources=state.sources,
             suggestions=suggestions,
-            page=request.page.as_record() if request.page else None,
-            identity=request.identity.model_dump(exclude_none=True) if request.identity else None,
+            page=page,
+            identity=request.identity.model_dump(exclude_none=True, exclude={"signature"})
+            if request.identity
+            else None,
             retrieval_score=state.top_similarity,
             mode=state.mode,
             model=state.model,

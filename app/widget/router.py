@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from app.config import REPO_ROOT
 from app.deps import ChatDep
+from app.security.headers import csp_with_inline_scripts
 from app.widget.assets import StaticAsset
 from app.widget.service import starter_questions
 
@@ -38,8 +39,11 @@ async def widget(request: Request) -> Response:
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def demo(request: Request) -> Response:
-    """The Lumio demo page with the widget on it."""
-    return demo_page.response(request)
+    """The Lumio demo page with the widget on it (its inline config script allowed by hash in the CSP)."""
+    response = demo_page.response(request)
+    response.headers["Content-Security-Policy"] = csp_with_inline_scripts(demo_page.path.read_text())
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 @router.get("/v1/suggestions", response_model=StartersOut)

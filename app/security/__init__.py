@@ -1,0 +1,1 @@
+"""Abuse protection: rate limits, headers, verified identity, output handling, redaction, retention."""

@@ -1,0 +1,118 @@
+"""Fixed-window rate limits per visitor and per IP: in memory for one process, in Redis across workers."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`count` requests per `seconds`, parsed from "20/60"."""
+
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, spec: str) -> Limit:
+        """Read "COUNT/SECONDS"."""
+        try:
+            count, seconds = (int(part) for part in spec.split("/"))
+        except ValueError as exc:
+            raise ValueError(f"a rate limit looks like 20/60 (requests per seconds), got {spec!r}") from exc
+        if count < 1 or seconds < 1:
+            raise ValueError(f"a rate limit needs a positive count and window, got {spec!r}")
+        return cls(count, seconds)
+
+
+class MemoryCounter:
+    """Counters in this process (one worker)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    async def hit(self, key: str, limit: Limit) -> float | None:
+        """Count a request; None if allowed, else seconds until the window resets."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._windows) > 100_000:
+                self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+            ends, count = self._windows.get(key, (0.0, 0))
+            if ends <= now:
+                ends, count = now + limit.seconds, 0
+            count += 1
+            self._windows[key] = (ends, count)
+        return None if count <= limit.count else ends - now
+
+
+class RedisCounter:
+    """Counters shared by every worker through Redis (INCR + EXPIRE per window)."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    async def hit(self, key: str, limit: Limit) -> float | None:
+        """Count a request; None if allowed, else seconds until the window resets."""
+        name = f"journey:rl:{key}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            count, _set, ttl = await pipe.incr(name).expire(name, limit.seconds, nx=True).ttl(name).execute()
+        return None if count <= limit.count else float(max(ttl, 1))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+class RateLimits:
+    """The chat endpoints' limits: per client IP and per visitor id."""
+
+    def __init__(self, *, counter, per_ip: Limit, per_visitor: Limit, trust_forwarded: bool) -> None:
+        self.counter = counter
+        self.per_ip = per_ip
+        self.per_visitor = per_visitor
+        self.trust_forwarded = trust_forwarded
+
+    def client_ip(self, request: Request) -> str:
+        """The caller's address (the first X-Forwarded-For hop when the proxy is trusted)."""
+        if self.trust_forwarded and (forwarded := request.headers.get("x-forwarded-for")):
+            return forwarded.split(",")[0].strip()[:64]
+        return request.client.host if request.client else "unknown"
+
+    async def check(self, request: Request, visitor_id: str | None) -> None:
+        """Raise 429 with Retry-After when the IP or the visitor is over its limit."""
+        checks = [(f"ip:{self.client_ip(request)}", self.per_ip, "this network address")]
+        if visitor_id:
+            checks.append((f"visitor:{visitor_id}", self.per_visitor, "this visitor"))
+        for key, limit, who in checks:
+            retry = await self.counter.hit(key, limit)
+            if retry is not None:
+                seconds = max(1, math.ceil(retry))
+                raise HTTPException(
+                    429,
+                    f"too many messages from {who}: the limit is {limit.count} per {limit.seconds}s; "
+                    f"try again in {seconds}s",
+                    headers={"Retry-After": str(seconds)},
+                )
+
+
+def rate_limits(request: Request) -> RateLimits:
+    """The app's limits, built on first use from its settings (Redis when JOURNEY_REDIS_URL is set)."""
+    limits = getattr(request.app.state, "rate_limits", None)
+    if limits is None:
+        settings = request.app.state.services.settings
+        counter = RedisCounter(settings.redis_url) if settings.redis_url else MemoryCounter()
+        limits = RateLimits(
+            counter=counter,
+            per_ip=Limit.parse(settings.rate_limit_ip),
+            per_visitor=Limit.parse(settings.rate_limit_visitor),
+            trust_forwarded=settings.trust_forwarded_for,
+        )
+        request.app.state.rate_limits = limits
+    return limits
