@@ -27,33 +27,86 @@ def serve(
 
 @cli.command()
 def ingest(
-    path: Annotated[Path | None, typer.Argument(help="folder of Markdown documents (default: knowledge/docs)")] = None,
+    target: Annotated[
+        str | None, typer.Argument(help="a folder (Markdown, text, HTML, PDF), a web page or a sitemap.xml URL")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; write nothing")] = False,
 ) -> None:
-    """Split, embed and store the documents in Chroma; unchanged ones are skipped, vanished ones removed."""
-    from app.kb.documents import load_folder
+    """Load, split, embed and store a source; unchanged documents are skipped, vanished ones removed."""
+    from app.kb.progress import ProgressBar
+    from app.kb.safety import FetchError, UnsafeURLError
+    from app.kb.sync import run
     from app.stages.config import load_journey
+    from app.stages.detector import EnsembleStageDetector
     from app.state import build_knowledge_base
 
     settings = Settings()
-    folder = path or settings.docs_dir
+    target = target or str(settings.docs_dir)
     journey = load_journey(settings.knowledge_dir / "stages.yaml")
+    kb = build_knowledge_base(settings)
+    detectors: list[EnsembleStageDetector] = []
+
+    def detector() -> EnsembleStageDetector:
+        if not detectors:
+            detectors.append(EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache"))
+        return detectors[0]
+
+    bar = ProgressBar()
     try:
-        docs, errors = load_folder(folder, set(journey.names))
+        loaded, report = run(
+            target,
+            kb=kb,
+            settings=settings,
+            known_stages=set(journey.names),
+            detector_factory=detector,
+            dry_run=dry_run,
+            progress=bar,
+        )
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    for line in errors:
+    except (UnsafeURLError, FetchError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        bar.close()
+    for line in loaded.errors:
         typer.echo(f"skipped {line}", err=True)
-    kb = build_knowledge_base(settings)
-    report = kb.ingest(docs, errors=errors)
-    typer.echo(f"{folder}: {len(docs)} documents -> collection {kb.name} ({kb.count()} passages)")
+    for line in loaded.skipped:
+        typer.echo(f"left out {line}", err=True)
+    if loaded.note:
+        typer.echo(f"crawl stopped early: {loaded.note}; documents not reached are kept, nothing removed", err=True)
+    typer.echo(f"{target}: {len(loaded.docs)} documents -> collection {kb.name} ({kb.count()} passages)")
+    if dry_run:
+        for mark, ids in (("+", report.added), ("~", report.updated), ("-", report.removed)):
+            for doc_id in ids:
+                typer.echo(f"  {mark} {doc_id}")
     typer.echo(report.summary())
-    from app.stages.detector import EnsembleStageDetector
-
-    detector = EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache")
-    typer.echo(f"stage detector: {detector.fitted['examples']} labelled examples embedded and cached")
-    if errors and not docs:
+    if not dry_run:
+        typer.echo(f"stage detector: {detector().fitted['examples']} labelled examples embedded and cached")
+    if loaded.errors and not loaded.docs:
         raise typer.Exit(1)
+
+
+@cli.command()
+def docs(
+    source: Annotated[str | None, typer.Option(help="only this source: 'folder' or 'web:<start URL>'")] = None,
+    assigned: Annotated[bool, typer.Option("--assigned", help="only documents with model-assigned stages")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the stored documents with their source and stages (assigned ones with the model's confidence)."""
+    import json
+
+    from app.state import build_knowledge_base
+
+    found = [d for d in build_knowledge_base(Settings()).documents(source) if d["stages_assigned"] or not assigned]
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    for d in found:
+        stages = ",".join(d["stages"]) or "-"
+        how = f"assigned {d['stage_confidence']:.2f}" if d["stages_assigned"] else "tagged"
+        typer.echo(f"{d['id']:<48} {stages:<26} {how:<14} {d['passages']:>3} passages  {d['source']}")
 
 
 @cli.command("eval-stages")

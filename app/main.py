@@ -14,6 +14,7 @@ from app.config import Settings
 from app.conversations.router import router as conversations_router
 from app.deps import ServicesDep
 from app.errors import BodySizeLimit, install_error_handlers
+from app.kb.router import router as knowledge_admin_router
 from app.staff.page import router as staff_page_router
 from app.staff.router import router as staff_router
 from app.widget.router import router as widget_router
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(widget_router)
     app.include_router(staff_router)
     app.include_router(staff_page_router)
+    app.include_router(knowledge_admin_router)
 
     @app.get("/health", tags=["ops"])
     async def health(services: ServicesDep) -> dict:

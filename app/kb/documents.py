@@ -14,6 +14,9 @@ CHUNKER_VERSION = "2"
 MAX_CHUNK_CHARS = 1600
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _HEADING = re.compile(r"^(#{1,4})[ \t]+(.+?)[ \t#]*$")
+_ANCHOR = re.compile(r"[ \t]*\{#([^\s{}]+)\}$")  # `## Heading {#its-id}` keeps the page's own anchor
+FOLDER_SOURCE = "folder"
+FILE_TYPES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
 
 
 class DocumentError(ValueError):
@@ -55,15 +58,18 @@ class KnowledgeDocument:
     content_hash: str
     path: Path | None = None
     extra: dict = field(default_factory=dict)
+    source: str = FOLDER_SOURCE
+    stages_assigned: bool = False
+    stage_confidence: float | None = None
 
     def passages(self) -> list[Passage]:
         """Split the body on headings (and long sections by size) into passages."""
         splitter = RecursiveCharacterTextSplitter(chunk_size=MAX_CHUNK_CHARS, chunk_overlap=120)
         out: list[Passage] = []
-        for section, text in _sections(self.body):
+        for section, anchor_id, text in _sections(self.body):
             pieces = [text] if len(text) <= MAX_CHUNK_CHARS else splitter.split_text(text)
             for piece in pieces:
-                anchor = f"#{slugify(section)}" if section and section != self.title else ""
+                anchor = f"#{anchor_id or slugify(section)}" if section and section != self.title else ""
                 out.append(
                     Passage(
                         id=f"{self.id}#{len(out)}",
@@ -83,21 +89,28 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _sections(body: str) -> list[tuple[str, str]]:
-    """Split Markdown into (heading, text) pairs, ignoring '#' lines inside code fences."""
-    sections: list[tuple[str, list[str]]] = [("", [])]
+def _split_anchor(heading: str) -> tuple[str, str]:
+    """A heading's text and its explicit `{#anchor}` (empty when it has none)."""
+    if match := _ANCHOR.search(heading):
+        return heading[: match.start()].strip(), match.group(1)
+    return heading.strip(), ""
+
+
+def _sections(body: str) -> list[tuple[str, str, str]]:
+    """Split Markdown into (heading, anchor, text), ignoring '#' lines inside code fences."""
+    sections: list[tuple[str, str, list[str]]] = [("", "", [])]
     in_fence = False
     for line in body.splitlines():
         if line.lstrip().startswith(("```", "~~~")):
             in_fence = not in_fence
         match = None if in_fence else _HEADING.match(line)
         if match and len(match.group(1)) >= 2:
-            sections.append((match.group(2).strip(), []))
+            sections.append((*_split_anchor(match.group(2)), []))
         elif match:
             continue
         else:
-            sections[-1][1].append(line)
-    return [(head, "\n".join(lines).strip()) for head, lines in sections if "\n".join(lines).strip()]
+            sections[-1][2].append(line)
+    return [(head, anchor, "\n".join(lines).strip()) for head, anchor, lines in sections if "\n".join(lines).strip()]
 
 
 def parse_document(doc_id: str, raw: str, known_stages: set[str] | None = None) -> KnowledgeDocument:
@@ -143,25 +156,47 @@ def _first_heading(body: str) -> str | None:
     """The first Markdown heading, used as a title when front matter has none."""
     for line in body.splitlines():
         if match := _HEADING.match(line):
-            return match.group(2).strip()
+            return _split_anchor(match.group(2))[0]
     return None
 
 
 def load_folder(
-    root: Path, known_stages: set[str] | None = None
+    root: Path, known_stages: set[str] | None = None, *, max_bytes: int | None = None
 ) -> tuple[list[KnowledgeDocument], list[DocumentError]]:
-    """Read every .md/.markdown file under root; returns documents and one error per bad file."""
+    """Read every Markdown, text, HTML and PDF file under root; returns documents and one error per bad file.
+
+    Hidden files are ignored; a file that resolves outside root (a symbolic link) or is over max_bytes is an error.
+    """
+    from app.kb.loaders import load_file
+
     if not root.is_dir():
         raise FileNotFoundError(f"knowledge folder not found: {root}")
+    base = root.resolve()
     docs: list[KnowledgeDocument] = []
     errors: list[DocumentError] = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in {".md", ".markdown"} and p.is_file()):
-        doc_id = path.relative_to(root).with_suffix("").as_posix()
-        try:
-            doc = parse_document(doc_id, path.read_text(encoding="utf-8"), known_stages)
-        except (DocumentError, UnicodeDecodeError) as exc:
-            errors.append(exc if isinstance(exc, DocumentError) else DocumentError(f"{doc_id}: not UTF-8 text", doc_id))
+    seen: set[str] = set()
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in FILE_TYPES):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
+        doc_id = relative.with_suffix("").as_posix()
+        try:
+            if not path.resolve().is_relative_to(base):
+                raise DocumentError(f"{doc_id}: the file links outside the knowledge folder; not read", doc_id)
+            if doc_id in seen:
+                raise DocumentError(f"{doc_id}: another file already has this document id ({path.name})", doc_id)
+            size = path.stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                message = f"{doc_id}: {path.name} is {size:,} bytes, over the {max_bytes:,}-byte limit"
+                raise DocumentError(message, doc_id)
+            doc = load_file(doc_id, path, known_stages)
+        except DocumentError as exc:
+            errors.append(exc)
+            continue
+        except OSError as exc:
+            errors.append(DocumentError(f"{doc_id}: cannot read {path.name} ({exc.strerror or exc})", doc_id))
+            continue
+        seen.add(doc_id)
         doc.path = path
         docs.append(doc)
     return docs, errors

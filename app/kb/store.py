@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from app.config import Settings
-from app.kb.documents import DocumentError, KnowledgeDocument
+from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument
 
 CATALOG_TTL_SECONDS = 30.0
 
@@ -73,13 +74,32 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
+    dry_run: bool = False
+    kept: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for people."""
-        return (
+        line = (
             f"added {len(self.added)}, updated {len(self.updated)}, unchanged {len(self.unchanged)}, "
             f"removed {len(self.removed)}, errors {len(self.errors)}; embedded {self.chunks_embedded} passages"
         )
+        return f"dry run, nothing written: would have {line}" if self.dry_run else line
+
+    def as_dict(self) -> dict:
+        """The report as JSON-ready data."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": len(self.unchanged),
+            "removed": self.removed,
+            "kept": self.kept,
+            "errors": self.errors,
+            "passages_embedded": self.chunks_embedded,
+            "dry_run": self.dry_run,
+        }
+
+
+IngestProgress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -117,23 +137,43 @@ class KnowledgeBase:
         """Number of stored passages."""
         return self._collection.count()
 
-    def _stored_hashes(self) -> dict[str, str]:
-        """doc_id -> content hash of what is stored now."""
+    def _stored(self) -> dict[str, tuple[str, str]]:
+        """doc_id -> (content hash, source) of what is stored now (passages from before sources were folders)."""
         got = self._collection.get(include=["metadatas"])
-        return {m["doc_id"]: m["doc_hash"] for m in got["metadatas"] or []}
+        return {m["doc_id"]: (m["doc_hash"], m.get("source") or FOLDER_SOURCE) for m in got["metadatas"] or []}
 
-    def ingest(self, docs: list[KnowledgeDocument], *, errors: list[DocumentError] | None = None) -> IngestReport:
-        """Make the collection match docs: replace changed documents, drop vanished ones, skip unchanged.
+    def ingest(
+        self,
+        docs: list[KnowledgeDocument],
+        *,
+        errors: list[DocumentError] | None = None,
+        source: str = FOLDER_SOURCE,
+        remove_missing: bool = True,
+        dry_run: bool = False,
+        before_embedding: Callable[[KnowledgeDocument], None] | None = None,
+        progress: IngestProgress | None = None,
+    ) -> IngestReport:
+        """Make the source's part of the collection match docs: replace changed documents, drop vanished ones.
 
-        A document that failed to load keeps what was stored for it before (a typo loses nothing).
+        Unchanged documents (same content hash) are skipped; documents of other sources are left alone. A document
+        that failed to load keeps what was stored for it before (a typo loses nothing), and so does every document
+        when remove_missing is false (a crawl cut short by its limits). before_embedding sees each document about to
+        be (re)embedded, e.g. to give it stages; dry_run reports what would change and writes nothing.
         """
-        report = IngestReport(errors=[str(e) for e in errors or []])
-        stored = self._stored_hashes()
+        report = IngestReport(errors=[str(e) for e in errors or []], dry_run=dry_run)
+        stored = self._stored()
         wanted = {d.id for d in docs} | {e.doc_id for e in errors or []}
-        for doc in docs:
-            if stored.get(doc.id) == doc.content_hash:
+        for number, doc in enumerate(docs, start=1):
+            if progress is not None:
+                progress(number - 1, len(docs), doc.id)
+            if stored.get(doc.id) == (doc.content_hash, source):
                 report.unchanged.append(doc.id)
                 continue
+            (report.updated if doc.id in stored else report.added).append(doc.id)
+            if dry_run:
+                continue
+            if before_embedding is not None:
+                before_embedding(doc)
             passages = doc.passages()
             vectors = self.embeddings.embed_documents([p.embedding_text() for p in passages])
             self._collection.delete(where={"doc_id": doc.id})
@@ -152,17 +192,47 @@ class KnowledgeBase:
                         "stages": ",".join(p.stages),
                         "questions": "\n".join(doc.questions),
                         "chunk": i,
+                        "source": source,
+                        "stages_assigned": doc.stages_assigned,
+                        **({"stage_confidence": doc.stage_confidence} if doc.stage_confidence is not None else {}),
                     }
                     for i, p in enumerate(passages)
                 ],
             )
             report.chunks_embedded += len(passages)
-            (report.updated if doc.id in stored else report.added).append(doc.id)
-        for doc_id in sorted(set(stored) - wanted):
-            self._collection.delete(where={"doc_id": doc_id})
+        if progress is not None:
+            progress(len(docs), len(docs), "")
+        for doc_id in sorted(d for d, (_, src) in stored.items() if src == source and d not in wanted):
+            if not remove_missing:
+                report.kept.append(doc_id)
+                continue
+            if not dry_run:
+                self._collection.delete(where={"doc_id": doc_id})
             report.removed.append(doc_id)
         self._catalog_at = 0.0
         return report
+
+    def documents(self, source: str | None = None) -> list[dict]:
+        """Every stored document with its source, stages, whether they were assigned (and how surely), passages."""
+        got = self._collection.get(include=["metadatas"])
+        docs: dict[str, dict] = {}
+        for m in got["metadatas"] or []:
+            entry = docs.setdefault(
+                m["doc_id"],
+                {
+                    "id": m["doc_id"],
+                    "title": m["title"],
+                    "url": m.get("doc_url", ""),
+                    "source": m.get("source") or FOLDER_SOURCE,
+                    "stages": list(_split(m.get("stages"))),
+                    "stages_assigned": bool(m.get("stages_assigned", False)),
+                    "stage_confidence": m.get("stage_confidence"),
+                    "passages": 0,
+                },
+            )
+            entry["passages"] += 1
+        listed = sorted(docs.values(), key=lambda d: (d["source"], d["id"]))
+        return [d for d in listed if source is None or d["source"] == source]
 
     def search(
         self, query_vector: list[float], *, stage: str | None, k: int, stage_boost: float, query_text: str | None = None
