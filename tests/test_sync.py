@@ -1,0 +1,98 @@
+"""`journey ingest` on a site and a folder side by side: re-sync, dry run, assigned stages; `journey eval-retrieval`."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from conftest import REPO, base_env, run_cli
+from site_server import Site, page
+
+DOC = "---\ntitle: Widgets\nstages: [support]\n---\n## Fixing widgets\nTurn the widget off and on again.\n"
+
+
+def listing(env) -> dict[str, dict]:
+    result = run_cli("docs", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return {d["id"]: d for d in json.loads(result.stdout)}
+
+
+def test_site_and_folder_sync_side_by_side(tmp_path):
+    docs_dir = tmp_path / "docs"
+    docs_dir.mkdir()
+    (docs_dir / "widgets.md").write_text(DOC)
+    env = base_env(tmp_path / "data", JOURNEY_CRAWL_ALLOW_HOSTS="127.0.0.1")
+    with Site() as site:
+        host = f"web/127.0.0.1_{site.port}"
+        sitemap = f"{site.url}/sitemap.xml"
+        assert run_cli("ingest", str(docs_dir), env=env).returncode == 0
+
+        refused = run_cli("ingest", sitemap, env=base_env(tmp_path / "data"))
+        assert refused.returncode == 2 and "refused: 127.0.0.1 resolves to 127.0.0.1" in refused.stderr
+        assert site.requested == []
+
+        first = run_cli("ingest", sitemap, env=env)
+        assert first.returncode == 0, first.stderr
+        assert "added 4, updated 0, unchanged 0, removed 0, errors 2" in first.stdout
+        assert f"skipped {host}/broken: HTTP 500" in first.stderr
+        assert "private/secret: disallowed by robots.txt" in first.stderr
+        docs = listing(env)
+        assert "widgets" in docs, "the folder's documents live beside the site's"
+        assert docs[f"{host}/pricing"]["stages"] == ["decision"] and not docs[f"{host}/pricing"]["stages_assigned"]
+        assigned = docs[f"{host}/help"]
+        assert assigned["stages_assigned"] and assigned["source"] == f"web:{sitemap}"
+        assert 0 < assigned["stage_confidence"] <= 1 and 1 <= len(assigned["stages"]) <= 2
+        assert docs[f"{host}/guide.pdf"]["stages_assigned"]
+
+        site.routes["/pricing"] = (
+            200,
+            "text/html",
+            page("Pricing", '<h2 id="team-plan">Team plan</h2><p>The Team plan now costs $24 per agent.</p>'),
+            {},
+        )
+        del site.routes["/help"]  # /old-help now redirects to a page that is gone
+        site.routes["/guide.pdf"] = (503, "text/plain", b"try later", {})  # failing: keeps its passages
+
+        dry = run_cli("ingest", sitemap, "--dry-run", env=env)
+        assert dry.returncode == 0, dry.stderr
+        assert f"  ~ {host}/pricing" in dry.stdout and f"  - {host}/help" in dry.stdout
+        assert "dry run, nothing written: would have added 0, updated 1, unchanged 1, removed 1, errors 3" in dry.stdout
+        assert listing(env) == docs, "a dry run changes nothing"
+
+        second = run_cli("ingest", sitemap, env=env)
+        assert "added 0, updated 1, unchanged 1, removed 1, errors 3; embedded 1 passages" in second.stdout
+        third = run_cli("ingest", sitemap, env=env)
+        assert "added 0, updated 0, unchanged 2, removed 0, errors 3; embedded 0 passages" in third.stdout
+        after = listing(env)
+        assert f"{host}/help" not in after and f"{host}/guide.pdf" in after and "widgets" in after
+
+        again = run_cli("ingest", str(docs_dir), env=env)
+        assert "added 0, updated 0, unchanged 1, removed 0, errors 0" in again.stdout
+        assert f"{host}/pricing" in listing(env), "syncing the folder leaves the site's documents alone"
+
+
+def test_eval_retrieval_prints_figures(ingested, tmp_path):
+    env = base_env(ingested)
+    result = run_cli("eval-retrieval", str(REPO / "evals" / "retrieval_dev.jsonl"), env=env)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"recall@3: (0\.\d{3}|1\.000) \(n=(\d+)\)", last)
+    assert match, last
+    assert int(match.group(2)) >= 80 and float(match.group(1)) >= 0.95
+    assert re.search(r"^recall@1: \d\.\d{3}$", result.stdout, re.MULTILINE)
+    assert re.search(r"^MRR: \d\.\d{3}$", result.stdout, re.MULTILINE)
+
+    small = tmp_path / "small.jsonl"
+    small.write_text(
+        json.dumps({"question": "How much does the Pro plan cost?", "expected": ["knowledge/docs/pricing/plans.md"]})
+        + "\n"
+        + json.dumps({"question": "my card was declined", "expected": ["nowhere/else"]})
+        + "\n"
+    )
+    figures = json.loads(run_cli("eval-retrieval", str(small), "--json", env=env).stdout)
+    assert figures["n"] == 2 and figures["recall@3"] == 0.5 and figures["recall@1"] == 0.5
+    assert [m["question"] for m in figures["misses"]] == ["my card was declined"]
+
+    small.write_text('{"question": "x"}\n')
+    bad = run_cli("eval-retrieval", str(small), env=env)
+    assert bad.returncode == 2 and "small.jsonl:1: 'expected' must be a list" in bad.stderr
