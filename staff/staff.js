@@ -161,7 +161,7 @@
     }
     if (response.status === 403) {
       const role = state.user ? state.user.role : 'your';
-      throw new ApiError(403, `Your role (${role}) can't do this: ${detail}.`);
+      throw new ApiError(403, `Your role (${role}) can't do this: ${detail.replace(/; your token has \w+$/, '')}.`);
     }
     throw new ApiError(response.status, `Error ${response.status}: ${detail}`);
   }
@@ -217,7 +217,7 @@
     state.labels = Object.fromEntries(stages.map((st) => [st.name, st.label]));
     const select = $('f-stage');
     select.replaceChildren(h('option', {value: ''}, 'All stages'),
-      stages.map((st) => h('option', {value: st.name}, st.label)));
+      ...stages.map((st) => h('option', {value: st.name}, st.label)));
     $('who-name').textContent = `${state.user.name} · ${state.user.role}`;
     $('who').hidden = false;
     $('tabs').hidden = false;
@@ -225,6 +225,7 @@
     $('token').value = '';
     state.offset = 0;
     await route();
+    if (document.activeElement === document.body) $('main').focus({preventScroll: true});
   }
 
   // ---- routing: #/conversations[/id], #/analytics, #/answers ----
@@ -345,7 +346,7 @@
   function transcript(c) {
     const reviewMsg = h('span', {class: 'msg', role: 'status'});
     const reviewed = Boolean(c.reviewed);
-    const review = h('button', {type: 'button', class: reviewed ? 'quiet' : null, 'aria-pressed': String(reviewed),
+    const review = h('button', {type: 'button', class: reviewed ? 'quiet' : null,
       onclick: async () => {
         const done = await act(reviewMsg, reviewed ? 'Marked not reviewed.' : 'Marked reviewed.',
           () => api('PUT', `/v1/staff/conversations/${encodeURIComponent(c.id)}/review`, {reviewed: !reviewed}));
@@ -355,8 +356,13 @@
     const identity = c.identity && Object.keys(c.identity).length
       ? Object.entries(c.identity).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ')
       : null;
+    const back = h('button', {type: 'button', class: 'quiet back', onclick: () => {
+      const current = document.querySelector('#conversation-table tr[aria-current] a');
+      if (current) { current.scrollIntoView({block: 'center'}); current.focus({preventScroll: true}); }
+    }}, 'Back to the list');
     return [
       h('header', {class: 'tr-head'},
+        back,
         h('h2', {}, 'Conversation ', h('code', {}, c.id)),
         h('dl', {class: 'facts'},
           fact('Started', when(c.created_at)),
