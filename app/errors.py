@@ -7,6 +7,7 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -38,6 +39,7 @@ def _plain(errors: list[dict]) -> list[dict]:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on an app."""
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 class BodySizeLimit:
@@ -86,3 +88,12 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     """Raised inside receive() when the body passes the limit."""
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """HTTPException as JSON; a 422 keeps the validation-error shape (detail is a list) with a one-line error."""
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 422 and isinstance(exc.detail, str):
+        content = {"error": exc.detail, "detail": [{"loc": [], "msg": exc.detail, "type": "value_error"}]}
+        return JSONResponse(status_code=422, content=content, headers=headers)
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=headers)

@@ -170,7 +170,7 @@ def test_correction_teaches_the_detector_and_survives_restart(make_data_dir):
         target = "advocacy" if first["stage"]["name"] != "advocacy" else "awareness"
         path = f"/touchpoints/{first['message_id']}/stage"
         bad = api(server, tokens["editor"], "PUT", path, json={"stage": "nirvana"})
-        assert bad.status_code == 422 and "stage must be one of" in bad.json()["detail"]
+        assert bad.status_code == 422 and "stage must be one of" in bad.json()["error"]
         ok = api(server, tokens["editor"], "PUT", path, json={"stage": target})
         assert ok.status_code == 200, ok.text
         assert chat(server, message)["stage"]["name"] == target, "the correction is used without a restart"

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,9 @@ from app.staff.auth import Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
+
+
+AnswerId = Annotated[int, Path(ge=1, le=2**53)]
 
 
 class StageCorrection(BaseModel):
@@ -183,7 +186,7 @@ async def create_answer(body: AnswerIn, user: Editor, services: ServicesDep) -> 
 
 
 @router.put("/answers/{answer_id}")
-async def update_answer(answer_id: int, body: AnswerIn, user: Editor, services: ServicesDep) -> dict:
+async def update_answer(answer_id: AnswerId, body: AnswerIn, user: Editor, services: ServicesDep) -> dict:
     """Change a curated answer."""
     row = await _run(
         services, service.save_answer, question=body.question, answer=body.answer, by=user.name, answer_id=answer_id
@@ -193,7 +196,7 @@ async def update_answer(answer_id: int, body: AnswerIn, user: Editor, services: 
 
 
 @router.delete("/answers/{answer_id}", status_code=204)
-async def delete_answer(answer_id: int, user: Editor, services: ServicesDep) -> None:
+async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep) -> None:
     """Remove a curated answer."""
     await _run(services, service.delete_answer, answer_id=answer_id)
     await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
