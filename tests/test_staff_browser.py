@@ -1,0 +1,500 @@
+"""The staff page in headless Debian chromium (Playwright): sign in, filter, read, correct, analytics, safety, layout.
+
+Screenshots go to artifacts/ (ignored by git). Skipped without /usr/bin/chromium or playwright, unless
+JOURNEY_REQUIRE_SERVICES=1, where a missing browser fails the run (see chromium.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from chromium import ARTIFACTS, launch
+from conftest import Server, base_env, run_cli
+
+pytestmark = pytest.mark.timeout(300)  # the first test also starts and fills the server
+
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1024}
+PRICING = "How much does the pro plan cost?"
+CANCEL = "Can I cancel anytime?"
+BLANK = "My booking page is blank, what's wrong?"
+XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> what is lumio?"
+FILLER = ["What is Lumio?", "Do you have an app for iPhone?", "How do reminders work?", "Is there a free trial?"]
+FILLERS = 25  # with the three below: 28 conversations, more than one page of 25
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the module."""
+    yield from launch()
+
+
+def create_token(data_dir: Path, name: str, role: str) -> tuple[int, str]:
+    """(id, token) of a new staff token, made with the CLI as an admin would."""
+    result = run_cli("staff", "create-token", name, "--role", role, env=base_env(data_dir))
+    assert result.returncode == 0, result.stderr
+    token_id = int(re.match(r"token (\d+) ", result.stdout).group(1))
+    return token_id, result.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Staff:
+    """A server with conversations in it, and tokens for it."""
+
+    server: Server
+    editor: str
+    viewer: str
+    pricing: str
+    xss: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/staff"
+
+    def api(self, method: str, path: str, token: str | None = None, **kwargs) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token or self.editor}"}
+        return httpx.request(method, f"{self.server.url}/v1/staff{path}", headers=headers, timeout=30, **kwargs)
+
+    def transcript(self, conversation_id: str) -> dict:
+        response = self.api("GET", f"/conversations/{conversation_id}")
+        response.raise_for_status()
+        return response.json()
+
+
+def chat(server: Server, message: str, **body) -> dict:
+    response = httpx.post(f"{server.url}/v1/chat", json={"message": message, **body}, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def staff(browser, make_data_dir) -> Iterator[Staff]:
+    """A server with a handoff, a thumbs down, an XSS attempt and enough conversations for two pages."""
+    data_dir = make_data_dir()
+    _, editor = create_token(data_dir, "editor@lumio.example", "editor")
+    _, viewer = create_token(data_dir, "viewer@lumio.example", "viewer")
+    server = Server(data_dir)
+    try:
+        for i in range(FILLERS):
+            chat(server, FILLER[i % len(FILLER)])
+        page = {"url": "https://www.lumio.example/pricing", "title": "Pricing", "referrer": ""}
+        first = chat(server, PRICING, page=page)
+        ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+        chat(server, CANCEL, **ids)
+        handoff = {"visitor_id": first["visitor_id"], "email": "owner@glow.example"}
+        httpx.post(f"{server.url}/v1/conversations/{first['conversation_id']}/handoff", json=handoff).raise_for_status()
+        blank = chat(server, BLANK)
+        down = {"visitor_id": blank["visitor_id"], "message_id": blank["message_id"], "rating": "down"}
+        httpx.post(f"{server.url}/v1/conversations/{blank['conversation_id']}/feedback", json=down).raise_for_status()
+        xss = chat(server, XSS)
+        yield Staff(server, editor, viewer, first["conversation_id"], xss["conversation_id"])
+    finally:
+        server.stop()
+
+
+class StaffPage:
+    """The staff page in a browser tab, and what a staff member does with it."""
+
+    def __init__(self, page, staff: Staff) -> None:
+        self.page = page
+        self.staff = staff
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("dialog", lambda dialog: (self.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+        page.on("console", self._console)
+
+    def _console(self, message) -> None:
+        """Console errors (a CSP violation shows up here), except the 401/403 answers the tests ask for."""
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(f"console: {message.text}")
+
+    def sign_in(self, token: str) -> StaffPage:
+        from playwright.sync_api import expect
+
+        self.page.goto(self.staff.url)
+        self.page.get_by_label("Staff token").fill(token)
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.locator("#who")).to_be_visible()
+        expect(self.rows().first).to_be_visible()
+        return self
+
+    def rows(self):
+        return self.page.locator("#conversation-table tbody tr[data-id]")
+
+    def open(self, question: str):
+        """Open the conversation whose first question is this; returns the transcript pane."""
+        from playwright.sync_api import expect
+
+        self.rows().filter(has_text=question).get_by_role("link").click()
+        pane = self.page.locator("#transcript")
+        expect(pane.locator(".turn").first).to_contain_text(question)
+        return pane
+
+    def check(self, name: str) -> None:
+        from playwright.sync_api import expect
+
+        count = self.page.locator("#list-count")
+        before = count.inner_text()
+        self.page.get_by_label(name).check()
+        expect(count).not_to_have_text(before)
+
+    def turn(self, index: int):
+        return self.page.locator("#transcript .turn").nth(index)
+
+    def shot(self, name: str, full_page: bool = False) -> None:
+        self.page.wait_for_timeout(150)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], self.errors
+
+
+@pytest.fixture()
+def desk(browser, staff) -> Iterator[StaffPage]:
+    """A fresh desktop browser context (own sessionStorage)."""
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    context.set_default_timeout(30_000)
+    yield StaffPage(context.new_page(), staff)
+    context.close()
+
+
+# ---- conversations ----
+
+
+def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.editor)
+    expect(desk.page.locator("#list-count")).to_have_text("28 conversations")
+    expect(desk.page.locator("#who")).to_contain_text("editor@lumio.example · editor")
+    desk.check("Handoff requested")
+    expect(desk.rows()).to_have_count(1)
+    expect(desk.rows().first).to_contain_text(PRICING)
+    expect(desk.rows().first.locator(".badge.handoff")).to_have_text("Handoff")
+    expect(desk.rows().first).to_contain_text("3 turns")
+
+    pane = desk.open(PRICING)
+    expect(pane.locator(".turn")).to_have_count(2)
+    first = desk.turn(0)
+    expect(first.locator(".bubble.guide")).to_contain_text("$29")
+    expect(first).to_contain_text("offline · offline-composer")
+    expect(first).to_contain_text(re.compile(r"Latency\s*\d+ ms"))
+    expect(first.locator(".page a")).to_have_text("Pricing")
+    source = first.locator(".sources a").first
+    expect(source).to_have_attribute("href", re.compile(r"^https://www\.lumio\.example/pricing"))
+    expect(source).to_have_attribute("rel", "noopener noreferrer")
+    first.locator(".evidence summary").click()
+    expect(first.locator(".evidence")).to_contain_text("Page rule:")
+    expect(first.locator(".evidence")).to_contain_text("Similar example:")
+    expect(desk.turn(1).locator("dl.meta")).to_contain_text("from Decision")
+    handoff = pane.locator(".events li.handoff")
+    expect(handoff).to_contain_text("owner@glow.example")
+    expect(handoff.locator("a")).to_have_attribute("href", "mailto:owner@glow.example")
+    desk.shot("staff-desktop-transcript")
+
+    first.get_by_label("Right stage").select_option("consideration")
+    first.get_by_role("button", name="Save stage").click()
+    expect(desk.turn(0).locator("form[data-form=stage] .msg")).to_contain_text("Saved: Consideration")
+    expect(desk.turn(0).locator(".annotation")).to_contain_text("Right stage: Consideration")
+    assert staff.transcript(staff.pricing)["turns"][0]["annotation"]["corrected_stage"] == "consideration"
+
+    desk.turn(0).locator("summary", has_text="Tags and note").click()
+    desk.turn(0).get_by_label("Tags (comma-separated)").fill("pricing, follow-up")
+    desk.turn(0).get_by_label("Note", exact=True).fill("Asked on the pricing page, not ready to buy yet.")
+    desk.turn(0).get_by_role("button", name="Save tags and note").click()
+    expect(desk.turn(0).locator(".annotation")).to_contain_text("Tags: follow-up, pricing.")
+    note = staff.transcript(staff.pricing)["turns"][0]["annotation"]
+    assert note["tags"] == ["follow-up", "pricing"] and note["note"].startswith("Asked on the pricing page")
+
+    pane.get_by_role("button", name="Mark reviewed").click()
+    expect(pane.get_by_role("button", name="Mark not reviewed")).to_be_visible()
+    expect(desk.rows().first.locator(".badge.reviewed")).to_have_text("Reviewed")
+    assert staff.transcript(staff.pricing)["reviewed"]["by"] == "editor@lumio.example"
+
+    better = "Pro is $29 per staff calendar per month, and you can cancel at any time from Billing."
+    second = desk.turn(1)
+    second.locator("summary", has_text="Write a better answer").click()
+    second.get_by_label("Better answer").fill(better)
+    second.get_by_role("button", name="Save answer").click()
+    expect(second.locator("form:has(textarea[name=answer]) .msg")).to_contain_text("from now on")
+    answers = staff.api("GET", "/answers").json()["items"]
+    saved = next(a for a in answers if a["answer"] == better)
+    assert saved["question"] == CANCEL and saved["touchpoint_id"] == staff.transcript(staff.pricing)["turns"][1]["id"]
+    desk.assert_clean()
+
+
+def test_filters_search_and_paging(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.editor)
+    desk.check("Thumbs down")
+    expect(desk.rows()).to_have_count(1)
+    expect(desk.rows().first).to_contain_text(BLANK)
+    expect(desk.rows().first.locator(".badge.down")).to_have_text("Thumbs down")
+    desk.page.get_by_role("button", name="Clear filters").click()
+    expect(desk.page.locator("#list-count")).to_have_text("28 conversations")
+
+    desk.page.get_by_label("Per page").select_option("25")
+    expect(desk.page.locator("#page-info")).to_have_text("1–25 of 28")
+    expect(desk.rows()).to_have_count(25)
+    expect(desk.page.get_by_role("button", name="Previous")).to_be_disabled()
+    desk.page.get_by_role("button", name="Next").click()
+    expect(desk.page.locator("#page-info")).to_have_text("26–28 of 28")
+    expect(desk.rows()).to_have_count(3)
+    expect(desk.page.get_by_role("button", name="Next")).to_be_disabled()
+
+    desk.page.get_by_label("Search questions and replies").fill("blank")
+    desk.page.get_by_label("Search questions and replies").press("Enter")
+    expect(desk.page.locator("#page-info")).to_have_text("1–1 of 1")
+    stage = desk.rows().first.locator(".stage").inner_text().split()[0]
+    desk.page.get_by_label("Stage", exact=True).select_option(label=stage)
+    expect(desk.rows()).to_have_count(1)
+    today = desk.page.evaluate("new Date().toLocaleDateString('en-CA')")  # YYYY-MM-DD, local
+    desk.page.locator("#f-since").fill(today)
+    expect(desk.rows()).to_have_count(1)
+    desk.page.locator("#f-until").fill("2001-01-01")
+    expect(desk.page.locator("#list-count")).to_have_text("0 conversations")
+    expect(desk.page.locator("#conversation-table")).to_contain_text("No conversations match these filters.")
+    desk.assert_clean()
+
+
+def test_visitor_markup_shows_as_text_and_runs_nothing(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.editor)
+    desk.page.get_by_label("Search questions and replies").fill("onerror")
+    desk.page.get_by_role("button", name="Search").click()
+    expect(desk.rows()).to_have_count(1)
+    expect(desk.rows().first.get_by_role("link")).to_have_text(XSS)
+    pane = desk.open(XSS)
+    expect(pane.locator(".bubble.visitor .text")).to_have_text(XSS)
+    desk.page.wait_for_timeout(300)
+    found = desk.page.evaluate(
+        """() => { const all = [...document.querySelectorAll('body *')];
+        return { tags: document.querySelectorAll('body img, body script, body iframe, body object').length,
+                 handlers: all.filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
+                 hrefs: [...document.querySelectorAll('main a')].map(a => a.getAttribute('href')) }; }"""
+    )
+    assert found["tags"] == 0 and found["handlers"] == 0, found
+    assert all(h.startswith(("https://", "http://", "mailto:", "#/")) for h in found["hrefs"]), found["hrefs"]
+    desk.assert_clean()  # no alert dialog, no error
+
+
+# ---- roles and sign-in ----
+
+
+def test_viewer_is_told_corrections_need_an_editor(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.viewer)
+    pane = desk.open(PRICING)
+    expect(pane).to_contain_text("Your token has the viewer role")
+    second = desk.turn(1)
+    second.get_by_label("Right stage").select_option("advocacy")
+    second.get_by_role("button", name="Save stage").click()
+    refused = second.locator("form[data-form=stage] .msg.refused")
+    expect(refused).to_contain_text("Your role (viewer) can't do this")
+    expect(refused).to_contain_text("needs the editor role")
+    reviewed = staff.transcript(staff.pricing)["reviewed"]
+    pane.locator(".tr-head .actions button").click()
+    expect(pane.locator(".tr-head .msg.refused")).to_contain_text("can't do this")
+    after = staff.transcript(staff.pricing)
+    assert (after["turns"][1]["annotation"] or {}).get("corrected_stage") != "advocacy"
+    assert after["reviewed"] == reviewed
+    desk.shot("staff-desktop-viewer-refused")
+    desk.assert_clean()
+
+
+def test_sign_in_errors_session_and_sign_out(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    page.goto(staff.url)
+    expect(page.get_by_label("Staff token")).to_be_focused()
+    desk.shot("staff-desktop-signin")
+    page.get_by_label("Staff token").fill("jgs_not-a-real-token")
+    page.get_by_label("Staff token").press("Enter")
+    expect(page.locator("#signin-msg")).to_contain_text("Your token was not accepted")
+    assert page.evaluate("sessionStorage.length") == 0
+
+    token_id, token = create_token(staff.server.data_dir, "temp@lumio.example", "viewer")
+    desk.sign_in(token)
+    assert page.evaluate("Object.values(sessionStorage)") == [token]
+    page.reload()
+    expect(page.locator("#who")).to_contain_text("temp@lumio.example")
+    revoke = run_cli("staff", "revoke-token", str(token_id), env=base_env(staff.server.data_dir))
+    assert revoke.returncode == 0, revoke.stderr
+    page.get_by_role("link", name="Analytics").click()
+    expect(page.locator("#signin-msg")).to_contain_text("invalid or revoked")
+    expect(page.locator("#who")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+
+    desk.sign_in(staff.viewer)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Staff token")).to_be_visible()
+    expect(page.locator("#signin-msg")).to_have_text("Signed out.")
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload()
+    expect(page.get_by_label("Staff token")).to_be_visible()
+    desk.assert_clean()
+
+
+# ---- curated answers ----
+
+
+def test_curated_answers_are_written_edited_and_deleted(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.editor)
+    page = desk.page
+    page.get_by_role("link", name="Curated answers").click()
+    expect(page.locator("#answers-hint")).to_contain_text("85%")
+    form = page.locator("#answer-new")
+    form.get_by_label("Question").fill("Do you offer discounts for charities?")
+    form.get_by_label("Answer").fill("Yes: registered charities get 30% off any plan.")
+    form.get_by_role("button", name="Save answer").click()
+    expect(page.locator("#answers-list li.answer", has_text="charities")).to_contain_text("30% off")
+    answer_id = page.locator("#answers-list li.answer", has_text="charities").get_attribute("data-id")
+    item = page.locator(f"#answers-list li[data-id='{answer_id}']")
+    expect(item).to_contain_text("By editor@lumio.example")
+
+    item.get_by_role("button", name="Edit").click()
+    item.get_by_label("Answer").fill("Yes: registered charities get 40% off any plan.")
+    item.get_by_role("button", name="Save", exact=True).click()
+    expect(item).to_contain_text("40% off")
+    stored = [a for a in staff.api("GET", "/answers").json()["items"] if "charities" in a["question"]]
+    assert [a["answer"] for a in stored] == ["Yes: registered charities get 40% off any plan."]
+    desk.shot("staff-desktop-answers")
+
+    item.get_by_role("button", name="Delete").click()
+    item.get_by_role("button", name="Yes, delete").click()
+    expect(page.locator("#answers-msg")).to_have_text("Answer deleted.")
+    expect(item).to_have_count(0)
+    assert not [a for a in staff.api("GET", "/answers").json()["items"] if "charities" in a["question"]]
+    desk.assert_clean()
+
+
+# ---- analytics ----
+
+
+def test_analytics_charts_render_as_svg(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.editor)
+    page = desk.page
+    page.get_by_role("link", name="Analytics").click()
+    stages = staff.api("GET", "/stages").json()["stages"]
+    funnel = page.locator("#chart-funnel svg[role=img]")
+    expect(funnel.locator("rect.bar")).to_have_count(len(stages))
+    widths = funnel.locator("rect.bar").evaluate_all("rs => rs.map(r => Number(r.getAttribute('width')))")
+    assert widths[0] > 0 and widths == sorted(widths, reverse=True), "reached counts never grow down the funnel"
+    assert "Awareness" in funnel.get_attribute("aria-label")
+    assert page.locator("#chart-time svg rect.bar").count() >= 3
+    assert page.locator("#chart-daily svg rect.bar").count() >= 3
+    expect(page.locator("#chart-daily .legend li").first).to_be_visible()
+    expect(page.locator("#chart-transitions table.matrix td.heat.h4").first).to_be_visible()
+    expect(page.locator("#chart-rates table.rates tbody tr")).to_have_count(len(stages))
+    assert page.locator("#chart-rates svg.rate-bar rect.bar").count() == 3 * len(stages)
+    gaps = page.locator("#gaps li.gap")
+    expect(gaps.filter(has_text=BLANK).locator(".badge")).to_contain_text(["thumbs down 1"])
+    expect(gaps.filter(has_text=CANCEL).locator(".badge")).to_contain_text(["handoff 1"])
+    counts = [int(c[:-1]) for c in gaps.locator(".count").all_inner_texts()]
+    assert counts == sorted(counts, reverse=True), "most frequent first"
+    desk.shot("staff-desktop-analytics", full_page=True)
+
+    page.locator("#a-until").fill("2001-01-01")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#chart-funnel")).to_have_text("No data in this period.")
+    expect(page.locator("#gaps")).to_have_text("No knowledge gaps in this period.")
+    desk.assert_clean()
+
+
+# ---- layout, keyboard, contrast ----
+
+
+def test_tablet_width_stacks_without_sideways_scrolling(browser, staff):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=TABLET, reduced_motion="reduce")
+    context.set_default_timeout(30_000)
+    try:
+        tab = StaffPage(context.new_page(), staff).sign_in(staff.editor)
+        tab.shot("staff-768-list")
+        pane = tab.open(PRICING)
+        tab.turn(0).locator(".evidence summary").click()
+        list_box = tab.page.locator("section.list").bounding_box()
+        pane_box = pane.bounding_box()
+        assert pane_box["y"] >= list_box["y"] + list_box["height"], "the transcript goes below the list"
+        assert tab.page.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
+        tab.shot("staff-768-transcript")
+        pane.get_by_role("button", name="Back to the list").click()
+        expect(tab.rows().filter(has_text=PRICING).get_by_role("link")).to_be_focused()
+        tab.page.get_by_role("link", name="Analytics").click()
+        expect(tab.page.locator("#chart-funnel rect.bar").first).to_be_attached()
+        assert tab.page.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
+        tab.shot("staff-768-analytics", full_page=True)
+        tab.assert_clean()
+    finally:
+        context.close()
+
+
+def test_keyboard_only(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    page.goto(staff.url)
+    expect(page.get_by_label("Staff token")).to_be_focused()
+    page.keyboard.type(staff.editor)
+    page.keyboard.press("Enter")
+    expect(desk.rows().first).to_be_visible()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('td.question a')"):
+            break
+    else:
+        pytest.fail("no conversation link reachable with Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid", "keyboard focus must be visible"
+    page.keyboard.press("Enter")
+    expect(page.locator("#transcript .turn").first).to_be_visible()
+    expect(page.locator("#transcript")).to_be_focused()
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('.turn select[name=stage]')"):
+            break
+    else:
+        pytest.fail("the stage correction is not reachable with Tab")
+    desk.assert_clean()
+
+
+CONTRAST = """(selectors) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = (c) => { const [r, g, b] = rgb(c).slice(0, 3).map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const bg = (e) => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+    if (rgb(c)[3] !== 0) return c; } return 'rgb(255, 255, 255)'; };
+  return selectors.map((css) => { const e = document.querySelector(css); if (!e) return [css, null];
+    const a = lum(getComputedStyle(e).color), b = lum(bg(e));
+    return [css, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });
+}"""
+TEXTS = [
+    ".brand", ".brand span", "#tabs a[aria-current]", "#tabs a:not([aria-current])", "#who-name", "label",
+    ".hint", "td.when time", "td.question a", ".turn-count", ".badge.handoff", ".badge.down", ".conf",
+    ".who-said", ".bubble.visitor .text", ".bubble.guide .text", "dl.facts dt", ".sources a", ".snippet",
+    "summary", "button.quiet", ".fix button[type=submit]", ".events .event",
+]
+
+
+def test_text_contrast_is_wcag_aa(desk, staff):
+    desk.sign_in(staff.editor)
+    desk.open(PRICING)
+    ratios = dict(desk.page.evaluate(CONTRAST, TEXTS))
+    assert all(ratios[css] is not None for css in TEXTS), ratios
+    low = {css: round(r, 2) for css, r in ratios.items() if r < 4.5}
+    assert not low, f"text below 4.5:1: {low}"
