@@ -150,6 +150,7 @@ def eval_stages(
 def eval_retrieval(
     file: Annotated[Path, typer.Argument(help='JSON lines: {"question": ..., "expected": [document id or path]}')],
     as_json: Annotated[bool, typer.Option("--json", help="print the figures and the misses as JSON")] = False,
+    vector_only: Annotated[bool, typer.Option("--vector-only", help="vector similarity only, no BM25")] = False,
 ) -> None:
     """Search the knowledge base for every question; print recall@1, recall@3 and MRR of the expected documents."""
     import json
@@ -169,7 +170,7 @@ def eval_retrieval(
     if kb.count() == 0:
         typer.echo(f"error: the knowledge collection {kb.name} is empty: run `journey ingest` first", err=True)
         raise typer.Exit(2)
-    report = evaluate(kb, cases)
+    report = evaluate(kb, cases, hybrid=not vector_only)
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.as_text())
 
 

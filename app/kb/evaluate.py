@@ -104,12 +104,16 @@ def load_cases(path: Path) -> list[RetrievalCase]:
     return cases
 
 
-def evaluate(kb: KnowledgeBase, cases: list[RetrievalCase]) -> RetrievalReport:
-    """Rank documents for every question (no stage preference) and find the first expected one."""
+def evaluate(kb: KnowledgeBase, cases: list[RetrievalCase], *, hybrid: bool = True) -> RetrievalReport:
+    """Rank documents for every question (no stage preference) and find the first expected one.
+
+    hybrid=False leaves the question's words out of the search: vector similarity only.
+    """
     report = RetrievalReport(cases=cases)
     vectors = kb.embeddings.embed_array([c.question for c in cases])
     for case, vector in zip(cases, vectors, strict=True):
-        hits = kb.search(vector.tolist(), stage=None, k=RANK_DEPTH * 2, stage_boost=0.0, query_text=case.question)
+        text = case.question if hybrid else None
+        hits = kb.search(vector.tolist(), stage=None, k=RANK_DEPTH * 2, stage_boost=0.0, query_text=text)
         ranked = [group[0].doc_id for group in by_document(hits)][:RANK_DEPTH]
         rank = next((i for i, d in enumerate(ranked, 1) if any(matches(d, e) for e in case.expected)), None)
         report.ranked.append(ranked)

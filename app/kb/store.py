@@ -5,14 +5,22 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+import numpy as np
+
 from app.config import Settings
 from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument
+from app.kb.lexical import BM25Index
 
 CATALOG_TTL_SECONDS = 30.0
+# Hybrid retrieval: score = cosine similarity + LEXICAL_WEIGHT * BM25 score / best BM25 score of the query.
+# 0.15 was chosen on the demo documents' own front-matter questions, not on evals/retrieval_dev.jsonl.
+LEXICAL_WEIGHT = 0.15
+LEXICAL_CHECK_SECONDS = 5.0  # how often a process looks whether another one changed the collection
 
 
 def make_chroma_client(settings: Settings):
@@ -123,6 +131,7 @@ class KnowledgeBase:
     def __init__(self, *, client, embeddings, prefix: str) -> None:
         self.embeddings = embeddings
         self.name = collection_name(prefix, embeddings.name)
+        self._client = client
         self._collection = client.get_or_create_collection(
             name=self.name,
             configuration={"hnsw": {"space": "cosine"}},
@@ -132,6 +141,9 @@ class KnowledgeBase:
         self._catalog: dict[str, CatalogEntry] = {}
         self._catalog_at = 0.0
         self._lock = threading.Lock()
+        self._lexical: tuple[str | None, BM25Index, dict[str, int]] | None = None
+        self._lexical_checked = 0.0
+        self._lexical_lock = threading.Lock()
 
     def count(self) -> int:
         """Number of stored passages."""
@@ -202,6 +214,7 @@ class KnowledgeBase:
             report.chunks_embedded += len(passages)
         if progress is not None:
             progress(len(docs), len(docs), "")
+        changed = bool(report.added or report.updated)
         for doc_id in sorted(d for d, (_, src) in stored.items() if src == source and d not in wanted):
             if not remove_missing:
                 report.kept.append(doc_id)
@@ -209,8 +222,35 @@ class KnowledgeBase:
             if not dry_run:
                 self._collection.delete(where={"doc_id": doc_id})
             report.removed.append(doc_id)
+        if not dry_run and (changed or report.removed):
+            self._changed()
         self._catalog_at = 0.0
         return report
+
+    def _changed(self) -> None:
+        """Mark the collection as changed so every process rebuilds its lexical index."""
+        version = uuid.uuid4().hex
+        self._collection.modify(metadata={"embedding_model": self.embeddings.name, "version": version})
+        with self._lexical_lock:
+            self._lexical = None
+
+    def _lexical_index(self) -> tuple[BM25Index, dict[str, int]]:
+        """The BM25 index of the stored passages, rebuilt when the collection's version changes."""
+        with self._lexical_lock:
+            now = time.monotonic()
+            if self._lexical is not None and now - self._lexical_checked < LEXICAL_CHECK_SECONDS:
+                return self._lexical[1], self._lexical[2]
+            self._lexical_checked = now
+            version = (self._client.get_collection(self.name, embedding_function=None).metadata or {}).get("version")
+            if self._lexical is None or self._lexical[0] != version:
+                got = self._collection.get(include=["documents", "metadatas"])
+                texts = [
+                    f"{m['title']} {m['section']} {text}"
+                    for text, m in zip(got["documents"], got["metadatas"], strict=True)
+                ]
+                index = BM25Index(got["ids"], texts)
+                self._lexical = (version, index, {pid: i for i, pid in enumerate(got["ids"])})
+            return self._lexical[1], self._lexical[2]
 
     def documents(self, source: str | None = None) -> list[dict]:
         """Every stored document with its source, stages, whether they were assigned (and how surely), passages."""
@@ -237,22 +277,47 @@ class KnowledgeBase:
     def search(
         self, query_vector: list[float], *, stage: str | None, k: int, stage_boost: float, query_text: str | None = None
     ) -> list[Hit]:
-        """Nearest passages, preferring those tagged with the stage, at most two per document."""
+        """Best passages, preferring those tagged with the stage, at most two per document.
+
+        With query_text the ranking is hybrid: the nearest passages and the best BM25 matches are pooled and scored
+        by cosine similarity plus LEXICAL_WEIGHT times the normalised BM25 score. `similarity` stays the cosine.
+        """
         total = self.count()
         if total == 0:
             return []
+        pool = min(total, max(k * 4, 12))
         got = self._collection.query(
             query_embeddings=[query_vector],
-            n_results=min(total, max(k * 4, 12)),
+            n_results=pool,
             include=["documents", "metadatas", "distances"],
         )
+        found = {
+            pid: (text, meta, 1.0 - float(dist))
+            for pid, text, meta, dist in zip(
+                got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
+            )
+        }
+        lexical: dict[str, float] = {}
+        if query_text:
+            index, rows = self._lexical_index()
+            scores = index.scores(query_text)
+            best = float(scores.max()) if len(scores) else 0.0
+            if best > 0:
+                top = [index.ids[i] for i in np.argsort(-scores)[:pool] if scores[i] > 0]
+                missing = [pid for pid in top if pid not in found]
+                if missing:
+                    extra = self._collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+                    query = np.asarray(query_vector, dtype=np.float32)
+                    for pid, text, meta, vector in zip(
+                        extra["ids"], extra["documents"], extra["metadatas"], extra["embeddings"], strict=True
+                    ):
+                        found[pid] = (text, meta, float(np.asarray(vector, dtype=np.float32) @ query))
+                lexical = {pid: float(scores[rows[pid]]) / best for pid in found if pid in rows}
         hits = []
-        for pid, text, meta, dist in zip(
-            got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
-        ):
+        for pid, (text, meta, similarity) in found.items():
             stages = _split(meta.get("stages"))
-            similarity = 1.0 - float(dist)
-            score = similarity + (stage_boost if stage and stage in stages else 0.0)
+            score = similarity + LEXICAL_WEIGHT * lexical.get(pid, 0.0)
+            score += stage_boost if stage and stage in stages else 0.0
             hits.append(
                 Hit(pid, meta["doc_id"], meta["title"], meta["section"], meta["url"], stages, text, similarity, score)
             )
