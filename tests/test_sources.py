@@ -10,6 +10,7 @@ from site_server import Site, make_pdf, page
 
 from app.kb.crawl import CrawlLimits, crawl, document_id
 from app.kb.documents import load_folder
+from app.kb.progress import ProgressBar
 from app.kb.safety import FetchError, SafeFetcher, UnsafeURLError, vet
 
 LOCAL = frozenset({"127.0.0.1"})
@@ -157,3 +158,16 @@ def test_folder_of_mixed_files(tmp_path):
     assert "not a readable PDF" in reasons["broken"]
     assert "over the 10,000-byte limit" in reasons["huge"]
     assert "outside the knowledge folder" in reasons["escape"]
+
+
+def test_progress_bar_only_on_a_terminal(capsys):
+    bar = ProgressBar(enabled=True)
+    for done in range(4):
+        bar("embed", done, 3, f"doc-{done}")
+    bar.close()
+    shown = capsys.readouterr().err
+    assert "embedding" in shown and "3/3" in shown
+    quiet = ProgressBar(enabled=False)
+    quiet("crawl", 1, 5, "https://example.com/")
+    quiet.close()
+    assert capsys.readouterr().err == ""
