@@ -171,3 +171,9 @@ def test_progress_bar_only_on_a_terminal(capsys):
     quiet("crawl", 1, 5, "https://example.com/")
     quiet.close()
     assert capsys.readouterr().err == ""
+
+
+def test_a_site_that_is_down_removes_nothing(site):
+    site.routes = {"/robots.txt": (500, "text/plain", b"", {})}
+    result = crawl(f"{site.url}/", limits=CrawlLimits(), allow_hosts=LOCAL)
+    assert result.docs == [] and not result.complete and result.stopped == "no page could be read"

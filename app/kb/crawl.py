@@ -146,6 +146,9 @@ class Crawler:
             self._walk(seeds, start, result)
         finally:
             self.fetcher.close()
+        if not result.docs and result.complete:
+            # a site that is down or answers 404 everywhere must not wipe what an earlier crawl stored
+            result.complete, result.stopped = False, "no page could be read"
         return result
 
     def _robots(self, start: str) -> RobotFileParser:
