@@ -314,7 +314,7 @@
     }
   }
 
-  async function openConversation(id, keepPlace) {
+  async function openConversation(id) {
     state.open = id;
     markOpen();
     const pane = $('transcript');
@@ -322,7 +322,7 @@
       pane.replaceChildren(h('p', {class: 'empty'}, 'Choose a conversation to read its transcript.'));
       return;
     }
-    if (!keepPlace) pane.replaceChildren(h('p', {class: 'empty', role: 'status'}, 'Loading transcript…'));
+    pane.replaceChildren(h('p', {class: 'empty', role: 'status'}, 'Loading transcript…'));
     let data;
     try {
       data = await api('GET', `/v1/staff/conversations/${encodeURIComponent(id)}`);
@@ -331,27 +331,36 @@
       return;
     }
     if (state.open !== id) return;
-    const scroll = pane.scrollTop;
     pane.replaceChildren();
     add(pane, transcript(data));
-    if (keepPlace) {
-      pane.scrollTop = scroll;
-    } else {
-      pane.scrollTop = 0;
-      pane.focus({preventScroll: true});
-      if (window.matchMedia('(max-width: 1099px)').matches) pane.scrollIntoView({block: 'start'});
-    }
+    pane.scrollTop = 0;
+    pane.focus({preventScroll: true});
+    if (window.matchMedia('(max-width: 1099px)').matches) pane.scrollIntoView({block: 'start'});
   }
 
   function transcript(c) {
+    return [
+      header(c),
+      c.events.length ? h('section', {class: 'events', 'aria-label': 'Events'},
+        h('h3', {}, 'Events'), h('ul', {}, c.events.map((e) => eventItem(e, c.turns)))) : null,
+      h('ol', {class: 'turns', 'aria-label': 'Turns'}, c.turns.map(turn)),
+    ];
+  }
+
+  function header(c) {
     const reviewMsg = h('span', {class: 'msg', role: 'status'});
     const reviewed = Boolean(c.reviewed);
-    const review = h('button', {type: 'button', class: reviewed ? 'quiet' : null,
-      onclick: async () => {
-        const done = await act(reviewMsg, reviewed ? 'Marked not reviewed.' : 'Marked reviewed.',
-          () => api('PUT', `/v1/staff/conversations/${encodeURIComponent(c.id)}/review`, {reviewed: !reviewed}));
-        if (done !== undefined) { await openConversation(c.id, true); loadList(); }
-      }}, reviewed ? 'Mark not reviewed' : 'Mark reviewed');
+    const review = h('button', {type: 'button', class: reviewed ? 'quiet' : null, onclick: async () => {
+      const done = await act(reviewMsg, reviewed ? 'Marked not reviewed.' : 'Marked reviewed.',
+        () => api('PUT', `/v1/staff/conversations/${encodeURIComponent(c.id)}/review`, {reviewed: !reviewed}));
+      if (done === undefined) return;
+      c.reviewed = reviewed ? null : {by: state.user.name, at: new Date().toISOString()};
+      const fresh = header(c);
+      el.replaceWith(fresh);
+      say(fresh.querySelector('.actions .msg'), reviewMsg.textContent, 'ok');
+      fresh.querySelector('.actions button').focus();
+      loadList();
+    }}, reviewed ? 'Mark not reviewed' : 'Mark reviewed');
     const page = c.first_page && c.first_page.url ? link(c.first_page.url, c.first_page.title || c.first_page.url) : '–';
     const identity = c.identity && Object.keys(c.identity).length
       ? Object.entries(c.identity).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ')
@@ -360,24 +369,20 @@
       const current = document.querySelector('#conversation-table tr[aria-current] a');
       if (current) { current.scrollIntoView({block: 'center'}); current.focus({preventScroll: true}); }
     }}, 'Back to the list');
-    return [
-      h('header', {class: 'tr-head'},
-        back,
-        h('h2', {}, 'Conversation ', h('code', {}, c.id)),
-        h('dl', {class: 'facts'},
-          fact('Started', when(c.created_at)),
-          fact('Last activity', when(c.updated_at)),
-          fact('Stage now', stageChip(c.stage)),
-          fact('Visitor', h('code', {}, c.visitor_id)),
-          fact('Landing page', page),
-          identity ? fact('Identity', identity) : null,
-          fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
-        h('div', {class: 'actions'}, review, reviewMsg),
-        roleHint()),
-      c.events.length ? h('section', {class: 'events', 'aria-label': 'Events'},
-        h('h3', {}, 'Events'), h('ul', {}, c.events.map((e) => eventItem(e, c.turns)))) : null,
-      h('ol', {class: 'turns', 'aria-label': 'Turns'}, c.turns.map(turn)),
-    ];
+    const el = h('header', {class: 'tr-head'},
+      back,
+      h('h2', {}, 'Conversation ', h('code', {}, c.id)),
+      h('dl', {class: 'facts'},
+        fact('Started', when(c.created_at)),
+        fact('Last activity', when(c.updated_at)),
+        fact('Stage now', stageChip(c.stage)),
+        fact('Visitor', h('code', {}, c.visitor_id)),
+        fact('Landing page', page),
+        identity ? fact('Identity', identity) : null,
+        fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
+      h('div', {class: 'actions'}, review, reviewMsg),
+      roleHint());
+    return el;
   }
 
   const fact = (term, value) => h('div', {}, h('dt', {}, term), h('dd', {}, value));
@@ -431,12 +436,18 @@
         h('ol', {}, t.sources.map((src) => h('li', {}, link(src.url, src.title || src.id),
           src.snippet ? h('p', {class: 'snippet'}, src.snippet) : null)))) : null,
       evidence(st),
-      note ? h('p', {class: 'annotation'}, badge('Corrected', 'reviewed'), ' ',
-        note.corrected_stage ? `Right stage: ${label(note.corrected_stage)}. ` : '',
-        note.tags && note.tags.length ? `Tags: ${note.tags.join(', ')}. ` : '',
-        note.note ? `Note: ${note.note} ` : '', h('span', {class: 'muted'}, `(${note.updated_by}, ${when(note.updated_at)})`))
-        : null,
+      annotation(note),
       corrections(t));
+  }
+
+  /** What staff said about a turn (an empty, hidden paragraph until they say something). */
+  function annotation(note) {
+    if (!note) return h('p', {class: 'annotation', hidden: true});
+    return h('p', {class: 'annotation'}, badge('Corrected', 'reviewed'), ' ',
+      note.corrected_stage ? `Right stage: ${label(note.corrected_stage)}. ` : '',
+      note.tags && note.tags.length ? `Tags: ${note.tags.join(', ')}. ` : '',
+      note.note ? `Note: ${note.note} ` : '',
+      h('span', {class: 'muted'}, `(${note.updated_by}, ${when(note.updated_at)})`));
   }
 
   function evidence(st) {
@@ -467,6 +478,12 @@
 
   function corrections(t) {
     const id = t.id;
+    const noted = (change) => {
+      t.annotation = {...(t.annotation || {tags: [], note: null}), ...change, updated_by: state.user.name,
+        updated_at: new Date().toISOString()};
+      const old = document.querySelector(`.turn[data-touchpoint="${CSS.escape(id)}"] .annotation`);
+      if (old) old.replaceWith(annotation(t.annotation));
+    };
     const path = `/v1/staff/touchpoints/${encodeURIComponent(id)}`;
     const note = t.annotation || {};
     const stageId = uid('fix-stage');
@@ -478,7 +495,7 @@
       event.preventDefault();
       const done = await act(stageMsg, `Saved: ${label(select.value)}. The detector learns it now.`,
         () => api('PUT', `${path}/stage`, {stage: select.value}));
-      if (done !== undefined) refreshAfterSave(id, 'stage', stageMsg.textContent);
+      if (done) noted({corrected_stage: done.stage});
     }, 'data-form': 'stage'}, h('label', {for: stageId}, 'Right stage'), select, h('button', {type: 'submit'}, 'Save stage'), stageMsg);
 
     const tagsId = uid('tags');
@@ -491,7 +508,7 @@
       const list = tags.value.split(',').map((x) => x.trim()).filter(Boolean);
       const done = await act(notesMsg, 'Tags and note saved.',
         () => api('PUT', `${path}/annotation`, {tags: list, note: text.value}));
-      if (done !== undefined) refreshAfterSave(id, 'notes', notesMsg.textContent);
+      if (done) { noted({tags: done.tags, note: done.note}); tags.value = done.tags.join(', '); }
     }, 'data-form': 'notes'}, h('label', {for: tagsId}, 'Tags (comma-separated)'), tags, h('label', {for: noteId}, 'Note'), text,
     h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Save tags and note'), notesMsg));
 
@@ -510,17 +527,6 @@
     return h('div', {class: 'fix'}, stageForm,
       h('details', {}, h('summary', {}, 'Tags and note'), notesForm),
       h('details', {}, h('summary', {}, 'Write a better answer'), answerForm));
-  }
-
-  /** Reload the open transcript after a change, keeping the place, the saved message and the focus. */
-  async function refreshAfterSave(turnId, formName, text) {
-    await openConversation(state.open, true);
-    const turnEl = document.querySelector(`.turn[data-touchpoint="${CSS.escape(turnId)}"]`);
-    const form = turnEl && turnEl.querySelector(`form[data-form="${formName}"]`);
-    if (!form) return;
-    if (form.closest('details')) form.closest('details').open = true;
-    say(form.querySelector('.msg'), text, 'ok');
-    form.querySelector('button[type=submit]').focus({preventScroll: true});
   }
 
   // ---- curated answers ----

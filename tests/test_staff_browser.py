@@ -197,9 +197,15 @@ def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
     expect(handoff.locator("a")).to_have_attribute("href", "mailto:owner@glow.example")
     desk.shot("staff-desktop-transcript")
 
+    better = "Pro is $29 per staff calendar per month, and you can cancel at any time from Billing."
+    second = desk.turn(1)
+    second.locator("summary", has_text="Write a better answer").click()
+    second.get_by_label("Better answer").fill(better)  # a draft, saved at the end
+
     first.get_by_label("Right stage").select_option("consideration")
     first.get_by_role("button", name="Save stage").click()
     expect(desk.turn(0).locator("form[data-form=stage] .msg")).to_contain_text("Saved: Consideration")
+    expect(first.get_by_role("button", name="Save stage")).to_be_focused()
     expect(desk.turn(0).locator(".annotation")).to_contain_text("Right stage: Consideration")
     assert staff.transcript(staff.pricing)["turns"][0]["annotation"]["corrected_stage"] == "consideration"
 
@@ -212,14 +218,11 @@ def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
     assert note["tags"] == ["follow-up", "pricing"] and note["note"].startswith("Asked on the pricing page")
 
     pane.get_by_role("button", name="Mark reviewed").click()
-    expect(pane.get_by_role("button", name="Mark not reviewed")).to_be_visible()
+    expect(pane.get_by_role("button", name="Mark not reviewed")).to_be_focused()
     expect(desk.rows().first.locator(".badge.reviewed")).to_have_text("Reviewed")
     assert staff.transcript(staff.pricing)["reviewed"]["by"] == "editor@lumio.example"
 
-    better = "Pro is $29 per staff calendar per month, and you can cancel at any time from Billing."
-    second = desk.turn(1)
-    second.locator("summary", has_text="Write a better answer").click()
-    second.get_by_label("Better answer").fill(better)
+    expect(second.get_by_label("Better answer")).to_have_value(better)  # saving elsewhere keeps the draft
     second.get_by_role("button", name="Save answer").click()
     expect(second.locator("form:has(textarea[name=answer]) .msg")).to_contain_text("from now on")
     answers = staff.api("GET", "/answers").json()["items"]
