@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import httpx
 import pytest
-from conftest import Server
 
 
 def chat(server, **body) -> dict:
@@ -178,22 +176,3 @@ def test_landing_utm_is_kept_when_the_page_url_has_none(offline_server):
     page = {"url": "https://www.lumio.example/pricing?utm_source=ads", "utm": {"utm_source": "newsletter"}}
     body = chat(offline_server, message="Is there a discount for paying yearly?", page=page)
     assert json.loads(offline_server.touchpoints(id=body["message_id"])[0]["page"])["utm"] == {"utm_source": "ads"}
-
-
-def test_database_from_before_the_data_column_is_upgraded(make_data_dir):
-    data_dir = make_data_dir()
-    server = Server(data_dir)
-    server.stop()
-    con = sqlite3.connect(data_dir / "journey.db")
-    con.execute("ALTER TABLE touchpoints DROP COLUMN data")
-    con.commit()
-    con.close()
-    server = Server(data_dir)
-    try:
-        first = chat(server, message="Can I cancel anytime?")
-        body = {"visitor_id": first["visitor_id"], "message_id": first["message_id"], "rating": "up"}
-        response = post(server, f"/v1/conversations/{first['conversation_id']}/feedback", body)
-        assert response.status_code == 201, response.text
-        assert json.loads(server.touchpoints(kind="feedback")[0]["data"])["rating"] == "up"
-    finally:
-        server.stop()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 
 import httpx
-import pytest
-from conftest import REPO, Server
+from conftest import REPO
+from fastapi.testclient import TestClient
 
+from app.config import Settings
 from app.kb.documents import load_folder
+from app.main import create_app
 
 MAX_WIDGET_GZIP_BYTES = 15 * 1024
 
@@ -107,22 +108,18 @@ def test_any_site_may_call_the_visitor_api_by_default(offline_server):
     assert response.headers["access-control-allow-origin"] == "*"
 
 
-@pytest.fixture(scope="module")
-def one_site_server(make_data_dir) -> Iterator[Server]:
-    """A deployment that lets only its own website embed the widget."""
-    server = Server(make_data_dir(), JOURNEY_WIDGET_ORIGINS="https://www.lumio.example, https://lumio.example/")
-    yield server
-    server.stop()
+def test_widget_origins_limit_which_sites_may_call():
+    """JOURNEY_WIDGET_ORIGINS, checked in-process: CORS preflights need no services."""
+    app = create_app(Settings(widget_origins="https://www.lumio.example, https://lumio.example/"))
+    client = TestClient(app)
 
-
-def test_widget_origins_limit_which_sites_may_call(one_site_server):
     def preflight(origin: str) -> httpx.Response:
         headers = {
             "origin": origin,
             "access-control-request-method": "POST",
             "access-control-request-headers": "content-type",
         }
-        return httpx.options(f"{one_site_server.url}/v1/chat", headers=headers, timeout=30)
+        return client.options("/v1/chat", headers=headers)
 
     allowed = preflight("https://lumio.example")
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://lumio.example"

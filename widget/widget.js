@@ -44,6 +44,7 @@
       emailHelp: "A person from our team will reply to this address.",
       known: "We'll reply to {email}.",
       message: "What do you need help with?",
+      optional: "(optional)",
       submit: "Send to support",
       cancel: "Cancel",
       badEmail: "Please enter a valid email address.",
@@ -141,12 +142,14 @@ header p{margin:2px 0 0;font-size:13px}
 .b{align-self:flex-start;background:#f3f4f6;border-bottom-left-radius:4px}
 .b a{color:${accent}}
 .b p,.b ul,.b ol,.b pre{margin:0 0 8px}
-.b>div>:last-child{margin-bottom:0}
+.md>:last-child{margin-bottom:0}
 .b ul,.b ol{padding-left:20px}
 code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#e5e7eb;border-radius:4px;padding:1px 4px}
 pre{overflow-x:auto;background:#e5e7eb;padding:8px;border-radius:6px;white-space:pre}
 pre code{padding:0}
+sup{line-height:0}
 sup a{text-decoration:none;font-size:11px}
+::placeholder{color:#6b7280;opacity:1}
 .b .src{margin:8px 0 0;padding:8px 0 0;border-top:1px solid #d1d5db;font-size:13px;list-style:none}
 .src li{margin:2px 0}
 .src b{font-size:12px;color:#4b5563}
@@ -195,13 +198,23 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
 <button class="launch" type="button" aria-expanded="false"><span class="ic"></span><span class="badge" aria-hidden="true" hidden></span></button></div>`;
 
   // ---- DOM ----
+  // Our constant markup only goes through innerHTML; pages enforcing Trusted Types must allow this policy name.
+  let policy = null;
+  try {
+    policy = w.trustedTypes && w.trustedTypes.createPolicy("journey-guide", { createHTML: (s) => s });
+  } catch (e) {}
+  const html = (node, markup) => (node.innerHTML = policy ? policy.createHTML(markup) : markup);
   const host = d.createElement("journey-guide");
   const root = host.attachShadow({ mode: "open" });
-  const style = d.createElement("style");
-  style.textContent = CSS;
-  root.appendChild(style);
+  try {
+    const sheet = new CSSStyleSheet(); // not subject to the host page's CSP style-src, unlike <style>
+    sheet.replaceSync(CSS);
+    root.adoptedStyleSheets = [sheet];
+  } catch (e) {
+    root.appendChild(d.createElement("style")).textContent = CSS;
+  }
   const box = d.createElement("div");
-  box.innerHTML = TEMPLATE;
+  html(box, TEMPLATE);
   root.appendChild(box.firstChild);
   const $ = (s) => root.querySelector(s);
   const jg = $(".jg");
@@ -395,7 +408,12 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     chipsBox.setAttribute("role", "group");
     chipsBox.setAttribute("aria-label", label || T.suggested);
     if (label) el(chipsBox, "p", "", label);
-    questions.slice(0, 4).forEach((q) => button(chipsBox, "chip", q, () => send(q)));
+    questions.slice(0, 4).forEach((q) =>
+      button(chipsBox, "chip", q, () => {
+        input.focus(); // the chip is about to go: keep the focus in the widget
+        send(q);
+      })
+    );
     if (handoff) button(chipsBox, "chip", T.human, showHandoff);
     scroll();
   };
@@ -423,7 +441,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       ["down", THUMB.replace("<path", '<path transform="matrix(1 0 0 -1 0 24)"'), T.down],
     ].forEach(([r, svg, label]) => {
       const b = button(bar, "", "", rate(r));
-      b.innerHTML = svg;
+      html(b, svg);
       b.dataset.r = r;
       b.setAttribute("aria-label", label);
       b.setAttribute("aria-pressed", current === r);
@@ -433,7 +451,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const finish = (m, turn) => {
     const sources = turn.sources || [];
     const body = m.querySelector("div");
-    body.className = "";
+    body.className = "md";
     body.removeAttribute("aria-label");
     markdown(body, turn.reply, sources);
     m.removeAttribute("aria-busy");
@@ -452,6 +470,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     const bar = el(null, "div", "m err", (why || T.failed) + " ");
     bubble.after(bar);
     button(bar, "", T.retry, () => {
+      input.focus();
       bar.remove();
       send(text, bubble);
     });
@@ -527,7 +546,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
                 frame = 0;
                 if (done) return;
                 const body = m.querySelector("div");
-                body.className = "";
+                body.className = "md";
                 markdown(body, streamed, sources);
                 scroll();
               });
@@ -540,7 +559,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       store.set("pending", null);
       finish(m, done);
       chips(done.suggestions || [], "", done.handoff && done.handoff.suggested);
-      announce(T.bot + " " + done.reply);
+      announce(T.bot + " " + m.querySelector(".md").textContent);
       if (!isOpen()) {
         unread++;
         showBadge();
@@ -579,7 +598,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       email.required = true;
       el(f, "small", "", T.emailHelp);
     }
-    const l2 = el(f, "label", "", T.message);
+    const l2 = el(f, "label", "", conversation ? `${T.message} ${T.optional}` : T.message);
     const msg = el(l2, "textarea");
     msg.rows = 3;
     msg.maxLength = 4000;
@@ -677,7 +696,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (isOpen()) return;
     panel.hidden = false;
     jg.classList.add("open");
-    icon.innerHTML = SHUT;
+    html(icon, SHUT);
     launcher.setAttribute("aria-expanded", "true");
     unread = 0;
     showBadge();
@@ -691,7 +710,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (!isOpen()) return;
     panel.hidden = true;
     jg.classList.remove("open");
-    icon.innerHTML = CHAT;
+    html(icon, CHAT);
     launcher.setAttribute("aria-expanded", "false");
     showBadge();
     store.set("open", null);
@@ -699,7 +718,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     emit("close");
   };
 
-  icon.innerHTML = CHAT;
+  html(icon, CHAT);
   showBadge();
   launcher.onclick = () => (isOpen() ? close() : open());
   closeBtn.onclick = close;
