@@ -291,3 +291,34 @@ def test_retention_purge(make_data_dir):
     con = sqlite3.connect(data_dir / "journey.db")
     assert [r[0] for r in con.execute("SELECT id FROM touchpoints")] == ["new-touchpoint"]
     con.close()
+
+
+def test_handoff_and_feedback_text_is_redacted_and_limited(hardened):
+    who = visitor()
+    turn = post(hardened, "/v1/chat", {"message": "my sync is broken", "visitor_id": who}).json()
+    cid = turn["conversation_id"]
+    handoff = post(
+        hardened,
+        f"/v1/conversations/{cid}/handoff",
+        {"visitor_id": who, "email": "ana@example.com", "message": "call me on +44 7700 900123"},
+    )
+    assert handoff.status_code == 201, handoff.text
+    feedback = post(
+        hardened,
+        f"/v1/conversations/{cid}/feedback",
+        {"visitor_id": who, "message_id": turn["message_id"], "rating": "down", "comment": "mail bob@example.org"},
+    )
+    assert feedback.status_code == 201, feedback.text
+    rows = {r["kind"]: json.loads(r["data"]) for r in hardened.touchpoints(conversation_id=cid) if r["data"]}
+    assert rows["handoff"]["message"] == "call me on [phone]" and rows["handoff"]["email"] == "ana@example.com"
+    assert rows["feedback"]["comment"] == "mail [email]"
+    again = [
+        post(
+            hardened,
+            f"/v1/conversations/{cid}/feedback",
+            {"visitor_id": who, "message_id": turn["message_id"], "rating": "up"},
+        )
+        for _ in range(2)
+    ]
+    assert [r.status_code for r in again] == [201, 429], "the fifth request of this visitor in a minute is refused"
+    assert again[1].headers["retry-after"]

@@ -6,7 +6,7 @@ from functools import partial
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from app.chat.router import NOT_YOURS
@@ -14,6 +14,8 @@ from app.chat.schemas import ID_PATTERN, VISITOR_ID_PATTERN
 from app.conversations.schemas import FeedbackIn, FeedbackOut, HandoffIn, HandoffOut, TranscriptOut
 from app.conversations.service import EmailRequired, MessageNotFound, give_feedback, hand_off, read_transcript
 from app.deps import ChatDep
+from app.security.ratelimit import rate_limits
+from app.security.redact import redact
 from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
@@ -46,14 +48,20 @@ async def transcript(
 
 
 @router.post("/{conversation_id}/feedback", response_model=FeedbackOut, status_code=201)
-async def feedback(conversation_id: ConversationId, body: FeedbackIn, chat: ChatDep) -> dict:
+async def feedback(conversation_id: ConversationId, body: FeedbackIn, chat: ChatDep, request: Request) -> dict:
     """Record a thumbs up or down on one reply."""
+    await rate_limits(request).check(request, body.visitor_id)
+    if chat.settings.redact_pii and body.comment:
+        body = body.model_copy(update={"comment": redact(body.comment)})
     return await _run(partial(give_feedback, sessions=chat.sessions, conversation_id=conversation_id, body=body))
 
 
 @router.post("/{conversation_id}/handoff", response_model=HandoffOut, status_code=201)
-async def handoff(conversation_id: ConversationId, body: HandoffIn, chat: ChatDep) -> dict:
+async def handoff(conversation_id: ConversationId, body: HandoffIn, chat: ChatDep, request: Request) -> dict:
     """Hand the conversation to a person: record it and tell the visitor what happens next."""
+    await rate_limits(request).check(request, body.visitor_id)
+    if chat.settings.redact_pii and body.message:
+        body = body.model_copy(update={"message": redact(body.message)})
     call = partial(
         hand_off,
         sessions=chat.sessions,
