@@ -226,6 +226,28 @@ def revoke_token(token_id: Annotated[int, typer.Argument(help="the id shown by `
     typer.echo(f"revoked token {token_id}")
 
 
+@cli.command()
+def purge(
+    days: Annotated[
+        int | None, typer.Option(help="delete touchpoints older than this (default JOURNEY_RETENTION_DAYS)")
+    ] = None,
+) -> None:
+    """Apply the retention period: delete old touchpoints and conversations left empty."""
+    from app.security.retention import purge as run_purge
+
+    settings = Settings()
+    days = days or settings.retention_days
+    if not days:
+        typer.echo("error: give --days or set JOURNEY_RETENTION_DAYS", err=True)
+        raise typer.Exit(2)
+    with _staff_sessions()() as session:
+        counts = run_purge(session=session, days=days)
+    typer.echo(
+        f"deleted {counts['touchpoints']} touchpoints and {counts['conversations']} conversations "
+        f"older than {days} days"
+    )
+
+
 def main() -> None:
     """Entry point of the console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,8 @@ from app.conversations.router import router as conversations_router
 from app.deps import ServicesDep
 from app.errors import BodySizeLimit, install_error_handlers
 from app.kb.router import router as knowledge_admin_router
+from app.security.headers import SecurityHeaders
+from app.security.retention import retention_loop
 from app.staff.page import router as staff_page_router
 from app.staff.router import router as staff_router
 from app.widget.router import router as widget_router
@@ -30,14 +33,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         services = await to_thread.run_sync(build_services, settings)
         app.state.services = services
+        retention = (
+            asyncio.create_task(retention_loop(services.chat.sessions, settings.retention_days))
+            if settings.retention_days
+            else None
+        )
         try:
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
             services.close()
 
     app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, hsts=settings.hsts)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
