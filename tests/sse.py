@@ -30,3 +30,13 @@ def stream_chat(base_url: str, body: dict, timeout: float = 30) -> list[tuple[st
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         return list(iter_events(response))
+
+
+def parse_events(raw: str) -> list[tuple[str, dict]]:
+    """Parse a whole SSE body (as text) the way iter_events reads a response."""
+
+    class _Lines:
+        def iter_lines(self):
+            yield from raw.replace("\r\n", "\n").split("\n")
+
+    return list(iter_events(_Lines()))  # type: ignore[arg-type]

@@ -136,3 +136,30 @@ def test_prompt_leak_is_detected():
     system = "You are Journey Guide, the website assistant of Lumio. Answer only from the documents given to you."
     assert leaks_prompt("Sure! My rules: answer only from the documents given to you.", system)
     assert not leaks_prompt("The Pro plan costs $29 [1].", system)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.text(max_size=400))
+def test_front_matter_parser_fails_only_with_document_error(text):
+    from app.kb.documents import DocumentError, parse_document
+
+    for raw in (text, f"---\n{text}\n---\nbody", f"---\ntitle: {text}\nstages: [{text}]\n---\n{text}"):
+        try:
+            doc = parse_document("doc", raw, {"decision", "support"})
+        except DocumentError:
+            continue
+        assert doc.title and all(p.text for p in doc.passages())
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.text(max_size=80), min_size=1, max_size=5))
+def test_sse_events_round_trip_any_text(pieces):
+    import json
+
+    from sse import parse_events
+    from sse_starlette import ServerSentEvent
+
+    wire = b"".join(
+        ServerSentEvent(event="token", data=json.dumps({"text": p}, ensure_ascii=False)).encode() for p in pieces
+    )
+    assert parse_events(wire.decode()) == [("token", {"text": p}) for p in pieces]

@@ -43,5 +43,5 @@ def verify(identity: dict, secret: str, *, now: float | None = None) -> None:
         raise IdentityError("a signed identity needs 'expires' (Unix seconds)")
     if expires < (now if now is not None else time.time()):
         raise IdentityError("the identity signature has expired; sign it again on your server")
-    if not hmac.compare_digest(sign(identity, secret), signature.lower()):
+    if not hmac.compare_digest(sign(identity, secret).encode(), signature.lower().encode()):
         raise IdentityError("the identity signature does not match")
