@@ -163,7 +163,8 @@ def test_reply_streams_in_with_markdown_sources_and_suggestions(widget, llm_serv
     widget.wait_replies(1)
     reply = widget.reply()
     seen = widget.page.evaluate("window.__seen")
-    assert any("The Pro" in text and "per month" not in text for text in seen), "the reply must appear in pieces"
+    partial = [text for text in seen if "The" in text and "per month" not in text]
+    assert partial, f"the reply must appear in pieces, saw {seen[:8]}"
     expect(reply.locator("strong")).to_have_text("Pro plan")
     expect(reply.locator(".md li")).to_have_count(2)
     expect(reply.locator(".md li code")).to_have_text("20%")
@@ -179,6 +180,25 @@ def test_reply_streams_in_with_markdown_sources_and_suggestions(widget, llm_serv
     assert 2 <= widget(".chips .chip").count() <= 5  # up to 4 questions, plus "Talk to a person" when suggested
     expect(widget("[aria-live=polite][aria-atomic=true]")).to_contain_text("costs $29 per staff calendar")
     widget.shot("widget-desktop")
+    widget.assert_clean()
+
+
+def test_a_reply_arriving_while_closed_shows_the_unread_badge(widget, llm_server, fake_llm):
+    from playwright.sync_api import expect
+
+    fake_llm.mode, fake_llm.delay = "stall", 0.8
+    widget.goto(f"{llm_server.url}/")
+    widget.open()
+    widget.ask(PRICING)
+    widget.page.keyboard.press("Escape")  # closed while the reply is on its way
+    expect(widget(".panel")).to_be_hidden()
+    expect(widget(".badge")).to_have_text("1")
+    expect(widget(".launch")).to_have_attribute("aria-label", "Open chat (1 unread)")
+    widget.shot("widget-desktop-unread")
+    widget(".launch").click()
+    expect(widget(".badge")).to_be_hidden()
+    expect(widget(".launch")).to_have_attribute("aria-label", "Close chat")
+    widget.wait_replies(1)
     widget.assert_clean()
 
 
@@ -203,6 +223,7 @@ def test_suggestion_feedback_handoff_then_reload_restores_everything(widget, off
 
     widget.goto(f"{offline_server.url}/")
     widget.open()
+    expect(widget(".chips .chip").first).to_be_visible()
     widget.shot("widget-desktop-empty")
     starter = widget(".chips .chip").first
     question = starter.inner_text()

@@ -24,7 +24,7 @@
       starters: "Tap any question to see how we'd answer",
       open: "Open chat",
       close: "Close chat",
-      unread: "new replies",
+      unread: "unread",
       placeholder: "Type your question…",
       input: "Your message",
       send: "Send",
@@ -721,6 +721,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   html(icon, CHAT);
   showBadge();
   launcher.onclick = () => (isOpen() ? close() : open());
+  launcher.onpointerenter = launcher.onfocus = () => loaded || restore(); // get ready before the click
   closeBtn.onclick = close;
   contactBtn.onclick = showHandoff;
   form.onsubmit = (ev) => {
