@@ -170,11 +170,16 @@ class ChatService:
         vector = self.kb.embeddings.embed_array([message])[0]
         curated = self.learning.match(vector) if self.learning is not None else None
         stage = self.detector.detect(signals, vector, vote)
-        query_vector = vector
+        query_vector, query_text = vector, message
         if p.history and len(message.split()) < 5:
-            query_vector = self.kb.embeddings.embed_array([f"{p.history[-1][0]} {message}"])[0]
+            query_text = f"{p.history[-1][0]} {message}"
+            query_vector = self.kb.embeddings.embed_array([query_text])[0]
         hits = self.kb.search(
-            query_vector.tolist(), stage=stage.name, k=self.settings.retrieval_k, stage_boost=self.settings.stage_boost
+            query_vector.tolist(),
+            stage=stage.name,
+            k=self.settings.retrieval_k,
+            stage_boost=self.settings.stage_boost,
+            query_text=query_text,
         )
         return stage, hits, query_vector, curated
 
