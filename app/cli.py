@@ -227,6 +227,84 @@ def revoke_token(token_id: Annotated[int, typer.Argument(help="the id shown by `
 
 
 @cli.command()
+def chat(
+    url: Annotated[str | None, typer.Option(help="a running server, e.g. http://127.0.0.1:8000")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print each reply object as a JSON line")] = False,
+) -> None:
+    """Talk to the guide in the terminal: one message a line, replies streamed; /new, /quit."""
+    import httpx
+
+    from app.terminal import run_chat
+
+    try:
+        run_chat(url=url, settings=Settings(), as_json=as_json)
+    except KeyboardInterrupt:
+        typer.echo("")
+    except httpx.HTTPError as exc:
+        typer.echo(f"\nerror: cannot talk to {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@cli.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "jsonl",
+    since: Annotated[str | None, typer.Option(help="only touchpoints at or after this ISO date/time (UTC)")] = None,
+    until: Annotated[str | None, typer.Option(help="only touchpoints before this ISO date/time (UTC)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")] = None,
+) -> None:
+    """Write every touchpoint as CSV or JSON lines, streamed from the database in batches."""
+    import sys
+
+    from app.export import lines, parse_when
+    from app.store.db import make_engine, make_sessionmaker
+
+    if fmt not in ("csv", "jsonl"):
+        typer.echo("error: --format must be csv or jsonl", err=True)
+        raise typer.Exit(2)
+    try:
+        window = {"since": parse_when(since), "until": parse_when(until)}
+    except ValueError as exc:
+        typer.echo(f"error: not an ISO date: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    sessions = make_sessionmaker(make_engine(Settings()))
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        for chunk in lines(sessions, fmt=fmt, **window):
+            out.write(chunk)
+    finally:
+        if output:
+            out.close()
+
+
+webhooks_cli = typer.Typer(help="The webhook outbox.", no_args_is_help=True)
+cli.add_typer(webhooks_cli, name="webhooks")
+
+
+@webhooks_cli.command("status")
+def webhooks_status() -> None:
+    """Events pending, delivered and given up, per URL."""
+    from app.store.db import make_engine, make_sessionmaker
+    from app.webhooks.outbox import counts_by_url
+
+    with make_sessionmaker(make_engine(Settings()))() as session:
+        found = counts_by_url(session=session)
+    if not found:
+        typer.echo("no webhook events")
+    for url, by_status in found.items():
+        typer.echo(f"{url}  " + "  ".join(f"{status} {count}" for status, count in by_status.items()))
+
+
+@webhooks_cli.command("retry-failed")
+def webhooks_retry_failed() -> None:
+    """Queue the events that were given up (older than JOURNEY_WEBHOOK_MAX_AGE_HOURS) for delivery again."""
+    from app.store.db import make_engine, make_sessionmaker
+    from app.webhooks.outbox import retry_failed
+
+    with make_sessionmaker(make_engine(Settings()))() as session:
+        typer.echo(f"{retry_failed(session=session)} events queued again")
+
+
+@cli.command()
 def purge(
     days: Annotated[
         int | None, typer.Option(help="delete touchpoints older than this (default JOURNEY_RETENTION_DAYS)")

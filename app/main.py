@@ -16,16 +16,23 @@ from app.conversations.router import router as conversations_router
 from app.deps import ServicesDep
 from app.errors import BodySizeLimit, install_error_handlers
 from app.kb.router import router as knowledge_admin_router
+from app.observability.logs import configure_logging
+from app.observability.metrics import router as metrics_router
+from app.observability.middleware import RequestContext
+from app.openai_compat.router import router as openai_router
 from app.security.headers import SecurityHeaders
 from app.security.retention import retention_loop
 from app.staff.page import router as staff_page_router
 from app.staff.router import router as staff_router
+from app.webhooks.sender import WebhookSender
 from app.widget.router import router as widget_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; clients and models are created by the lifespan, not at import time."""
     settings = settings or Settings()
+    configure_logging(settings)
+    webhooks = WebhookSender(settings)  # refuses webhook URLs without a signing secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,11 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.retention_days
             else None
         )
+        await webhooks.start(services.chat.sessions)
         try:
             yield
         finally:
             if retention is not None:
                 retention.cancel()
+            await webhooks.stop()
             services.close()
 
     app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)
@@ -55,9 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["content-type"],
     )
+    app.add_middleware(RequestContext)  # outermost: request id, HTTP metrics, access log
     app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(widget_router)
+    app.include_router(openai_router)
+    app.include_router(metrics_router)
     app.include_router(staff_router)
     app.include_router(staff_page_router)
     app.include_router(knowledge_admin_router)

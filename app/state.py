@@ -11,11 +11,13 @@ from app.chat.service import ChatService
 from app.config import Settings
 from app.embeddings import VectorCache, make_embeddings
 from app.kb.store import KnowledgeBase, make_chroma_client
+from app.observability.instrument import observe_chat
 from app.staff.learning import Learning
 from app.stages.config import JourneyConfig, load_journey
 from app.stages.detector import EnsembleStageDetector
 from app.stages.llm import LLMStageClassifier
 from app.store.db import make_engine, make_sessionmaker
+from app.webhooks.outbox import install_outbox
 
 
 @dataclass
@@ -63,4 +65,6 @@ def build_services(settings: Settings) -> Services:
         stage_llm=LLMStageClassifier(settings, journey) if settings.llm_enabled and settings.llm_stage else None,
         learning=learning,
     )
+    install_outbox(chat.sessions, settings)  # each new touchpoint writes its webhook events in its transaction
+    observe_chat(chat)  # metrics and a log line per touchpoint, phase timings
     return Services(settings=settings, journey=journey, kb=kb, engine=engine, chat=chat)

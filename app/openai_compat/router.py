@@ -1,0 +1,159 @@
+"""POST /v1/chat/completions (plain and streamed) and GET /v1/models, as OpenAI clients expect them."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+
+from anyio import to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.chat.service import ChatService, Prepared, TurnState
+from app.config import Settings
+from app.deps import ChatDep
+from app.openai_compat import schemas
+from app.openai_compat.service import conversation_for
+from app.store.service import ConversationNotFound
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+NOT_YOURS = (
+    "conversation not found for this visitor: send the `user` the conversation was started with, "
+    "or leave metadata.conversation_id out to start a new one"
+)
+
+
+class OpenAIError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+    def response(self) -> JSONResponse:
+        """The JSON error response."""
+        kind = "authentication_error" if self.status == 401 else "invalid_request_error"
+        body = schemas.error_body(self.message, type=kind, code=self.code, param=self.param)
+        return JSONResponse(body, status_code=self.status)
+
+
+def _authorize(request: Request, settings: Settings) -> bool:
+    """Check the bearer key when JOURNEY_API_KEYS is set; True when the caller is thus a trusted server."""
+    keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
+    if not keys:
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" else ""
+    if not given or not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
+        raise OpenAIError(401, "invalid or missing API key (Authorization: Bearer <key>)", code="invalid_api_key")
+    return True
+
+
+def _describe(exc: ValidationError) -> tuple[str, str | None]:
+    error = exc.errors()[0]
+    param = ".".join(str(p) for p in error.get("loc", ()))
+    return f"{param}: {str(error.get('msg', 'invalid value')).removeprefix('Value error, ')}", param or None
+
+
+async def _parse(request: Request, chat: ChatService, trusted: bool) -> tuple[schemas.CompletionRequest, Prepared]:
+    try:
+        payload = json.loads(await request.body())
+    except ValueError as exc:
+        raise OpenAIError(400, "the request body is not valid JSON") from exc
+    try:
+        body = schemas.CompletionRequest.model_validate(payload)
+        body.question()
+    except ValidationError as exc:
+        message, param = _describe(exc)
+        raise OpenAIError(400, message, param=param) from exc
+    except ValueError as exc:
+        raise OpenAIError(400, str(exc), param="messages") from exc
+    conversation_id = await to_thread.run_sync(partial(conversation_for, sessions=chat.sessions, body=body))
+    try:
+        prepared = await chat.prepare(body.chat_request(conversation_id, trusted=trusted))
+    except ValidationError as exc:
+        message, param = _describe(exc)
+        raise OpenAIError(400, message, param=param) from exc
+    except ConversationNotFound as exc:
+        raise OpenAIError(404, NOT_YOURS, code="conversation_not_found", param="metadata.conversation_id") from exc
+    return body, prepared
+
+
+@router.post("/chat/completions", response_model=None, openapi_extra=schemas.openapi_body())
+async def chat_completions(request: Request, chat: ChatDep) -> JSONResponse | EventSourceResponse:
+    """Answer the last user message as the guide; `journey` carries stage, sources, suggestions and ids."""
+    try:
+        trusted = _authorize(request, chat.settings)
+        body, prepared = await _parse(request, chat, trusted)
+    except OpenAIError as exc:
+        return exc.response()
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        return EventSourceResponse(_chunks(chat, prepared, body.model, include_usage), ping=15, send_timeout=30)
+    done = await chat.answer(prepared)
+    return JSONResponse(schemas.completion(model=body.model, done=done, question=prepared.request.message))
+
+
+def _data(payload: dict | str) -> ServerSentEvent:
+    return ServerSentEvent(data=payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False))
+
+
+async def _chunks(chat: ChatService, p: Prepared, model: str, include_usage: bool) -> AsyncIterator[ServerSentEvent]:
+    state = TurnState()
+    make = partial(schemas.chunk, completion_id=f"chatcmpl-{p.message_id}", model=model, created=int(time.time()))
+    ids = {"conversation_id": p.conversation_id, "visitor_id": p.visitor_id, "message_id": p.message_id}
+    streamed = ""
+    try:
+        async for name, data in chat.run(p, state):
+            if name == "stage":
+                yield _data(make(delta={"role": "assistant", "content": ""}, journey={**ids, "stage": data}))
+            elif name == "token":
+                streamed += data["text"]
+                yield _data(make(delta={"content": data["text"]}))
+            elif name == "done":
+                journey = schemas.journey_field(data)
+                if data["reply"].startswith(streamed):
+                    rest = data["reply"][len(streamed) :]
+                else:  # the LLM failed mid-answer: the grounded offline answer follows what was sent
+                    rest = "\n\n" + data["reply"]
+                    journey.update(reply_replaced=True, reply=data["reply"])
+                if rest:
+                    yield _data(make(delta={"content": rest}))
+                yield _data(make(delta={}, finish_reason="stop", journey=journey))
+                if include_usage:
+                    yield _data(make(delta=None, usage=schemas.usage(p.request.message, data["reply"])))
+        yield _data("[DONE]")
+    except Exception as exc:  # noqa: BLE001 - the stream has started: report in OpenAI's shape, keep the record
+        if not state.recorded:
+            state.error = f"{type(exc).__name__}: {exc}"[:500]
+            await chat.record(p, state, outcome="server_error")
+        yield _data(schemas.error_body("the reply failed; please try again", type="server_error"))
+    finally:
+        if not state.recorded:
+            await chat.record(p, state, outcome="client_disconnected")
+
+
+@router.get("/models")
+async def models(request: Request, chat: ChatDep) -> JSONResponse:
+    """The one model this server answers as (any `model` string is accepted by chat completions)."""
+    try:
+        _authorize(request, chat.settings)
+    except OpenAIError as exc:
+        return exc.response()
+    return JSONResponse(schemas.models_list())
+
+
+@router.get("/models/{model_id}")
+async def model(model_id: str, request: Request, chat: ChatDep) -> JSONResponse:
+    """One model card; any id is answered as the guide."""
+    try:
+        _authorize(request, chat.settings)
+    except OpenAIError as exc:
+        return exc.response()
+    return JSONResponse({**schemas.model_card(), "id": model_id})

@@ -1,0 +1,1 @@
+"""Touchpoint events to webhooks: a durable outbox written with each touchpoint, signed and retried deliveries."""

@@ -1,0 +1,178 @@
+"""The OpenAI-compatible API through the official `openai` client, against real servers."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+PRICING = "How much does the pro plan cost?"
+
+
+def client(server, **kwargs) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=60, **kwargs)
+
+
+def ask(messages: list[dict] | str) -> list[dict]:
+    return [{"role": "user", "content": messages}] if isinstance(messages, str) else messages
+
+
+def test_plain_completion_carries_reply_and_journey(offline_server):
+    response = client(offline_server).chat.completions.create(
+        model="journey-guide", messages=ask(PRICING), user="openai-visitor-0001"
+    )
+    reply = response.choices[0].message.content
+    assert response.object == "chat.completion" and response.model == "journey-guide"
+    assert response.choices[0].finish_reason == "stop" and response.choices[0].message.role == "assistant"
+    assert "$29" in reply and "[1]" in reply
+    journey = response.model_extra["journey"]
+    assert journey["visitor_id"] == "openai-visitor-0001"
+    assert journey["stage"]["name"] == "decision" and 0 < journey["stage"]["confidence"] <= 1
+    assert journey["sources"][0]["id"].startswith("pricing/")
+    assert journey["suggestions"] and journey["handoff"] == {"suggested": False, "reason": None}
+    assert journey["outcome"] == "ok" and "reply" not in journey
+    assert response.id == f"chatcmpl-{journey['message_id']}"
+    assert response.usage.completion_tokens > 0
+    row = offline_server.touchpoints(id=journey["message_id"])[0]
+    assert row["question"] == PRICING and row["reply"] == reply and row["kind"] == "exchange"
+    assert row["visitor_id"] == "openai-visitor-0001" and row["stage"] == "decision" and row["outcome"] == "ok"
+
+
+def test_streamed_completion_arrives_in_pieces_and_ends_with_journey(offline_server):
+    stream = client(offline_server).chat.completions.create(
+        model="anything", messages=ask(PRICING), stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    first, last_choice = chunks[0], [c for c in chunks if c.choices][-1]
+    assert first.choices[0].delta.role == "assistant"
+    assert first.model_extra["journey"]["stage"]["name"] == "decision", "the stage comes first"
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) >= 5
+    assert last_choice.choices[0].finish_reason == "stop"
+    journey = last_choice.model_extra["journey"]
+    assert journey["sources"] and journey["stage"]["name"] == "decision" and journey["outcome"] == "ok"
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert len({c.id for c in chunks}) == 1 and chunks[0].model == "anything"
+    row = offline_server.touchpoints(id=journey["message_id"])[0]
+    assert row["reply"] == "".join(pieces) and row["outcome"] == "ok"
+
+
+def test_stream_ends_with_done_marker_on_the_wire(offline_server):
+    body = {"model": "journey-guide", "messages": ask("What is Lumio?"), "stream": True}
+    with httpx.stream("POST", f"{offline_server.url}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]"
+    assert all(not line.startswith("event:") for line in lines)
+
+
+def test_conversation_continues_through_metadata(offline_server):
+    openai_client = client(offline_server)
+    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0002")
+    cid = first.model_extra["journey"]["conversation_id"]
+    second = openai_client.chat.completions.create(
+        model="m", messages=ask("ok thanks"), user="openai-visitor-0002", metadata={"conversation_id": cid}
+    )
+    journey = second.model_extra["journey"]
+    assert journey["conversation_id"] == cid
+    assert journey["stage"]["previous"] == "decision" and journey["stage"]["name"] == "decision"
+    assert [r["turn"] for r in offline_server.touchpoints(conversation_id=cid)] == [1, 2]
+
+
+def test_conversation_continues_when_the_client_sends_history(offline_server):
+    openai_client = client(offline_server)
+    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0003")
+    history = [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": PRICING},
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": [{"type": "text", "text": "Is there a yearly discount?"}]},
+    ]
+    second = openai_client.chat.completions.create(model="m", messages=history, user="openai-visitor-0003")
+    assert second.model_extra["journey"]["conversation_id"] == first.model_extra["journey"]["conversation_id"]
+    fresh = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0003")
+    assert fresh.model_extra["journey"]["conversation_id"] != first.model_extra["journey"]["conversation_id"]
+
+
+def test_models_are_listed(offline_server):
+    models = client(offline_server).models.list()
+    assert [m.id for m in models.data] == ["journey-guide"]
+    assert client(offline_server).models.retrieve("journey-guide").owned_by == "journey-guide"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": [{"role": "assistant", "content": "hello"}]}, "messages"),
+        ({"model": "m", "messages": [{"role": "user", "content": "   "}]}, "messages"),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": "bad id!"}, "user"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x" * 4001}]}, "messages"),
+    ],
+)
+def test_bad_requests_get_openai_shaped_400(offline_server, body, param):
+    response = httpx.post(f"{offline_server.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"] and error["param"].startswith(param)
+
+
+def test_someone_elses_conversation_is_404_for_the_openai_client(offline_server):
+    openai_client = client(offline_server)
+    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0004")
+    cid = first.model_extra["journey"]["conversation_id"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        openai_client.chat.completions.create(
+            model="m", messages=ask("hi"), user="someone-else-0004", metadata={"conversation_id": cid}
+        )
+    assert caught.value.body["code"] == "conversation_not_found"
+    assert len(offline_server.touchpoints(conversation_id=cid)) == 1
+
+
+def test_llm_tokens_stream_through_to_the_openai_client(llm_server, fake_llm):
+    fake_llm.reply = "The Pro plan costs $29 per staff calendar per month [1]."
+    stream = client(llm_server).chat.completions.create(model="m", messages=ask(PRICING), stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == fake_llm.reply
+    journey = chunks[-1].model_extra["journey"]
+    assert journey["mode"] == "llm" and journey["model"] == "fake-model" and journey["outcome"] == "ok"
+
+
+def test_llm_failing_mid_stream_is_followed_by_the_grounded_answer(llm_server, fake_llm):
+    fake_llm.reply = "The Pro plan costs twenty-nine dollars per staff calendar [1]."
+    fake_llm.mode = "drop"
+    stream = client(llm_server).chat.completions.create(model="m", messages=ask(PRICING), stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    journey = chunks[-1].model_extra["journey"]
+    assert journey["outcome"] in ("llm_error", "llm_timeout") and journey["mode"] == "offline"
+    assert journey["reply_replaced"] is True and "$29" in journey["reply"]
+    assert text.endswith(journey["reply"]), "the offline answer follows the partial one"
+
+
+def test_api_keys_guard_the_endpoint_and_make_the_caller_trusted(tmp_path):
+    from starlette.requests import Request
+
+    from app.config import Settings
+    from app.openai_compat.router import OpenAIError, _authorize
+    from app.openai_compat.schemas import CompletionRequest
+
+    def request(auth: str | None) -> Request:
+        headers = [(b"authorization", auth.encode())] if auth else []
+        return Request({"type": "http", "method": "POST", "headers": headers})
+
+    open_settings = Settings(data_dir=tmp_path)
+    locked = Settings(data_dir=tmp_path, api_keys="key-one, key-two")
+    assert _authorize(request(None), open_settings) is False
+    assert _authorize(request("Bearer key-two"), locked) is True
+    for bad in (None, "Bearer nope", "key-one"):
+        with pytest.raises(OpenAIError) as caught:
+            _authorize(request(bad), locked)
+        assert caught.value.status == 401
+    body = CompletionRequest.model_validate(
+        {"messages": ask("hi"), "metadata": {"known_customer": "true", "email": "ann@example.com"}}
+    )
+    assert body.chat_request(None, trusted=False).identity is None, "an anonymous caller cannot claim an identity"
+    identity = body.chat_request(None, trusted=True).identity
+    assert identity.known_customer is True and identity.email == "ann@example.com"
