@@ -436,3 +436,27 @@ def test_knowledge_gaps_group_similar_questions(analytics_server):
             "reasons": {"thumbs_down": 1},
         }
     ]
+
+
+def test_erasure_includes_pending_webhook_events(make_data_dir):
+    from conftest import free_port
+
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(
+        data_dir, JOURNEY_WEBHOOK_URLS=f"http://127.0.0.1:{free_port()}/hook", JOURNEY_WEBHOOK_SECRET="whsec-test-secret-0123456789"
+    )
+    try:
+        turn = chat(server, "the teal sprocket keeps rattling")
+        con = sqlite3.connect(data_dir / "journey.db")
+        count = "SELECT count(*) FROM webhook_outbox WHERE visitor_id = ?"
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        table = "webhook_outbox" if "webhook_outbox" in tables else next(t for t in tables if "outbox" in t)
+        count = count.replace("webhook_outbox", table)
+        assert con.execute(count, (turn["visitor_id"],)).fetchone()[0] >= 1, "an event waits for the receiver"
+        erased = api(server, tokens["admin"], "DELETE", f"/visitors/{turn['visitor_id']}").json()["erased"]
+        assert erased["webhook_events"] >= 1
+        assert con.execute(count, (turn["visitor_id"],)).fetchone()[0] == 0
+        con.close()
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
 from app.store.models import Conversation, Touchpoint, utcnow
+from app.webhooks.outbox import erase_visitor_events
 
 LOW_STAGE_CONFIDENCE = 0.6
 LOW_RETRIEVAL = 0.45
@@ -335,7 +336,7 @@ def delete_answer(*, session: Session, answer_id: int) -> None:
 
 
 def erase_visitor(*, session: Session, visitor_id: str) -> dict[str, int]:
-    """Remove every stored trace of a visitor: conversations, touchpoints, annotations, learned examples."""
+    """Remove every stored trace of a visitor: conversations, touchpoints, annotations, learned examples, webhooks."""
     conversation_ids = select(Conversation.id).where(Conversation.visitor_id == visitor_id)
     counts = {
         "annotations": session.execute(
@@ -348,6 +349,7 @@ def erase_visitor(*, session: Session, visitor_id: str) -> dict[str, int]:
         "curated_answers": session.execute(
             delete(CuratedAnswer).where(CuratedAnswer.visitor_id == visitor_id)
         ).rowcount,
+        "webhook_events": erase_visitor_events(session=session, visitor_id=visitor_id),
         "touchpoints": session.execute(delete(Touchpoint).where(Touchpoint.visitor_id == visitor_id)).rowcount,
         "conversations": session.execute(delete(Conversation).where(Conversation.visitor_id == visitor_id)).rowcount,
     }
