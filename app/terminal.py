@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TextIO
@@ -136,6 +137,7 @@ async def converse(turn: Turn, *, read: Callable[[], str], out: TextIO, as_json:
 def run_chat(*, url: str | None, settings: Settings, as_json: bool) -> int:
     """The `journey chat` command: returns the number of answered turns."""
     interactive = sys.stdin.isatty() and not as_json
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no request log lines between the replies
     close = None
     if url:
         turn = remote_turns(url)

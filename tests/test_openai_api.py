@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from conftest import Server
 
 PRICING = "How much does the pro plan cost?"
 
@@ -176,3 +177,29 @@ def test_api_keys_guard_the_endpoint_and_make_the_caller_trusted(tmp_path):
     assert body.chat_request(None, trusted=False).identity is None, "an anonymous caller cannot claim an identity"
     identity = body.chat_request(None, trusted=True).identity
     assert identity.known_customer is True and identity.email == "ann@example.com"
+
+
+@pytest.fixture(scope="module")
+def strict_server(make_data_dir):
+    """A server with a small per-visitor rate limit and short conversations."""
+    server = Server(
+        make_data_dir(), JOURNEY_RATE_LIMIT_VISITOR="3/60", JOURNEY_RATE_LIMIT_IP="1000/60", JOURNEY_MAX_TURNS="2"
+    )
+    yield server
+    server.stop()
+
+
+def test_anonymous_callers_get_the_visitor_limits_in_openai_shape(strict_server):
+    openai_client = client(strict_server)
+    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="limited-visitor-1")
+    meta = {"conversation_id": first.model_extra["journey"]["conversation_id"]}
+    openai_client.chat.completions.create(model="m", messages=ask("ok thanks"), user="limited-visitor-1", metadata=meta)
+    with pytest.raises(openai.ConflictError) as full:
+        openai_client.chat.completions.create(model="m", messages=ask("more?"), user="limited-visitor-1", metadata=meta)
+    assert full.value.body["code"] == "conversation_full"
+    with pytest.raises(openai.RateLimitError) as limited:
+        openai_client.chat.completions.create(model="m", messages=ask("What is Lumio?"), user="limited-visitor-1")
+    assert limited.value.body["type"] == "rate_limit_error" and limited.value.body["code"] == "rate_limit_exceeded"
+    assert int(limited.value.response.headers["retry-after"]) >= 1
+    other = openai_client.chat.completions.create(model="m", messages=ask("What is Lumio?"), user="limited-visitor-2")
+    assert other.choices[0].message.content, "the limit is per visitor"

@@ -54,13 +54,15 @@ def _timed_stream(fn: Callable) -> Callable:
     async def wrapper(*args, **kwargs) -> AsyncIterator[str]:
         started = time.perf_counter()
         seen = False
+        pieces = fn(*args, **kwargs)
         try:
-            async for piece in fn(*args, **kwargs):
+            async for piece in pieces:
                 if not seen:
                     seen = True
                     first.observe(time.perf_counter() - started)
                 yield piece
         finally:
+            await pieces.aclose()  # closed now, not by the garbage collector, when the visitor leaves mid-stream
             whole.observe(time.perf_counter() - started)
 
     return wrapper

@@ -9,16 +9,17 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from anyio import to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.chat.service import ChatService, Prepared, TurnState
+from app.chat.service import ChatService, ConversationFull, Prepared, TurnState
 from app.config import Settings
 from app.deps import ChatDep
 from app.openai_compat import schemas
 from app.openai_compat.service import conversation_for
+from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -29,18 +30,23 @@ NOT_YOURS = (
 )
 
 
+ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error"}
+
+
 class OpenAIError(Exception):
     """An error answered in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, param: str | None = None, headers=None
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
+        self.status, self.message, self.code, self.param, self.headers = status, message, code, param, headers
 
     def response(self) -> JSONResponse:
         """The JSON error response."""
-        kind = "authentication_error" if self.status == 401 else "invalid_request_error"
+        kind = ERROR_TYPES.get(self.status, "invalid_request_error")
         body = schemas.error_body(self.message, type=kind, code=self.code, param=self.param)
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 def _authorize(request: Request, settings: Settings) -> bool:
@@ -74,6 +80,11 @@ async def _parse(request: Request, chat: ChatService, trusted: bool) -> tuple[sc
         raise OpenAIError(400, message, param=param) from exc
     except ValueError as exc:
         raise OpenAIError(400, str(exc), param="messages") from exc
+    if not trusted:  # an anonymous caller is held to the visitor API's limits; a keyed server is not
+        try:
+            await rate_limits(request).check(request, body.visitor_id())
+        except HTTPException as exc:
+            raise OpenAIError(429, exc.detail, code="rate_limit_exceeded", headers=exc.headers) from exc
     conversation_id = await to_thread.run_sync(partial(conversation_for, sessions=chat.sessions, body=body))
     try:
         prepared = await chat.prepare(body.chat_request(conversation_id, trusted=trusted))
@@ -82,6 +93,9 @@ async def _parse(request: Request, chat: ChatService, trusted: bool) -> tuple[sc
         raise OpenAIError(400, message, param=param) from exc
     except ConversationNotFound as exc:
         raise OpenAIError(404, NOT_YOURS, code="conversation_not_found", param="metadata.conversation_id") from exc
+    except ConversationFull as exc:
+        message = f"this conversation reached {exc.args[0]} turns: leave metadata.conversation_id out to start anew"
+        raise OpenAIError(409, message, code="conversation_full", param="metadata.conversation_id") from exc
     return body, prepared
 
 
