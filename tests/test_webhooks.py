@@ -16,7 +16,7 @@ import httpx
 import jsonschema
 import pytest
 from conftest import REPO, Server, base_env, free_port
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from webhook_receiver import Receiver
 
@@ -307,3 +307,16 @@ def test_old_delivered_and_given_up_events_are_purged(store):
         assert outbox.purge(session=session, older_than=timedelta(days=7)) == 2
         assert outbox.counts(session=session) == {"pending": 3, "delivered": 1, "failed": 0}
         assert outbox.retry_failed(session=session) == 0
+
+
+def test_events_of_an_erased_visitor_are_purged(store):
+    exchange(store, id="tp-erased-0001", conversation="conversation-er", stage="decision")
+    with store() as session:
+        session.add(Conversation(id="conversation-kept", visitor_id="visitor-kept"))
+        kept = Touchpoint(id="tp-kept-00001", conversation_id="conversation-kept", visitor_id="visitor-kept", turn=1)
+        session.add(kept)
+        session.commit()
+        session.execute(delete(Touchpoint).where(Touchpoint.visitor_id == "visitor-0001"))  # as erasure does
+        session.commit()
+        assert outbox.purge_orphans(session=session) == 2, "one event, two URLs"
+        assert {r.visitor_id for r in session.scalars(select(OutboxEvent))} == {"visitor-kept"}

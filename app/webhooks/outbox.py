@@ -187,6 +187,14 @@ def purge(*, session: Session, older_than: timedelta) -> int:
     return result.rowcount or 0
 
 
+def purge_orphans(*, session: Session) -> int:
+    """Delete events of visitors who have no touchpoint left (erased, or past retention); return how many."""
+    remaining = select(Touchpoint.id).where(Touchpoint.visitor_id == OutboxEvent.visitor_id).exists()
+    result = session.execute(delete(OutboxEvent).where(OutboxEvent.visitor_id.is_not(None), ~remaining))
+    session.commit()
+    return result.rowcount or 0
+
+
 def retry_failed(*, session: Session) -> int:
     """Put given-up events back in the queue (their age counts from now); return how many."""
     result = session.execute(

@@ -186,6 +186,7 @@ class WebhookSender:
         self._last_purge = now
         days = self.settings.webhook_retention_days
         purged = await self._db(outbox.purge, older_than=timedelta(days=days))
+        purged += await self._db(outbox.purge_orphans)
         if purged:
             log.info("purged old webhook events", extra={"purged": purged})
 
