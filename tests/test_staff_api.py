@@ -443,9 +443,8 @@ def test_erasure_includes_pending_webhook_events(make_data_dir):
 
     data_dir = make_data_dir()
     tokens = make_tokens(data_dir)
-    server = Server(
-        data_dir, JOURNEY_WEBHOOK_URLS=f"http://127.0.0.1:{free_port()}/hook", JOURNEY_WEBHOOK_SECRET="whsec-test-secret-0123456789"
-    )
+    hook = f"http://127.0.0.1:{free_port()}/hook"
+    server = Server(data_dir, JOURNEY_WEBHOOK_URLS=hook, JOURNEY_WEBHOOK_SECRET="whsec-test-secret-0123456789")
     try:
         turn = chat(server, "the teal sprocket keeps rattling")
         con = sqlite3.connect(data_dir / "journey.db")
