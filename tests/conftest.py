@@ -152,3 +152,58 @@ def llm_server(make_data_dir: Callable[[], Path], fake_llm_session: FakeLLMServe
     )
     yield server
     server.stop()
+
+
+PG_HOST = "127.0.0.1:5432"
+
+
+def _pg_admin_url() -> str | None:
+    """A URL to the `test` database on the local PostgreSQL, or None when it is unreachable."""
+    import psycopg
+
+    for user in ("postgres", "root"):
+        url = f"postgresql://{user}@{PG_HOST}/test"
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+        except psycopg.Error:
+            continue
+        return url
+    return None
+
+
+def create_pg_database() -> tuple[str, Callable[[], None]]:
+    """CREATE DATABASE journey_t_<random> on the local PostgreSQL; return its URL and a function that drops it.
+
+    Skips the calling test when PostgreSQL is unreachable, or fails it when JOURNEY_REQUIRE_SERVICES=1.
+    """
+    import secrets
+
+    import psycopg
+
+    admin = _pg_admin_url()
+    if admin is None:
+        reason = f"PostgreSQL on {PG_HOST} (database `test`, trust auth, user postgres or root) is unreachable"
+        if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    name = f"journey_t_{secrets.token_hex(6)}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as con:
+        con.execute(f"CREATE DATABASE {name}")
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as con:
+            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    return admin.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end.
+
+    Yields `postgresql://user@127.0.0.1:5432/journey_t_<random>`: usable as JOURNEY_DATABASE_URL (the app turns it
+    into `postgresql+psycopg://`) and by `psycopg.connect`. Skips without PostgreSQL unless JOURNEY_REQUIRE_SERVICES=1.
+    """
+    url, drop = create_pg_database()
+    yield url
+    drop()
