@@ -326,6 +326,43 @@ def purge(
     )
 
 
+db_cli = typer.Typer(help="The touchpoint database schema (Alembic).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest revision (the server also does this when it starts)."""
+    from app.store import schema
+    from app.store.db import make_engine
+
+    engine = make_engine(Settings(), upgrade=False)
+    typer.echo(f"database at revision {schema.upgrade(engine)}")
+    engine.dispose()
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the database's revision and the newest one shipped."""
+    from app.store import schema
+    from app.store.db import make_engine
+
+    engine = make_engine(Settings(), upgrade=False)
+    typer.echo(f"current: {schema.current(engine) or 'none (not under Alembic yet)'}\nhead: {schema.head()}")
+    engine.dispose()
+
+
+@db_cli.command("revision")
+def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="what the revision changes")]) -> None:
+    """Autogenerate a revision from the models' difference with the (upgraded) database; review it before use."""
+    from app.store import schema
+    from app.store.db import make_engine
+
+    engine = make_engine(Settings())
+    typer.echo(f"wrote {schema.revision(engine, message)}")
+    engine.dispose()
+
+
 def main() -> None:
     """Entry point of the console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

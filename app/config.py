@@ -95,7 +95,10 @@ class Settings(BaseSettings):
     @cached_property
     def sqlalchemy_url(self) -> str:
         """The touchpoint database: JOURNEY_DATABASE_URL or SQLite under the data dir."""
-        if self.database_url:
+        if self.database_url:  # postgres:// and postgresql:// use psycopg 3
+            for scheme in ("postgres://", "postgresql://"):
+                if self.database_url.startswith(scheme):
+                    return "postgresql+psycopg://" + self.database_url[len(scheme) :]
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'journey.db').resolve()}"
 

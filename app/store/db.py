@@ -1,17 +1,22 @@
-"""Database engine and sessions (SQLite in WAL mode by default)."""
+"""Database engine and sessions: SQLite in WAL mode by default, PostgreSQL (psycopg 3) when configured.
+
+The schema is managed by Alembic (app/store/schema.py, migrations in app/store/migrations): every engine made here
+is upgraded to the newest revision first, one process at a time.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
 
-import app.staff.models  # noqa: E402,F401  (every table module is imported before create_all)
 from app.config import Settings
-from app.store.models import Base
+from app.store import schema
+
+CONNECT_TIMEOUT_SECONDS = 3
 
 
-def make_engine(settings: Settings) -> Engine:
-    """Create the engine for the configured database and make sure the tables exist."""
+def make_engine(settings: Settings, *, upgrade: bool = True) -> Engine:
+    """Create the engine for the configured database and bring its schema to the newest revision."""
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -25,25 +30,13 @@ def make_engine(settings: Settings) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
-    add_missing_columns(engine)
+        connect_args = {}
+        if url.startswith("postgresql"):  # a down database fails fast; dates are grouped by UTC day
+            connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c timezone=UTC"}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    if upgrade:
+        schema.upgrade(engine)
     return engine
-
-
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Add nullable columns that newer versions define to tables created by older ones; return what was added."""
-    existing = inspect(engine)
-    added = []
-    with engine.begin() as connection:
-        for table in Base.metadata.sorted_tables:
-            present = {c["name"] for c in existing.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present and column.nullable:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-                    added.append(f"{table.name}.{column.name}")
-    return added
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the touchpoint database (run by app.store.schema.upgrade at start)."""
