@@ -5,12 +5,18 @@ Usage::
     with FakeLLMServer() as fake:
         client = openai.OpenAI(base_url=fake.base_url, api_key="test")
         fake.reply = "Some answer [1]."
-        fake.mode = "stall"          # ok | error | slow | stall | malformed | drop
+        fake.mode = "stall"          # ok | error | slow | stall | malformed | drop | trickle
         ...
         assert fake.requests[-1]["messages"][0]["role"] == "system"
 
 Fault modes apply to ``/v1/chat/completions`` only; ``/v1/models`` and
-``/v1/embeddings`` always answer normally.
+``/v1/embeddings`` always answer normally. ``trickle`` streams one word every
+``delay`` seconds (a slow but live LLM). ``GET /fake/stats`` returns how long the
+fake itself spent on each chat completion (for benchmarks that subtract it).
+
+As a separate process (benchmarks)::
+
+    python tests/fake_llm.py --port 9000 --mode trickle --delay 1 --stage-votes
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ DEFAULT_REPLY = "Grounded answer from the fake LLM [1]."
 DEFAULT_DELAY = 5.0
 DEFAULT_MODEL = "fake"
 EMBEDDING_DIM = 64
-MODES = ("ok", "error", "slow", "stall", "malformed", "drop")
+MODES = ("ok", "error", "slow", "stall", "malformed", "drop", "trickle")
 
 Reply = str | Callable[[dict[str, Any]], str]
 
@@ -70,6 +76,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._embedding_requests: list[dict[str, Any]] = []
+        self._timings: list[dict[str, float]] = []
         self.reset()
 
     def reset(self) -> None:
@@ -80,6 +87,7 @@ class FakeLLM:
         with self._lock:
             self._requests.clear()
             self._embedding_requests.clear()
+            self._timings.clear()
 
     @property
     def mode(self) -> str:
@@ -108,6 +116,17 @@ class FakeLLM:
         """Append a request body to the recorded list."""
         with self._lock:
             (self._embedding_requests if embedding else self._requests).append(body)
+
+    def timed(self, first: float, total: float) -> None:
+        """Record the fake's own seconds to the first byte and to the end of one chat completion."""
+        with self._lock:
+            self._timings.append({"first": first, "total": total})
+
+    @property
+    def timings(self) -> list[dict[str, float]]:
+        """Snapshot of the fake's own time per chat completion, oldest first."""
+        with self._lock:
+            return list(self._timings)
 
     def reply_for(self, body: dict[str, Any]) -> str:
         """Reply text for a request: ``reply`` itself or ``reply(body)`` if callable."""
@@ -208,6 +227,8 @@ async def _stream(mode: str, delay: float, body: dict[str, Any], text: str) -> A
             raise DroppedConnection("fake LLM dropped the connection")
         if index == 2 and mode == "stall":
             await asyncio.sleep(delay)
+        if index > 0 and mode == "trickle":
+            await asyncio.sleep(delay)
         yield chunks.sse({"content": word})
     if mode == "drop":
         raise DroppedConnection("fake LLM dropped the connection")
@@ -265,12 +286,23 @@ async def _json_body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+async def _timed_stream(state: FakeLLM, started: float, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Pass a stream through, recording the time to its first and last piece."""
+    first = None
+    async for piece in pieces:
+        if first is None:
+            first = time.perf_counter() - started
+        yield piece
+    state.timed(first or 0.0, time.perf_counter() - started)
+
+
 def create_fake_llm_app(fake: FakeLLM | None = None) -> Starlette:
     """Starlette app serving the fake OpenAI API; behaviour is read from ``fake``."""
     state = fake if fake is not None else FakeLLM()
 
     async def chat_completions(request: Request) -> Response:
         """POST /v1/chat/completions."""
+        started = time.perf_counter()
         body = await _json_body(request)
         if body is None or not isinstance(body.get("messages"), list):
             message = "body must be JSON with a 'messages' list"
@@ -286,9 +318,13 @@ def create_fake_llm_app(fake: FakeLLM | None = None) -> Starlette:
         if not stream:
             if mode == "malformed":
                 return Response('{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
-            return JSONResponse(_completion(body, text))
+            response = JSONResponse(_completion(body, text))
+            spent = time.perf_counter() - started
+            state.timed(spent, spent)
+            return response
         headers = {"Cache-Control": "no-cache"}
-        return StreamingResponse(_stream(mode, delay, body, text), media_type="text/event-stream", headers=headers)
+        pieces = _timed_stream(state, started, _stream(mode, delay, body, text))
+        return StreamingResponse(pieces, media_type="text/event-stream", headers=headers)
 
     async def models(request: Request) -> Response:
         """GET /v1/models."""
@@ -313,8 +349,13 @@ def create_fake_llm_app(fake: FakeLLM | None = None) -> Starlette:
             {"object": "list", "data": data, "model": body.get("model") or DEFAULT_MODEL, "usage": usage}
         )
 
+    async def stats(request: Request) -> Response:
+        """GET /fake/stats: requests received and the fake's own time per chat completion."""
+        return JSONResponse({"requests": len(state.requests), "timings": state.timings})
+
     app = Starlette(
         routes=[
+            Route("/fake/stats", stats, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -395,3 +436,45 @@ class FakeLLMServer(FakeLLM):
     ) -> None:
         """Stop the server."""
         self.stop()
+
+
+def stage_vote_or(answer: str, stage: str = "decision") -> Callable[[dict[str, Any]], str]:
+    """A reply: a JSON stage vote for structured-output (stage) requests, ``answer`` for the others."""
+
+    def reply(body: dict[str, Any]) -> str:
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            return json.dumps({"stage": stage, "confidence": 0.6, "reason": "fake vote"})
+        return answer
+
+    return reply
+
+
+def main() -> None:
+    """Serve the fake LLM in this process until interrupted (for benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="OpenAI-compatible fake LLM")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--delay", type=float, default=DEFAULT_DELAY)
+    parser.add_argument("--reply", default=DEFAULT_REPLY)
+    parser.add_argument("--stage-votes", action="store_true", help="answer stage requests with a JSON vote")
+    args = parser.parse_args()
+    fake = FakeLLM()
+    fake.mode, fake.delay = args.mode, args.delay
+    fake.reply = stage_vote_or(args.reply) if args.stage_votes else args.reply
+    config = uvicorn.Config(
+        create_fake_llm_app(fake),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=4096,
+        timeout_graceful_shutdown=1,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
