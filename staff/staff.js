@@ -182,7 +182,9 @@
   // ---- sign in and out ----
 
   function show(view) {
-    for (const name of ['signin', 'conversations', 'analytics', 'answers']) $(`view-${name}`).hidden = name !== view;
+    for (const name of ['signin', 'live', 'conversations', 'analytics', 'answers']) {
+      $(`view-${name}`).hidden = name !== view;
+    }
     for (const a of document.querySelectorAll('#tabs a')) {
       if (a.dataset.view === view) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
@@ -190,6 +192,7 @@
   }
 
   function signOut(message) {
+    stopLive();
     store.clear();
     Object.assign(state, {token: null, user: null, open: null});
     $('tabs').hidden = true;
@@ -224,6 +227,7 @@
     say($('signin-msg'), '');
     $('token').value = '';
     state.offset = 0;
+    startLive();
     await route();
     if (document.activeElement === document.body) $('main').focus({preventScroll: true});
   }
@@ -242,6 +246,7 @@
       show('answers');
       return loadAnswers();
     }
+    if (view === 'live') return show('live');
     show('conversations');
     if (!$('conversation-table').tBodies[0].rows.length) await loadList();
     if (seq !== state.viewSeq) return;
@@ -385,6 +390,10 @@
     return el;
   }
 
+  /** One message: who said it, then the text (never parsed as HTML). */
+  const bubble = (kind, who, text) => h('div', {class: `bubble ${kind}`}, h('p', {class: 'who-said'}, who),
+    h('p', {class: 'text'}, text));
+
   const fact = (term, value) => h('div', {}, h('dt', {}, term), h('dd', {}, value));
 
   function roleHint() {
@@ -420,8 +429,8 @@
         h('h3', {}, `Turn ${t.turn}`),
         h('span', {class: 'muted'}, when(t.created_at)),
         t.page && t.page.url ? h('span', {class: 'page'}, 'on ', link(t.page.url, t.page.title || t.page.url)) : null),
-      h('div', {class: 'bubble visitor'}, h('p', {class: 'who-said'}, 'Visitor'), h('p', {class: 'text'}, t.question)),
-      h('div', {class: 'bubble guide'}, h('p', {class: 'who-said'}, 'Guide'), h('p', {class: 'text'}, t.reply)),
+      bubble('visitor', 'Visitor', t.question),
+      bubble('guide', 'Guide', t.reply),
       h('dl', {class: 'facts meta'},
         fact('Stage', [stageChip(st.name, st.confidence),
           st.changed && st.previous ? h('span', {class: 'muted'}, ` from ${label(st.previous)}`) : null]),
@@ -527,6 +536,358 @@
     return h('div', {class: 'fix'}, stageForm,
       h('details', {}, h('summary', {}, 'Tags and note'), notesForm),
       h('details', {}, h('summary', {}, 'Write a better answer'), answerForm));
+  }
+
+  // ---- live handoffs: the queue of requests and the chat with a visitor ----
+
+  const STATUS_NAMES = {waiting: 'Waiting', unavailable: 'Unavailable', live: 'Live'};
+  const REASONS = {visitor: 'asked for a person', api: 'requested by the site',
+    bot_frustrated: 'frustrated (the guide asked)', bot_no_answer: 'the guide had no answer'};
+  const live = {items: [], lastId: 0, ctl: null, retry: 0, timer: 0, tick: 0, reload: 0, seq: 0, fetchedAt: 0,
+    chat: null, ended: false, since: 0, seen: new Set(), typedAt: 0, idle: 0, typing: 0};
+  const agentName = (a) => (a && typeof a === 'object' ? a.name : a) || '';
+
+  /** Server-sent events read off a fetch() response: on(name, data, id) for each event; comments are skipped. */
+  async function readEvents(response, on) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, {stream: true});
+      let end;
+      while ((end = /\r?\n\r?\n/.exec(buffer))) {
+        const block = buffer.slice(0, end.index);
+        buffer = buffer.slice(end.index + end[0].length);
+        let name = 'message';
+        let id = 0;
+        const data = [];
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith('event:')) name = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          else if (line.startsWith('id:')) id = Number(line.slice(3)) || 0;
+        }
+        if (data.length) on(name, JSON.parse(data.join('\n')), id);
+      }
+    }
+  }
+
+  function startLive() {
+    stopLive();
+    live.tick = setInterval(tick, 1000);
+    loadQueue();
+    listenLive();
+  }
+
+  function stopLive() {
+    if (live.ctl) live.ctl.abort();
+    clearTimeout(live.timer);
+    clearInterval(live.tick);
+    Object.assign(live, {ctl: null, items: [], lastId: 0, retry: 0, chat: null});
+    $('queue').replaceChildren();
+    $('chat').replaceChildren(h('p', {class: 'empty'}, 'Claim a request to talk with the visitor.'));
+    $('live-count').hidden = true;
+  }
+
+  /** GET /v1/staff/live with the token (EventSource can't send it); reconnects after the last id, with backoff. */
+  function listenLive() {
+    clearTimeout(live.timer);
+    if (!state.token || live.ctl) return;
+    const ctl = (live.ctl = new AbortController());
+    const headers = {authorization: `Bearer ${state.token}`};
+    if (live.lastId) headers['last-event-id'] = String(live.lastId);
+    (async () => {
+      try {
+        const response = await fetch('/v1/staff/live', {headers, signal: ctl.signal, cache: 'no-store'});
+        if (response.status === 401) {
+          live.ctl = null;
+          return signOut('Your token was not accepted any more. Sign in again.');
+        }
+        if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+        $('live-state').textContent = 'Live updates are on.';
+        loadQueue(); // whatever changed while we were not listening
+        await readEvents(response, (name, data, id) => { live.retry = 0; liveEvent(name, data, id); });
+      } catch (_error) { /* reconnect below */ }
+      if (live.ctl !== ctl) return;
+      live.ctl = null;
+      $('live-state').textContent = 'Live updates interrupted: reconnecting…';
+      live.timer = setTimeout(listenLive, Math.min(500 * 2 ** live.retry++, 10000));
+    })();
+  }
+
+  function liveEvent(name, event, id) {
+    if (id) {
+      if (id <= live.lastId) return;
+      live.lastId = id;
+    }
+    const data = event.data && typeof event.data === 'object' ? event.data : event;
+    const cid = event.conversation_id || data.conversation_id;
+    if (name !== 'typing') {
+      clearTimeout(live.reload);
+      live.reload = setTimeout(loadQueue, 250);
+    }
+    if (cid && cid === live.chat) chatEvent(name, data, event.created_at || data.created_at);
+  }
+
+  async function loadQueue() {
+    const seq = ++live.seq;
+    let data;
+    try {
+      data = await api('GET', '/v1/staff/handoffs?status=waiting,unavailable,live');
+    } catch (error) {
+      if (seq === live.seq && state.user) say($('queue-msg'), error.message, 'error');
+      return;
+    }
+    if (seq !== live.seq || !state.user) return;
+    say($('queue-msg'), '');
+    live.items = data.handoffs || [];
+    live.fetchedAt = Date.now();
+    renderQueue();
+  }
+
+  function renderQueue() {
+    const list = $('queue');
+    const focused = document.activeElement && document.activeElement.closest('#queue li[data-id]');
+    const keep = focused ? [focused.dataset.id, [...focused.querySelectorAll('button')].indexOf(document.activeElement)]
+      : null;
+    list.replaceChildren(...live.items.map(queueItem));
+    if (!live.items.length) list.append(h('li', {class: 'empty'}, 'No one is waiting for a person.'));
+    const waiting = live.items.filter((x) => x.status !== 'live').length;
+    $('queue-count').textContent = `${waiting} waiting · ${live.items.length - waiting} live`;
+    $('live-count').textContent = String(waiting);
+    $('live-count').hidden = !waiting;
+    $('queue-viewer').hidden = !state.user || state.user.role !== 'viewer';
+    if (keep) {
+      const item = list.querySelector(`li[data-id="${CSS.escape(keep[0])}"]`);
+      const buttons = item ? item.querySelectorAll('button') : [];
+      if (buttons.length) buttons[Math.max(Math.min(keep[1], buttons.length - 1), 0)].focus();
+    }
+    tick();
+  }
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+    return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, '0')} min`;
+  }
+
+  /** The waiting times count up every second without asking the server. */
+  function tick() {
+    const elapsed = (Date.now() - live.fetchedAt) / 1000;
+    for (const el of document.querySelectorAll('#queue .waited[data-base]')) {
+      const text = `waiting ${clock(Number(el.dataset.base) + elapsed)}`;
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
+  function queueItem(x) {
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const editor = state.user && state.user.role !== 'viewer';
+    const who = agentName(x.agent);
+    const mine = x.status === 'live' && who === state.user.name;
+    let action;
+    if (x.status === 'live') {
+      action = mine ? h('button', {type: 'button', onclick: () => openChat(x)}, 'Open chat')
+        : h('span', {class: 'muted'}, `${who || 'Someone'} is talking with this visitor`);
+    } else {
+      action = h('button', {type: 'button', disabled: !editor, 'aria-describedby': editor ? null : 'queue-viewer',
+        onclick: () => claim(x, msg)}, 'Claim');
+    }
+    const page = x.page && x.page.url ? link(x.page.url, x.page.title || x.page.url) : '–';
+    const journey = (x.journey && x.journey.length ? x.journey : [x.stage]).filter(Boolean).map(label).join(' → ');
+    return h('li', {class: `card req ${x.status}`, 'data-id': x.conversation_id,
+      'aria-current': live.chat === x.conversation_id ? 'true' : null},
+    h('div', {class: 'req-head'}, badge(STATUS_NAMES[x.status] || x.status, `st-${x.status}`), stageChip(x.stage),
+      x.status === 'live' ? h('span', {class: 'muted'}, `live with ${who || '?'}`)
+        : h('span', {class: 'waited', 'data-base': Number(x.waiting_seconds) || 0}, '')),
+    h('p', {class: 'last'}, x.last_message ? ['“', x.last_message, '”']
+      : h('span', {class: 'muted'}, 'No message yet.')),
+    h('dl', {class: 'facts'},
+      fact('Journey', journey || '–'),
+      fact('Page', page),
+      fact('Email', x.email ? link(`mailto:${x.email}`, x.email) : 'none given'),
+      fact('Reason', REASONS[x.reason] || x.reason || '–'),
+      fact('Asked', when(x.requested_at, shortFormat))),
+    h('div', {class: 'actions'}, action, msg));
+  }
+
+  async function claim(x, msg) {
+    say(msg, 'Claiming…');
+    let out;
+    try {
+      out = await api('POST', `/v1/staff/handoffs/${encodeURIComponent(x.conversation_id)}/claim`);
+    } catch (error) {
+      say(msg, error.status === 409 ? 'Another staff member has already claimed it.' : error.message,
+        error.status === 403 ? 'refused' : 'error');
+      loadQueue();
+      return;
+    }
+    openChat({...x, status: 'live', agent: out.agent});
+    loadQueue();
+  }
+
+  /** What the transcript of a handoff says: exchanges, messages both ways and what happened to the request. */
+  function transcriptItem(t) {
+    const person = t.name || 'Staff';
+    const line = (text) => h('li', {class: 'chat-note'}, text, ' ',
+      h('span', {class: 'muted'}, when(t.created_at, shortFormat)));
+    switch (t.kind) {
+      case 'exchange': return [h('li', {}, bubble('visitor', 'Visitor', t.question)),
+        t.reply ? h('li', {}, bubble('guide', 'Guide', t.reply)) : null];
+      case 'visitor_message': return h('li', {}, bubble('visitor', 'Visitor', t.text));
+      case 'human_message': return h('li', {}, bubble('staff', person, t.text));
+      case 'handoff': return line(['Asked for a person', t.text ? [': “', t.text, '”'] : '']);
+      case 'handoff_claimed': return line(`${person} joined`);
+      case 'handoff_unavailable': return line(['No one was available', t.text ? [': ', t.text] : '']);
+      case 'handoff_returned': return line(`${person} handed back to the guide`);
+      case 'handoff_closed': return line(`${person} closed the conversation`);
+      default: return line(t.kind);
+    }
+  }
+
+  function openChat(x) {
+    const id = x.conversation_id;
+    Object.assign(live, {chat: id, ended: false, seen: new Set(), typedAt: 0});
+    clearTimeout(live.idle);
+    const items = x.transcript || [];
+    const times = items.map((t) => parseTime(t.created_at)).filter((d) => d && !isNaN(d)).map(Number);
+    live.since = times.length ? Math.max(...times) : 0;
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const box = h('textarea', {id: 'chat-input', name: 'text', rows: 3, maxlength: 4000});
+    const form = h('form', {class: 'chat-form', onsubmit: (event) => { event.preventDefault(); sendChat(box, msg); }},
+      h('label', {for: 'chat-input'}, 'Message to the visitor'), box,
+      h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Send'),
+        h('button', {type: 'button', class: 'quiet', onclick: () => endChat('release', msg)}, 'Hand back to bot'),
+        h('button', {type: 'button', class: 'quiet danger', onclick: () => endChat('close', msg)}, 'Close'), msg),
+      h('p', {class: 'hint'}, 'Enter sends; Shift+Enter starts a new line.'));
+    box.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    box.addEventListener('input', () => staffTyping(Boolean(box.value.trim())));
+    const full = h('a', {}, 'Full transcript and review');
+    full.href = `#/conversations/${encodeURIComponent(id)}`;
+    const page = x.page && x.page.url ? link(x.page.url, x.page.title || x.page.url) : '–';
+    $('chat').replaceChildren(
+      h('header', {class: 'tr-head'},
+        h('h2', {}, 'Live chat ', h('code', {}, id)),
+        h('dl', {class: 'facts'},
+          fact('Stage now', stageChip(x.stage)),
+          fact('Journey', (x.journey || []).map(label).join(' → ') || '–'),
+          fact('Page', page),
+          fact('Email', x.email ? link(`mailto:${x.email}`, x.email) : 'none given'),
+          fact('Visitor', h('code', {}, x.visitor_id || '–'))),
+        full),
+      h('ol', {class: 'chat-log', role: 'log', 'aria-label': 'Messages'}, items.map(transcriptItem)),
+      h('p', {class: 'typing', 'aria-live': 'polite'}),
+      form);
+    for (const li of document.querySelectorAll('#queue li[data-id]')) {
+      if (li.dataset.id === id) li.setAttribute('aria-current', 'true');
+      else li.removeAttribute('aria-current');
+    }
+    if (location.hash !== '#/live') location.hash = '#/live';
+    scrollChat();
+    box.focus();
+  }
+
+  function scrollChat() {
+    const log = document.querySelector('#chat .chat-log');
+    if (log) log.scrollTop = log.scrollHeight;
+  }
+
+  function chatLine(item) {
+    const log = document.querySelector('#chat .chat-log');
+    if (!log) return;
+    log.append(item);
+    scrollChat();
+  }
+
+  function visitorTyping(on) {
+    const line = document.querySelector('#chat .typing');
+    clearTimeout(live.typing);
+    if (!line) return;
+    line.textContent = on ? 'The visitor is typing…' : '';
+    if (on) live.typing = setTimeout(() => visitorTyping(false), 8000);
+  }
+
+  /** A live event of the open chat; what the transcript already showed (older or seen) is skipped. */
+  function chatEvent(name, data, createdAt) {
+    if (name === 'typing') {
+      if (data.who === 'visitor') visitorTyping(Boolean(data.typing));
+      return;
+    }
+    const at = parseTime(createdAt);
+    if (at && !isNaN(at) && Number(at) <= live.since) return;
+    if (data.id && live.seen.has(data.id)) return;
+    if (data.id) live.seen.add(data.id);
+    if (name === 'visitor.message') {
+      visitorTyping(false);
+      chatLine(h('li', {}, bubble('visitor', 'Visitor', data.text)));
+    } else if (name === 'agent.message') {
+      chatLine(h('li', {}, bubble('staff', data.name || 'Staff', data.text)));
+    } else if ((name === 'handoff.returned' || name === 'handoff.closed') && !live.ended) {
+      chatEnded(name === 'handoff.closed' ? 'closed' : 'returned', data.name);
+    } else if (name === 'handoff.unavailable' && data.text) {
+      chatLine(h('li', {class: 'chat-note'}, 'The visitor was told: ', data.text));
+    }
+  }
+
+  function chatEnded(how, who) {
+    live.ended = true;
+    clearTimeout(live.idle);
+    visitorTyping(false);
+    chatLine(h('li', {class: 'chat-note'}, how === 'closed' ? `${who || 'Staff'} closed the conversation.`
+      : `${who || 'Staff'} handed the conversation back to the guide.`));
+    for (const el of document.querySelectorAll('#chat form textarea, #chat form button')) el.disabled = true;
+  }
+
+  async function sendChat(box, msg) {
+    const text = box.value.trim();
+    if (!text || live.ended) return;
+    const id = live.chat;
+    box.value = '';
+    staffTyping(false);
+    say(msg, '');
+    try {
+      const event = await api('POST', `/v1/staff/conversations/${encodeURIComponent(id)}/messages`, {text});
+      if (live.chat === id && event) chatEvent('agent.message', event.data && typeof event.data === 'object'
+        ? event.data : event, null);
+    } catch (error) {
+      if (live.chat !== id) return;
+      if (!box.value) box.value = text;
+      say(msg, error.status === 409 ? 'You no longer hold this conversation.' : error.message,
+        error.status === 403 ? 'refused' : 'error');
+    }
+  }
+
+  /** Typing while chatting: at most one "typing" every 2 s, "stopped" after 3 s without a key or on send. */
+  function staffTyping(on) {
+    clearTimeout(live.idle);
+    if (!live.chat || live.ended || (!on && !live.typedAt)) return;
+    if (on) {
+      live.idle = setTimeout(() => staffTyping(false), 3000);
+      if (Date.now() - live.typedAt < 2000) return;
+    }
+    live.typedAt = on ? Date.now() : 0;
+    api('POST', `/v1/staff/conversations/${encodeURIComponent(live.chat)}/typing`, {typing: on}).catch(() => {});
+  }
+
+  async function endChat(action, msg) {
+    const id = live.chat;
+    say(msg, action === 'close' ? 'Closing…' : 'Handing back…');
+    try {
+      await api('POST', `/v1/staff/handoffs/${encodeURIComponent(id)}/${action}`);
+    } catch (error) {
+      say(msg, error.message, error.status === 403 ? 'refused' : 'error');
+      return;
+    }
+    say(msg, '');
+    if (live.chat === id && !live.ended) chatEnded(action === 'close' ? 'closed' : 'returned', state.user.name);
+    loadQueue();
   }
 
   // ---- curated answers ----
@@ -816,6 +1177,13 @@
     $('range').addEventListener('submit', (event) => { event.preventDefault(); loadAnalytics(); });
     $('answer-new').addEventListener('submit', createAnswer);
     window.addEventListener('hashchange', route);
+    window.addEventListener('offline', () => { // drop the live stream now; resume from the last id when back
+      if (live.ctl) live.ctl.abort();
+      live.ctl = null;
+      clearTimeout(live.timer);
+      $('live-state').textContent = 'Offline: live updates resume when the connection is back.';
+    });
+    window.addEventListener('online', () => { live.retry = 0; if (state.user) listenLive(); });
     const saved = store.get();
     if (saved) signIn(saved);
     else signOut();

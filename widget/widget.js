@@ -38,19 +38,25 @@
       failed: "Not sent.",
       retry: "Retry",
       busy: "Writing a reply…",
-      contact: "Contact support",
       human: "Talk to a person",
       email: "Your email",
-      emailHelp: "A person from our team will reply to this address.",
+      emailHelp: "If no one is free right now, we'll reply to this address.",
       known: "We'll reply to {email}.",
       message: "What do you need help with?",
       optional: "(optional)",
-      submit: "Send to support",
+      submit: "Ask for a person",
+      sendEmail: "Send",
       cancel: "Cancel",
       badEmail: "Please enter a valid email address.",
       needMessage: "Please tell us what you need help with.",
       offline: "We couldn't reach the server. Please try again.",
-      handedOff: "Our support team has this conversation and will reply to {email}.",
+      waiting: "Waiting for someone from our team…",
+      joined: "{name} joined",
+      chatting: "You're chatting with {name}",
+      typing: "{name} is typing…",
+      returned: "{name} handed you back to the guide.",
+      closed: "{name} closed the conversation.",
+      sent: "Thanks! We'll reply to {email}.",
     },
     cfg.strings
   );
@@ -159,6 +165,10 @@ sup a{text-decoration:none;font-size:11px}
 .fb button[aria-pressed=true]{background:${accent};border-color:${accent};color:#fff}
 .err{background:#fef2f2;color:#991b1b;align-self:flex-end;font-size:13px;padding:2px 4px}
 .err button{background:none;border:0;color:#991b1b;font-weight:700;text-decoration:underline}
+.ag b{display:block;font-size:12px;color:#374151}
+.ag div{white-space:pre-wrap}
+.ty{font-size:13px;color:#4b5563}
+.st{margin:0;padding:6px 16px;font-size:13px;color:#374151;background:#f9fafb;border-top:1px solid #e5e7eb}
 .note{align-self:center;background:#ecfdf5;color:#065f46;border-radius:10px;padding:8px 12px;font-size:14px;max-width:94%}
 .chips{display:flex;flex-wrap:wrap;gap:6px}
 .chips p{width:100%;margin:0;font-size:13px;color:#4b5563}
@@ -191,7 +201,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   // Static markup only: nothing interpolated here comes from visitors, documents, the LLM or the host page.
   const TEMPLATE = `<div class="jg"><section class="panel" role="dialog" aria-labelledby="jg-t" hidden>
 <header><div><h2 id="jg-t"></h2><p></p></div><button class="x" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></header>
-<div class="log"></div>
+<div class="log"></div><p class="st" role="status" hidden></p>
 <form class="compose"><label class="sr" for="jg-in"></label><textarea id="jg-in" rows="1" maxlength="4000"></textarea><button type="submit">${ICON}<path d="M5 12h14M13 6l6 6-6 6"/></svg></button></form>
 <div class="foot"><button class="hb" type="button"></button></div>
 <div class="sr" aria-live="polite" aria-atomic="true"></div></section>
@@ -231,7 +241,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   jg.lang = cfg.locale || d.documentElement.lang || "en";
   $("h2").textContent = T.title;
   $("header p").textContent = T.subtitle;
-  contactBtn.textContent = T.contact;
+  contactBtn.textContent = T.human;
   closeBtn.setAttribute("aria-label", T.close);
   $("label").textContent = T.input;
   input.placeholder = T.placeholder;
@@ -386,19 +396,25 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     scroll(true);
     return m;
   };
+  const dots = (m) => {
+    const body = el(m, "div", "dots");
+    for (let i = 0; i < 3; i++) el(body, "span");
+    return body;
+  };
   const addBot = () => {
     const m = el(log, "div", "m b");
     el(m, "span", "sr", T.bot + " ");
-    const body = el(m, "div", "dots");
-    body.setAttribute("aria-label", T.busy);
-    for (let i = 0; i < 3; i++) el(body, "span");
+    dots(m).setAttribute("aria-label", T.busy);
+    m.setAttribute("aria-busy", "true");
     scroll(true);
     return m;
   };
-  const note = (text) => {
+  const note = (text, loud) => {
     el(log, "div", "note", text);
+    if (loud) announce(text);
     scroll(true);
   };
+  const fill = (s, v) => s.replace(/\{\w+\}/, () => v);
 
   const chips = (questions, label, handoff) => {
     if (chipsBox) chipsBox.remove();
@@ -491,12 +507,14 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         const block = buf.slice(0, m.index);
         buf = buf.slice(m.index + m[0].length);
         let name = "message";
+        let id = 0;
         const data = [];
         block.split(/\r?\n/).forEach((line) => {
           if (line.startsWith("event:")) name = line.slice(6).trim();
           else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          else if (line.startsWith("id:")) id = +line.slice(3) || 0;
         });
-        if (data.length) on(name, JSON.parse(data.join("\n")));
+        if (data.length) on(name, JSON.parse(data.join("\n")), id);
       }
     }
   };
@@ -510,8 +528,8 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     const user = bubble || addUser(text);
     if (!bubble) emit("message", { text, conversationId: conversation });
     store.set("pending", text);
-    const m = addBot();
-    m.setAttribute("aria-busy", "true");
+    typed(false);
+    let m = lstate === "live" ? null : addBot(); // a person answers a live conversation: no bot bubble
     let done = null;
     try {
       for (let attempt = 0; attempt < 2 && !done; attempt++) {
@@ -545,7 +563,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
               frame = requestAnimationFrame(() => {
                 frame = 0;
                 if (done) return;
-                const body = m.querySelector("div");
+                const body = (m = m || addBot()).querySelector("div");
                 body.className = "md";
                 markdown(body, streamed, sources);
                 scroll();
@@ -557,8 +575,17 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       }
       store.set("conversation", (conversation = done.conversation_id));
       store.set("pending", null);
-      finish(m, done);
-      chips(done.suggestions || [], "", done.handoff && done.handoff.suggested);
+      const h = done.handoff || {};
+      if (h.requested && !active()) {
+        lstate = h.status; // the guide asked for a person itself
+        listen();
+      }
+      if (done.mode === "human") {
+        if (m) m.remove();
+        return done;
+      }
+      finish((m = m || addBot()), done);
+      chips(done.suggestions || [], "", h.suggested && !active());
       announce(T.bot + " " + m.querySelector(".md").textContent);
       if (!isOpen()) {
         unread++;
@@ -567,7 +594,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       emit("reply", done);
       return done;
     } catch (e) {
-      m.remove();
+      if (m) m.remove();
       failed(user, text, e.shown);
       emit("error", { text, error: e.shown || "network" });
       return null;
@@ -578,32 +605,178 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
   };
 
-  // ---- handoff to a person ----
+  // ---- live handoff: a person from the team joins the conversation ----
+  let lstate = null; // waiting | unavailable | live | bot | closed
+  let agent = "";
+  let lemail = "";
+  let lastId = 0; // the last live event shown: the resume point, kept across reloads
+  let ctl = null;
+  let retry = 0;
+  let timer = 0;
+  let typingBox = null;
+  let askForm = null;
   let handForm = null;
+  const status = $(".st");
+  const active = () => /^(waiting|unavailable|live)$/.test(lstate);
+  const showState = () => {
+    const s = lstate === "waiting" ? T.waiting : lstate === "live" ? fill(T.chatting, agent) : "";
+    if (status.textContent !== s) status.textContent = s;
+    status.hidden = !s;
+    contactBtn.hidden = active();
+  };
   const validEmail = (v) => /^[^@\s<>"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/.test(v);
+  const knownEmail = () => (identity && validEmail(identity.email || "") ? identity.email : "");
+  const typing = (name) => {
+    if (typingBox) clearTimeout(typingBox.t), typingBox.remove();
+    typingBox = null;
+    if (!name) return;
+    typingBox = el(log, "div", "m b ty", fill(T.typing, name));
+    dots(typingBox);
+    typingBox.t = setTimeout(typing, 8000); // a lost "stopped typing" must not leave it forever
+    scroll();
+  };
+  const card = (title) => {
+    const f = el(log, "form", "card");
+    f.noValidate = true;
+    if (title) el(f, "strong", "", title);
+    return f;
+  };
+  const field = (f, label, tag) => el(el(f, "label", "", label), tag || "input");
+  const alertBox = (f) => {
+    const a = el(f, "div", "alert");
+    a.setAttribute("role", "alert");
+    return a;
+  };
+  const askEmail = () => {
+    if (askForm || lemail || knownEmail()) return;
+    const f = (askForm = card());
+    const email = field(f, T.email);
+    email.type = "email";
+    email.autocomplete = "email";
+    const alert = alertBox(f);
+    el(el(f, "div", "row"), "button", "pri", T.sendEmail).type = "submit";
+    f.onsubmit = async (ev) => {
+      ev.preventDefault();
+      const v = email.value.trim();
+      if (!validEmail(v)) return (alert.textContent = T.badEmail), email.focus();
+      try {
+        await api(`v1/conversations/${conversation}/contact`, { visitor_id: visitor, email: v });
+        lemail = v;
+        f.remove();
+        askForm = null;
+        note(fill(T.sent, v), 1);
+        input.focus();
+      } catch (e) {
+        alert.textContent = e.status && e.status < 500 ? e.message : T.offline;
+      }
+    };
+    scroll(true);
+  };
+  // One live event (from the stream, or from the transcript when `old`): shown once, in order.
+  const onLive = (kind, e, id, old) => {
+    if (id) {
+      if (id <= lastId) return;
+      lastId = id;
+      store.set("live", conversation + " " + id);
+    }
+    const x = e.data && typeof e.data === "object" ? e.data : e;
+    const who = x.name || agent;
+    if (kind === "typing") return x.who === "agent" && typing(x.typing && who);
+    if (kind === "handoff.requested") {
+      lstate = "waiting";
+      lemail = x.email || lemail;
+    } else if (kind === "handoff.unavailable") {
+      lstate = "unavailable";
+      note(x.text, !old);
+      askEmail();
+    } else if (kind === "agent.joined") {
+      lstate = "live";
+      agent = who;
+      note(fill(T.joined, who), !old);
+    } else if (kind === "agent.message") {
+      typing();
+      const m = el(log, "div", "m b ag");
+      el(m, "b", "", who);
+      el(m, "div", "", x.text);
+      scroll(!old);
+      if (!old) {
+        announce(who + ": " + x.text);
+        if (!isOpen()) unread++, showBadge();
+      }
+    } else if (kind === "visitor.message") {
+      if (old && lstate === "live") addUser(x.text); // sent from this widget, shown when it was sent
+    } else if (kind === "handoff.returned" || kind === "handoff.closed") {
+      typing();
+      lstate = kind === "handoff.closed" ? "closed" : "bot";
+      note(x.text || fill(lstate === "bot" ? T.returned : T.closed, who), !old);
+      if (askForm) askForm.remove(), (askForm = null);
+    }
+    showState();
+  };
+  // GET .../live as server-sent events over fetch; resumes after the last id with a growing pause.
+  const listen = () => {
+    clearTimeout(timer);
+    if (ctl || !conversation || !active()) return showState();
+    showState();
+    const c = (ctl = new AbortController());
+    (async () => {
+      try {
+        const q = `v1/conversations/${conversation}/live?visitor_id=${encodeURIComponent(visitor)}`;
+        const res = await fetch(base + q + (lastId ? "&after=" + lastId : ""), { signal: c.signal, cache: "no-store" });
+        if (res.status === 404) lstate = null;
+        if (!res.ok || !res.body) throw 0;
+        await readEvents(res, (name, data, id) => {
+          retry = 0;
+          onLive(name, data, id);
+        });
+      } catch (e) {}
+      if (ctl !== c) return;
+      ctl = null;
+      if (active()) timer = setTimeout(listen, Math.min(500 * 2 ** retry++, 10000));
+    })();
+  };
+  const unlisten = () => {
+    if (ctl) ctl.abort();
+    ctl = null;
+    clearTimeout(timer);
+  };
+  w.addEventListener("offline", unlisten);
+  w.addEventListener("online", () => {
+    retry = 0;
+    listen();
+  });
+  // Typing while live: at most one "typing" every 2 s, "stopped" after 3 s without a key or on send.
+  let typedAt = 0;
+  let idle = 0;
+  const typed = (on) => {
+    clearTimeout(idle);
+    if (lstate !== "live" || (!on && !typedAt)) return;
+    if (on) {
+      idle = setTimeout(typed, 3000, false);
+      if (Date.now() - typedAt < 2000) return;
+    }
+    typedAt = on ? Date.now() : 0;
+    api(`v1/conversations/${conversation}/typing`, { visitor_id: visitor, typing: on }).catch(() => {});
+  };
+
   function showHandoff() {
+    if (active()) return input.focus();
     if (handForm) return handForm.querySelector("input,textarea").focus();
     chips([]);
-    const f = (handForm = el(log, "form", "card"));
-    f.noValidate = true;
-    el(f, "strong", "", T.contact);
-    const knownEmail = identity && validEmail(identity.email || "") ? identity.email : "";
+    const f = (handForm = card(T.human));
+    const known = knownEmail();
     let email = null;
-    if (knownEmail) el(f, "small", "", T.known.replace("{email}", knownEmail));
+    if (known) el(f, "small", "", fill(T.known, known));
     else {
-      const l = el(f, "label", "", T.email);
-      email = el(l, "input");
+      email = field(f, `${T.email} ${T.optional}`);
       email.type = "email";
       email.autocomplete = "email";
-      email.required = true;
       el(f, "small", "", T.emailHelp);
     }
-    const l2 = el(f, "label", "", conversation ? `${T.message} ${T.optional}` : T.message);
-    const msg = el(l2, "textarea");
+    const msg = field(f, conversation ? `${T.message} ${T.optional}` : T.message, "textarea");
     msg.rows = 3;
     msg.maxLength = 4000;
-    const alert = el(f, "div", "alert");
-    alert.setAttribute("role", "alert");
+    const alert = alertBox(f);
     const row = el(f, "div", "row");
     button(row, "sec", T.cancel, () => {
       f.remove();
@@ -613,30 +786,32 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     el(row, "button", "pri", T.submit).type = "submit";
     f.onsubmit = async (ev) => {
       ev.preventDefault();
-      const address = email ? email.value.trim() : knownEmail;
+      const address = email ? email.value.trim() : known;
       const text = msg.value.trim();
       alert.textContent = "";
       const stop = (why, field) => {
         alert.textContent = why;
         if (field) field.focus();
       };
-      if (!validEmail(address)) return stop(T.badEmail, email);
+      if (address && !validEmail(address)) return stop(T.badEmail, email);
       if (!conversation && !text) return stop(T.needMessage, msg);
       if (!conversation && !(await send(text))) return stop(T.offline);
       log.appendChild(f);
       try {
         const out = await api(`v1/conversations/${conversation}/handoff`, {
           visitor_id: visitor,
-          email: address,
+          email: address || undefined,
           message: text || undefined,
           page: page(),
         });
         f.remove();
         handForm = null;
-        note(out.next_steps);
-        announce(out.next_steps);
+        lemail = out.email || address;
+        if (out.status === "waiting" && lstate !== "waiting") note(out.next_steps, 1);
+        if (!active()) lstate = out.status === "unavailable" ? "unavailable" : "waiting";
+        listen(); // what happens next (waiting, no one available, someone joined) comes as live events
         input.focus();
-        emit("handoff", { conversationId: conversation, email: address });
+        emit("handoff", { conversationId: conversation, email: lemail || null, status: out.status });
       } catch (e) {
         alert.textContent = e.status && e.status < 500 ? e.message : T.offline;
       }
@@ -666,14 +841,22 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       try {
         const t = await api(`v1/conversations/${conversation}?visitor_id=${encodeURIComponent(visitor)}`);
         turns = t.turns;
-        turns.forEach((turn) => {
-          addUser(turn.question);
-          if (turn.reply) finish(addBot(), turn);
-        });
+        const lv = t.live || {};
+        const saved = (store.get("live") || "").split(" ");
+        // exchanges and live events (someone joined, their messages...) in the order they happened
+        turns
+          .map((turn) => [turn.created_at, () => (addUser(turn.question), turn.reply && finish(addBot(), turn))])
+          .concat((lv.events || []).map((e) => [e.created_at, () => onLive(e.kind, e, e.id, 1)]))
+          .sort((a, b) => Date.parse(a[0]) - Date.parse(b[0]))
+          .forEach((x) => x[1]());
+        lstate = lv.status || lstate;
+        agent = (lv.agent && (lv.agent.name || lv.agent)) || agent;
+        lemail = lv.email || lemail;
+        if (saved[0] === conversation) lastId = Math.max(lastId, +saved[1] || 0);
         const last = turns[turns.length - 1];
-        if (last) chips(pending ? [] : last.suggestions, "", false);
-        if (t.handoff) note(T.handedOff.replace("{email}", t.handoff.email));
+        if (last) chips(pending || active() ? [] : last.suggestions, "", false);
         if (last && pending === last.question) store.set("pending", null);
+        listen();
       } catch (e) {
         if (e.status === 404) store.set("conversation", (conversation = null));
       }
@@ -740,6 +923,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   input.value = store.get("draft") || "";
   input.oninput = () => {
     store.set("draft", input.value || null);
+    typed(!!input.value.trim());
     grow();
   };
   input.onkeydown = (ev) => {
@@ -771,8 +955,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   };
   const reset = () => {
     store.set("visitor", (visitor = rid()));
-    ["conversation", "pending", "draft", "utm"].forEach((k) => store.set(k, null));
-    conversation = identity = handForm = chipsBox = null;
+    ["conversation", "pending", "draft", "utm", "live"].forEach((k) => store.set(k, null));
+    unlisten();
+    typed(false);
+    conversation = identity = handForm = askForm = chipsBox = lstate = typingBox = null;
+    lastId = 0;
+    agent = lemail = "";
+    showState();
     input.value = "";
     loaded = false;
     log.textContent = "";

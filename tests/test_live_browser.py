@@ -1,0 +1,462 @@
+"""Live handoff in headless Debian chromium (Playwright): a visitor on the demo page and a staff member on /staff.
+
+Two browser contexts talk through real server processes: one server, then two workers (the visitor's page served
+by worker A, the staff page by worker B) sharing one data dir and Redis (JOURNEY_REDIS_URL). Also: resuming
+after a dropped connection without losing or repeating a message, the office-hours fallback with its email form,
+and markup sent either way staying text. Skipped without /usr/bin/chromium, playwright or Redis (for the two
+workers), unless JOURNEY_REQUIRE_SERVICES=1, where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from chromium import ARTIFACTS, launch
+from conftest import Server, base_env, run_cli
+
+pytestmark = pytest.mark.timeout(300)
+
+DESKTOP = {"width": 1280, "height": 800}
+PRICING = "How much does the pro plan cost?"
+XSS = "<img src=x onerror=alert(1)>"
+AGENT = "Ana"
+LONG_WAIT = {"JOURNEY_HANDOFF_WAIT_SECONDS": "900"}  # nobody is marked unavailable while a test runs
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the module (skipped without it, unless JOURNEY_REQUIRE_SERVICES=1)."""
+    yield from launch()
+
+
+def create_token(data_dir: Path, name: str, role: str) -> str:
+    """A new staff token, made with the CLI as an admin would."""
+    result = run_cli("staff", "create-token", name, "--role", role, env=base_env(data_dir))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def redis_url() -> str:
+    """The local Redis (a database number of its own), or skip / fail when it is not running."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError:
+        reason = "Redis on 127.0.0.1:6379 is not running"
+        if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    return "redis://127.0.0.1:6379/11"
+
+
+@dataclass
+class Deployment:
+    """Where the visitor's page and the staff page are served from, and the tokens."""
+
+    visitor_server: Server
+    staff_server: Server
+    editor: str
+    viewer: str
+
+    def handoffs(self) -> list[dict]:
+        response = httpx.get(
+            f"{self.staff_server.url}/v1/staff/handoffs",
+            params={"status": "waiting,unavailable,live"},
+            headers={"authorization": f"Bearer {self.editor}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response.json()["handoffs"]
+
+
+def deploy(make_data_dir, *, workers: int, **env: str) -> tuple[Deployment, list[Server]]:
+    data_dir = make_data_dir()
+    editor = create_token(data_dir, AGENT, "editor")
+    viewer = create_token(data_dir, "Viola", "viewer")
+    servers: list[Server] = []
+    try:
+        for _ in range(workers):
+            servers.append(Server(data_dir, **env))
+    except Exception:
+        for server in servers:
+            server.stop()
+        raise
+    return Deployment(servers[0], servers[-1], editor, viewer), servers
+
+
+@pytest.fixture(scope="module")
+def one_server(make_data_dir) -> Iterator[Deployment]:
+    deployment, servers = deploy(make_data_dir, workers=1, **LONG_WAIT)
+    yield deployment
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_workers(make_data_dir) -> Iterator[Deployment]:
+    """Worker A serves the visitor, worker B the staff member: one SQLite data dir, events through Redis."""
+    deployment, servers = deploy(make_data_dir, workers=2, JOURNEY_REDIS_URL=redis_url(), **LONG_WAIT)
+    yield deployment
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def closed_server(make_data_dir) -> Iterator[Deployment]:
+    """Office hours on another weekday only: every request now is outside them."""
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%a").lower()
+    hours = {"JOURNEY_OFFICE_HOURS": f"{tomorrow} 09:00-17:00", "JOURNEY_OFFICE_TIMEZONE": "UTC"}
+    deployment, servers = deploy(make_data_dir, workers=1, **hours)
+    yield deployment
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(params=["one server", "two workers"])
+def deployment(request) -> Deployment:
+    return request.getfixturevalue("one_server" if request.param == "one server" else "two_workers")
+
+
+class Tab:
+    """A browser tab that records page errors and any dialog (an alert() from injected markup would be one)."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("dialog", lambda dialog: (self.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+
+    def shot(self, name: str) -> None:
+        self.page.wait_for_timeout(150)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], self.errors
+
+
+class Visitor(Tab):
+    """The demo page with the widget, and what a visitor does with it."""
+
+    def __call__(self, css: str):
+        return self.page.locator(f"journey-guide {css}")
+
+    def goto(self, url: str) -> Visitor:
+        self.page.goto(url)
+        self.page.wait_for_selector("journey-guide", state="attached")
+        return self
+
+    def open(self) -> None:
+        from playwright.sync_api import expect
+
+        self(".launch").click()
+        expect(self(".panel")).to_be_visible()
+
+    def ask(self, text: str) -> None:
+        self("#jg-in").fill(text)
+        self("#jg-in").press("Enter")
+
+    def wait_replies(self, count: int) -> None:
+        from playwright.sync_api import expect
+
+        expect(self(".m.b .fb")).to_have_count(count)
+
+    @property
+    def conversation(self) -> str:
+        return self.page.evaluate("JourneyGuide.conversationId")
+
+    def request_person(self, message: str = "") -> None:
+        from playwright.sync_api import expect
+
+        self(".hb").click()
+        form = self("form.card")
+        expect(form.locator("input[type=email]")).to_be_focused()
+        if message:
+            form.locator("textarea").fill(message)
+        form.locator("button[type=submit]").click()
+        expect(self("form.card")).to_have_count(0)
+
+    def agent_messages(self):
+        return self(".m.ag div")
+
+    def watch_agent_messages(self) -> None:
+        """Record when each agent message first shows up (Date.now(), same clock as the staff tab)."""
+        self.page.evaluate(
+            """() => { window.__agentSeen = {};
+            const root = document.querySelector('journey-guide').shadowRoot;
+            const look = () => root.querySelectorAll('.m.ag div').forEach((e) => {
+              if (!(e.textContent in window.__agentSeen)) window.__agentSeen[e.textContent] = Date.now(); });
+            new MutationObserver(look).observe(root.querySelector('.log'), {childList: true, subtree: true}); }"""
+        )
+
+    def assert_inert(self) -> None:
+        found = self.page.evaluate(
+            """() => { const all = [...document.querySelector('journey-guide').shadowRoot.querySelectorAll('*')];
+            return { tags: all.filter(e => ['IMG', 'SCRIPT', 'IFRAME'].includes(e.tagName)).length,
+                     handlers: all.filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length }; }"""
+        )
+        assert found == {"tags": 0, "handlers": 0}, found
+        self.assert_clean()
+
+
+class Desk(Tab):
+    """The staff page, signed in, on the Live tab."""
+
+    def sign_in(self, url: str, token: str) -> Desk:
+        from playwright.sync_api import expect
+
+        self.page.goto(f"{url}/staff")
+        self.page.get_by_label("Staff token").fill(token)
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.locator("#who")).to_be_visible()
+        self.page.get_by_role("link", name=re.compile("^Live")).click()
+        expect(self.page.locator("#view-live")).to_be_visible()
+        expect(self.page.locator("#live-state")).to_have_text("Live updates are on.")
+        return self
+
+    def request(self, conversation_id: str):
+        return self.page.locator(f'#queue li[data-id="{conversation_id}"]')
+
+    def chat(self):
+        return self.page.locator("#chat")
+
+    def say(self, text: str) -> int:
+        """Type and press Enter; returns Date.now() of the browser right before the Enter."""
+        box = self.page.locator("#chat-input")
+        box.fill(text)
+        sent_at = self.page.evaluate("Date.now()")
+        box.press("Enter")
+        return sent_at
+
+    def visitor_lines(self):
+        return self.page.locator("#chat .chat-log .bubble.visitor .text")
+
+    def assert_inert(self) -> None:
+        found = self.page.evaluate(
+            """() => ({ tags: document.querySelectorAll('main img, main script, main iframe').length,
+                        handlers: [...document.querySelectorAll('main *')]
+                          .filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length })"""
+        )
+        assert found == {"tags": 0, "handlers": 0}, found
+        self.assert_clean()
+
+
+@pytest.fixture()
+def visitor(browser) -> Iterator[Visitor]:
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    context.set_default_timeout(30_000)
+    yield Visitor(context.new_page())
+    context.close()
+
+
+@pytest.fixture()
+def desk(browser) -> Iterator[Desk]:
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    context.set_default_timeout(30_000)
+    yield Desk(context.new_page())
+    context.close()
+
+
+def start_live_chat(visitor: Visitor, desk: Desk, deployment: Deployment, message: str) -> str:
+    """The visitor asks the guide, then for a person; the staff member sees the request arrive and claims it."""
+    from playwright.sync_api import expect
+
+    desk.sign_in(deployment.staff_server.url, deployment.editor)
+    visitor.goto(f"{deployment.visitor_server.url}/")
+    visitor.open()
+    visitor.ask(PRICING)
+    visitor.wait_replies(1)
+    conversation = visitor.conversation
+    expect(desk.request(conversation)).to_have_count(0)
+    visitor.request_person(message)
+    expect(visitor(".st")).to_have_text("Waiting for someone from our team…")
+    expect(visitor(".hb")).to_be_hidden()
+    request = desk.request(conversation)
+    expect(request).to_be_visible()  # pushed by the live stream: the staff page was not reloaded
+    expect(request.locator(".badge.st-waiting")).to_have_text("Waiting")
+    expect(request.locator(".last")).to_contain_text(message)
+    expect(request).to_contain_text("127.0.0.1")  # the page the visitor was on
+    first = request.locator(".waited").inner_text()
+    assert re.fullmatch(r"waiting \d+ s|waiting \d+ min \d\d s", first), first
+    expect(request.locator(".waited")).not_to_have_text(first)  # the waiting time ticks
+    request.get_by_role("button", name="Claim").click()
+    chat = desk.chat()
+    expect(chat.locator("h2")).to_contain_text(conversation)
+    expect(chat.locator(".bubble.visitor .text").first).to_have_text(PRICING)
+    expect(chat.locator(".bubble.guide .text").first).to_contain_text("$29")
+    expect(desk.page.locator("#chat-input")).to_be_focused()
+    expect(request.locator(".badge.st-live")).to_have_text("Live")
+    expect(visitor(".note").filter(has_text=f"{AGENT} joined")).to_have_count(1)
+    expect(visitor(".st")).to_have_text(f"You're chatting with {AGENT}")
+    return conversation
+
+
+# ---- a live conversation ----
+
+
+def test_staff_take_over_a_conversation_live(visitor, desk, deployment):
+    from playwright.sync_api import expect
+
+    conversation = start_live_chat(visitor, desk, deployment, "Can someone help me with 40 staff?")
+    bot_replies = visitor(".m.b:not(.ag):not(.ty)").count()
+
+    # staff → visitor, within a second
+    visitor.watch_agent_messages()
+    hello = "Hi, I'm Ana from Lumio. How many locations do you have?"
+    sent_at = desk.say(hello)
+    expect(visitor.agent_messages()).to_have_text([hello])
+    delay = visitor.page.evaluate("(text) => window.__agentSeen[text]", hello) - sent_at
+    print(f"staff message shown in the widget {delay} ms after Enter")
+    assert delay < 1000, f"the staff message took {delay} ms to show in the widget"
+    expect(visitor(".m.ag b")).to_have_text([AGENT])  # from that person, by name
+    expect(visitor("[aria-live=polite][aria-atomic=true]")).to_contain_text(hello)
+    expect(desk.chat().locator(".bubble.staff .text")).to_have_text([hello])
+
+    # typing, both ways
+    desk.page.locator("#chat-input").press_sequentially("Let me ch", delay=40)
+    expect(visitor(".ty")).to_have_text(f"{AGENT} is typing…")
+    expect(visitor(".ty")).to_have_count(0, timeout=10_000)  # ~3 s without a key: stopped typing
+    desk.page.locator("#chat-input").fill("")
+    visitor("#jg-in").press_sequentially("Two loc", delay=40)
+    expect(desk.chat().locator(".typing")).to_have_text("The visitor is typing…")
+    expect(desk.chat().locator(".typing")).to_have_text("", timeout=10_000)
+
+    # visitor → staff: no bot reply while a person holds the conversation
+    visitor("#jg-in").fill("")
+    visitor.ask("Two locations, 40 staff in all.")
+    expect(desk.visitor_lines().last).to_have_text("Two locations, 40 staff in all.")
+    expect(visitor(".m.u").last).to_contain_text("Two locations, 40 staff in all.")
+    visitor.page.wait_for_timeout(500)
+    expect(visitor(".m.b:not(.ag):not(.ty)")).to_have_count(bot_replies)
+
+    # markup either way stays text
+    desk.say(XSS)
+    expect(visitor.agent_messages().last).to_have_text(XSS)
+    visitor.ask(XSS)
+    expect(desk.visitor_lines().last).to_have_text(XSS)
+    visitor.assert_inert()
+    desk.assert_inert()
+    visitor.shot("live-widget")
+    desk.shot("live-staff")
+
+    # hand back: the guide answers again
+    desk.page.get_by_role("button", name="Hand back to bot").click()
+    expect(visitor(".note").last).to_contain_text("back")
+    expect(visitor(".st")).to_be_hidden()
+    expect(desk.page.locator("#chat-input")).to_be_disabled()
+    expect(desk.request(conversation)).to_have_count(0)
+    visitor.ask("Is there a discount if I pay yearly?")
+    visitor.wait_replies(2)
+    expect(visitor(".m.b:has(.fb)").last).not_to_be_empty()
+
+    # a second request, claimed again, then closed
+    visitor.request_person("One more question about invoices")
+    expect(desk.request(conversation).get_by_role("button", name="Claim")).to_be_enabled()
+    desk.request(conversation).get_by_role("button", name="Claim").click()
+    expect(visitor(".note").filter(has_text=f"{AGENT} joined")).to_have_count(2)
+    desk.page.get_by_role("button", name="Close").click()
+    expect(visitor(".note").last).to_contain_text("close")
+    expect(visitor(".st")).to_be_hidden()
+    expect(visitor(".hb")).to_be_visible()
+    expect(desk.request(conversation)).to_have_count(0)
+    rows = deployment.visitor_server.touchpoints(conversation_id=conversation)
+    kinds = [r["kind"] for r in rows]
+    for kind in ("handoff", "visitor_message", "human_message", "handoff_claimed", "handoff_returned", "handoff_closed"):
+        assert kind in kinds, (kind, kinds)
+    visitor.assert_clean()
+    desk.assert_clean()
+
+
+def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, desk, one_server):
+    from playwright.sync_api import expect
+
+    start_live_chat(visitor, desk, one_server, "Please call me back")
+    desk.say("First, before the drop")
+    expect(visitor.agent_messages()).to_have_text(["First, before the drop"])
+
+    visitor.page.context.set_offline(True)
+    missed = [f"Sent while you were offline #{i}" for i in range(1, 4)]
+    for text in missed:
+        desk.say(text)
+        expect(desk.chat().locator(".bubble.staff .text").last).to_have_text(text)
+    visitor.page.wait_for_timeout(1500)
+    expect(visitor.agent_messages()).to_have_count(1)  # nothing can arrive while offline
+    visitor.page.context.set_offline(False)
+    expect(visitor.agent_messages()).to_have_text(["First, before the drop", *missed], timeout=20_000)
+    visitor.page.wait_for_timeout(1000)
+    expect(visitor.agent_messages()).to_have_count(4)  # exactly once each
+
+    # the staff page loses its connection too: the visitor's messages are there once it is back
+    desk.page.context.set_offline(True)
+    visitor.ask("Are you still there?")
+    visitor.ask("Hello?")
+    expect(visitor(".m.u")).to_have_count(3)
+    desk.page.wait_for_timeout(1000)
+    desk.page.context.set_offline(False)
+    expect(desk.visitor_lines()).to_contain_text(["Are you still there?", "Hello?"], timeout=20_000)
+    desk.page.wait_for_timeout(1000)
+    expect(desk.visitor_lines().filter(has_text="Hello?")).to_have_count(1)
+
+    # a reload keeps the live conversation (and the resume point) in the widget
+    visitor.page.reload()
+    expect(visitor(".panel")).to_be_visible()
+    expect(visitor.agent_messages()).to_have_text(["First, before the drop", *missed])
+    expect(visitor(".st")).to_have_text(f"You're chatting with {AGENT}")
+    desk.say("After your reload")
+    expect(visitor.agent_messages()).to_have_count(5)
+    expect(visitor.agent_messages().last).to_have_text("After your reload")
+    desk.page.get_by_role("button", name="Close").click()
+    expect(visitor(".st")).to_be_hidden()
+    visitor.assert_clean()
+    desk.assert_clean()
+
+
+# ---- nobody available ----
+
+
+def test_outside_office_hours_the_visitor_is_told_and_leaves_an_email(visitor, desk, closed_server):
+    from playwright.sync_api import expect
+
+    visitor.goto(f"{closed_server.visitor_server.url}/")
+    visitor.open()
+    visitor.ask(PRICING)
+    visitor.wait_replies(1)
+    conversation = visitor.conversation
+    visitor.request_person("I need help with billing")
+    note = visitor(".note").last
+    expect(note).not_to_be_empty()
+    told = note.inner_text()
+    expect(visitor(".st")).to_be_hidden()  # not "waiting": nobody is coming now
+    email = visitor("form.card input[type=email]")
+    expect(email).to_be_visible()
+    email.fill("not an email")
+    visitor("form.card button[type=submit]").click()
+    expect(visitor("form.card [role=alert]")).to_have_text("Please enter a valid email address.")
+    email.fill("ana@salon.example")
+    visitor("form.card button[type=submit]").click()
+    expect(visitor(".note").last).to_have_text("Thanks! We'll reply to ana@salon.example.")
+    expect(visitor("form.card")).to_have_count(0)
+    request = next(h for h in closed_server.handoffs() if h["conversation_id"] == conversation)
+    assert request["status"] == "unavailable" and request["email"] == "ana@salon.example", request
+    visitor.shot("live-widget-unavailable")
+
+    # the request stays in the queue; a viewer sees it but cannot claim it
+    desk.sign_in(closed_server.staff_server.url, closed_server.viewer)
+    item = desk.request(conversation)
+    expect(item.locator(".badge.st-unavailable")).to_have_text("Unavailable")
+    expect(item).to_contain_text("ana@salon.example")
+    expect(item.get_by_role("button", name="Claim")).to_be_disabled()
+    expect(desk.page.locator("#queue-viewer")).to_be_visible()
+
+    visitor.page.reload()  # the honest text survives a reload, without asking for the email again
+    expect(visitor(".note").filter(has_text=told)).to_have_count(1)
+    expect(visitor("form.card")).to_have_count(0)
+    visitor.assert_clean()
+    desk.assert_clean()
