@@ -24,6 +24,7 @@ from app.security.headers import SecurityHeaders
 from app.security.retention import retention_loop
 from app.staff.page import router as staff_page_router
 from app.staff.router import router as staff_router
+from app.store.spool import install_database_errors, replay_loop
 from app.webhooks.sender import WebhookSender
 from app.widget.router import router as widget_router
 
@@ -45,10 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.retention_days
             else None
         )
+        spooled = asyncio.create_task(replay_loop(services.chat.spool, services.chat.sessions))  # app/store/spool.py
         await webhooks.start(services.chat.sessions)
         try:
             yield
         finally:
+            spooled.cancel()
             if retention is not None:
                 retention.cancel()
             await webhooks.stop()
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    install_database_errors(app)  # 503, not 500, while the database is unreachable
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, hsts=settings.hsts)
     app.add_middleware(

@@ -28,6 +28,7 @@ from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.llm import LLMStageClassifier, as_vote
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
+from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
 
 OFFLINE_MODEL = "offline-composer"
 CURATED_MODEL = "staff-answer"
@@ -119,22 +120,26 @@ class ChatService:
         self.stage_llm = stage_llm
         self.learning = learning
         self.vectors = vectors or VectorCache(kb.embeddings)
+        self.spool = spool_for(settings.data_dir)
+
+    def _history(self, request: ChatRequest) -> tuple[str | None, list[tuple[str, str]]]:
+        with self.sessions() as session:
+            conversation = get_conversation(
+                session=session, conversation_id=request.conversation_id, visitor_id=request.visitor_id
+            )
+            if conversation.turns >= self.settings.max_turns:
+                raise ConversationFull(self.settings.max_turns)
+            turns = recent_turns(session=session, conversation_id=conversation.id)
+            return conversation.stage, [(t.question, t.reply) for t in turns]
 
     def _load(self, request: ChatRequest) -> Prepared:
         visitor_id = request.visitor_id
         history: list[tuple[str, str]] = []
         previous_stage = None
-        if request.conversation_id:
-            with self.sessions() as session:
-                conversation = get_conversation(
-                    session=session, conversation_id=request.conversation_id, visitor_id=visitor_id
-                )
-                if conversation.turns >= self.settings.max_turns:
-                    raise ConversationFull(self.settings.max_turns)
-                previous_stage = conversation.stage
-                history = [
-                    (t.question, t.reply) for t in recent_turns(session=session, conversation_id=conversation.id)
-                ]
+        if request.conversation_id:  # the database down: no history (see app/store/spool.py)
+            previous_stage, history = read_or_spooled(
+                lambda: self._history(request), spool=self.spool, sessions=self.sessions, fallback=(None, [])
+            )
         return Prepared(
             request=request,
             conversation_id=request.conversation_id or new_id(),
@@ -354,8 +359,11 @@ class ChatService:
             error=state.error,
             data=state.data,
         )
-        with self.sessions() as session:
-            record_exchange(session=session, record=record)
+        try:
+            with self.sessions() as session:
+                record_exchange(session=session, record=record)
+        except DATABASE_DOWN:  # kept in the fsync'd spool, written when the database is back; the visitor is answered
+            self.spool.append(record)
         state.recorded = True
         return {
             "conversation_id": p.conversation_id,

@@ -37,6 +37,9 @@ HTTP_SECONDS = Histogram(
 WEBHOOK_BACKLOG = Gauge(
     "journey_webhook_backlog", "Webhook events waiting for delivery", ["status"], multiprocess_mode="max"
 )
+SPOOL_BACKLOG = Gauge(
+    "journey_spool_backlog", "Touchpoints waiting in the spool for the database to come back", multiprocess_mode="max"
+)
 WEBHOOK_DELIVERIES = Counter("journey_webhook_deliveries", "Webhook delivery attempts", ["result"])
 WEBHOOK_SECONDS = Histogram("journey_webhook_delivery_seconds", "One webhook request", buckets=SECONDS)
 

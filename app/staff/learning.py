@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.staff.service import learned_examples, learning_version, list_answers
+from app.store.spool import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,18 @@ class Learning:
             return
         with self._lock:
             self._checked = now
-            with self.sessions() as session:
-                version = learning_version(session=session)
-                if version == self._version and not force:
-                    return
-                examples = learned_examples(session=session)
-                answers = [(a.id, a.question, a.answer) for a in list_answers(session=session)]
+            try:
+                with self.sessions() as session:
+                    version = learning_version(session=session)
+                    if version == self._version and not force:
+                        return
+                    examples = learned_examples(session=session)
+                    answers = [(a.id, a.question, a.answer) for a in list_answers(session=session)]
+            except DATABASE_DOWN as error:  # turns go on with what was learned before; retried after poll_seconds
+                if force:
+                    raise
+                log.warning("learning not refreshed, database unreachable: %s", str(error).splitlines()[0][:200])
+                return
             if examples != self._examples:
                 self.detector.set_learned(examples)
                 self._examples = examples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +39,7 @@ class ExchangeRecord:
     kind: str = "exchange"
     data: dict | None = None
     extra_evidence: list[dict] = field(default_factory=list)
+    created_at: datetime | None = None  # when the turn happened; None: now (a spooled record keeps its own time)
 
 
 def get_conversation(*, session: Session, conversation_id: str, visitor_id: str | None) -> Conversation:
@@ -59,10 +61,24 @@ def recent_turns(*, session: Session, conversation_id: str, limit: int = 6) -> l
     return list(reversed(rows))
 
 
-def record_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
-    """Store one exchange (creating its conversation if new) and commit it."""
+def record_exchange(*, session: Session, record: ExchangeRecord, attempts: int = 5) -> Touchpoint:
+    """Store one exchange (creating its conversation if new) and commit it.
+
+    A concurrent writer taking the same turn number (or creating the same conversation) makes it try again.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return _add_exchange(session=session, record=record)
+        except IntegrityError:
+            session.rollback()
+            if session.get(Touchpoint, record.id) is not None:  # this very record is already stored
+                raise
+    return _add_exchange(session=session, record=record)
+
+
+def _add_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
     conversation = session.get(Conversation, record.conversation_id)
-    now = utcnow()
+    now = record.created_at or utcnow()
     if conversation is None:
         conversation = Conversation(
             id=record.conversation_id,
@@ -109,7 +125,7 @@ def record_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
     )
     session.add(touchpoint)
     conversation.turns = turn
-    conversation.updated_at = now
+    conversation.updated_at = max(now, conversation.updated_at or now)  # a replayed old turn keeps the latest time
     if stage.get("name"):
         conversation.stage = stage["name"]
         conversation.stage_confidence = stage.get("confidence")
