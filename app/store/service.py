@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -77,13 +77,16 @@ def record_exchange(*, session: Session, record: ExchangeRecord, attempts: int =
 
 
 def _add_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
-    conversation = session.get(Conversation, record.conversation_id)
+    # the conversation row is locked (PostgreSQL) so concurrent writers take turn numbers one after the other
+    conversation = session.get(Conversation, record.conversation_id, with_for_update=True, populate_existing=True)
     now = record.created_at or utcnow()
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
     if conversation is None:
         conversation = Conversation(
             id=record.conversation_id,
             visitor_id=record.visitor_id,
             created_at=now,
+            updated_at=now,
             identity=record.identity,
             first_page=record.page,
             turns=0,
@@ -162,6 +165,7 @@ def _add_event(
     stage: str | None,
     page: dict | None,
 ) -> Touchpoint:
+    session.get(Conversation, conversation.id, with_for_update=True, populate_existing=True)  # one writer at a time
     last_turn = session.scalar(select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == conversation.id))
     now = utcnow()
     touchpoint = Touchpoint(

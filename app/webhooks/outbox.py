@@ -89,7 +89,9 @@ def claim(*, session: Session, url: str, limit: int, worker: str, lease: float) 
         OutboxEvent.next_attempt_at <= now,
         or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until < now),
     )
+    # PostgreSQL: rows another sender is claiming right now are skipped, not waited for (SQLite ignores this)
     due = select(OutboxEvent.id).where(*claimable).order_by(OutboxEvent.id).limit(limit)
+    due = due.with_for_update(skip_locked=True)
     session.execute(
         update(OutboxEvent)
         .where(OutboxEvent.id.in_(due.scalar_subquery()), *claimable)
