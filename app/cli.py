@@ -19,9 +19,14 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
 ) -> None:
-    """Serve the chat API (and later the widget and staff pages)."""
+    """Serve the chat API, the widget and the staff page."""
     import uvicorn
 
+    from app.kb.store import check_chroma_server
+
+    settings = Settings()
+    if settings.chroma_url:
+        check_chroma_server(settings.chroma_url)  # refuse to start (one line, exit 1) rather than fail in each worker
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
@@ -365,5 +370,11 @@ def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="wh
 
 def main() -> None:
     """Entry point of the console script."""
+    from app.kb.store import KnowledgeUnavailable
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cli()
+    try:
+        cli()
+    except KnowledgeUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 
 from app.chat.router import router as chat_router
 from app.config import Settings
@@ -16,6 +17,7 @@ from app.conversations.router import router as conversations_router
 from app.deps import ServicesDep
 from app.errors import BodySizeLimit, install_error_handlers
 from app.kb.router import router as knowledge_admin_router
+from app.kb.store import KnowledgeUnavailable
 from app.observability.logs import configure_logging
 from app.observability.metrics import router as metrics_router
 from app.observability.middleware import RequestContext
@@ -60,6 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     install_database_errors(app)  # 503, not 500, while the database is unreachable
+
+    @app.exception_handler(KnowledgeUnavailable)
+    async def knowledge_unavailable(_request: Request, exc: KnowledgeUnavailable) -> JSONResponse:
+        """503 with the reason when the Chroma server is down (a load balancer takes the worker out via /health)."""
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "5"})
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, hsts=settings.hsts)
     app.add_middleware(

@@ -12,6 +12,7 @@ from app.chat.schemas import ChatRequest, ChatResponse, Identity
 from app.chat.service import ChatService, ConversationFull, Prepared, TurnState
 from app.config import Settings
 from app.deps import ChatDep
+from app.kb.store import KnowledgeUnavailable
 from app.security.identity import IdentityError, verify
 from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
@@ -56,7 +57,12 @@ def _checked_identity(settings: Settings, identity: Identity) -> Identity:
 @router.post("/chat", response_model=ChatResponse)
 async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
     """Answer one visitor message and return the whole reply."""
-    return await chat.answer(await _prepare(request, chat, body))
+    prepared = await _prepare(request, chat, body)
+    try:
+        return await chat.answer(prepared)
+    except KnowledgeUnavailable as exc:  # 503; the visitor's message is still recorded
+        await chat.record(prepared, TurnState(error=str(exc)[:500]), outcome="server_error")
+        raise
 
 
 async def _events(chat: ChatService, prepared: Prepared) -> AsyncIterator[ServerSentEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+import httpx
 import numpy as np
 
 from app.config import Settings
@@ -23,6 +25,35 @@ LEXICAL_WEIGHT = 0.15
 LEXICAL_CHECK_SECONDS = 5.0  # how often a process looks whether another one changed the collection
 
 
+CHROMA_CONNECT_SECONDS = 5.0  # a Chroma server that does not accept the connection by then is down
+CHROMA_REQUEST_SECONDS = 60.0  # longest wait for one answer of the Chroma server (the client's default: forever)
+
+
+class KnowledgeUnavailable(RuntimeError):
+    """The Chroma server (JOURNEY_CHROMA_URL) cannot be reached, or the URL is malformed: no knowledge base."""
+
+
+def check_chroma_server(chroma_url: str) -> None:
+    """Raise KnowledgeUnavailable, with what to do, unless a Chroma server answers its heartbeat at chroma_url."""
+    url = urlparse(chroma_url)
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise KnowledgeUnavailable(f"JOURNEY_CHROMA_URL must look like http://host:8000, got {chroma_url!r}")
+    heartbeat = f"{chroma_url.rstrip('/')}/api/v2/heartbeat"
+    try:
+        response = httpx.get(heartbeat, timeout=CHROMA_CONNECT_SECONDS, trust_env=False)
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise KnowledgeUnavailable(
+            f"cannot reach the Chroma server at {chroma_url} ({reason}): start it (chroma run --path DIR "
+            "--host HOST --port PORT) or fix JOURNEY_CHROMA_URL"
+        ) from exc
+    if response.status_code != 200 or "heartbeat" not in response.text:
+        raise KnowledgeUnavailable(
+            f"{chroma_url} does not look like a Chroma server (GET /api/v2/heartbeat answered "
+            f"{response.status_code}): check JOURNEY_CHROMA_URL"
+        )
+
+
 def make_chroma_client(settings: Settings):
     """An embedded PersistentClient under the data dir, or an HttpClient when JOURNEY_CHROMA_URL is set."""
     import chromadb
@@ -30,17 +61,51 @@ def make_chroma_client(settings: Settings):
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_url:
+        # every Chroma call is an HTTP request: keep them out of the logs (httpx logs each one at INFO)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        check_chroma_server(settings.chroma_url)  # a clear error now rather than the client's traceback or hang
         url = urlparse(settings.chroma_url)
-        if url.scheme not in {"http", "https"} or not url.hostname:
-            raise ValueError(f"JOURNEY_CHROMA_URL must look like http://host:8000, got {settings.chroma_url!r}")
-        return chromadb.HttpClient(
-            host=url.hostname,
-            port=url.port or (443 if url.scheme == "https" else 8000),
-            ssl=url.scheme == "https",
-            settings=chroma_settings,
-        )
+        try:
+            client = chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except (ValueError, httpx.TransportError) as exc:  # the server went away between the heartbeat and now
+            raise KnowledgeUnavailable(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if isinstance(session, httpx.Client):  # the client waits forever by default; a stalled server must not
+            session.timeout = httpx.Timeout(CHROMA_REQUEST_SECONDS, connect=CHROMA_CONNECT_SECONDS)
+        return _Guarded(client, settings.chroma_url)
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+_RETURNS_COLLECTION = {"get_collection", "get_or_create_collection", "create_collection"}
+
+
+class _Guarded:
+    """A Chroma client or collection whose calls raise KnowledgeUnavailable when the server cannot be reached."""
+
+    def __init__(self, inner, where: str) -> None:
+        self._inner = inner
+        self._where = where
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                result = attr(*args, **kwargs)
+            except httpx.TransportError as exc:
+                reason = str(exc) or type(exc).__name__
+                raise KnowledgeUnavailable(f"the Chroma server at {self._where} is unreachable ({reason})") from exc
+            return _Guarded(result, self._where) if name in _RETURNS_COLLECTION else result
+
+        return call
 
 
 def collection_name(prefix: str, embedder_name: str) -> str:
