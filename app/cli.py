@@ -27,7 +27,15 @@ def serve(
     settings = Settings()
     if settings.chroma_url:
         check_chroma_server(settings.chroma_url)  # refuse to start (one line, exit 1) rather than fail in each worker
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # then open requests are cancelled
+    )
 
 
 @cli.command()

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     webhook_retention_days: float = Field(7.0, ge=0, description="delivered events are purged after this")
     api_keys: str = Field("", description="comma-separated keys /v1/chat/completions and /v1/models require")
     log_format: str = Field("json", pattern="^(json|text)$", description="server logs: one JSON object a line, or text")
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="on SIGTERM, seconds open requests and streams get to finish before they are cut"
+    )
 
     @property
     def llm_enabled(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, HTTPException, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -65,7 +66,7 @@ async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
         raise
 
 
-async def _events(chat: ChatService, prepared: Prepared) -> AsyncIterator[ServerSentEvent]:
+async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     state = TurnState()
     try:
         async for name, data in chat.run(prepared, state):
@@ -76,12 +77,21 @@ async def _events(chat: ChatService, prepared: Prepared) -> AsyncIterator[Server
             await chat.record(prepared, state, outcome="server_error")
         yield ServerSentEvent(event="error", data=json.dumps({"message": "the reply failed; please try again"}))
     finally:
-        if not state.recorded:
-            await chat.record(prepared, state, outcome="client_disconnected")
+        if not state.recorded:  # cut short: the visitor left, or the server stopped after its grace period
+            outcome = "shutdown" if shutdown.is_set() else "client_disconnected"
+            await chat.record(prepared, state, outcome=outcome)
 
 
 @router.post("/chat/stream", response_class=EventSourceResponse)
 async def chat_stream(body: ChatRequest, chat: ChatDep, request: Request) -> EventSourceResponse:
     """Answer one visitor message as server-sent events: stage, sources, token..., done (or error)."""
     prepared = await _prepare(request, chat, body)
-    return EventSourceResponse(_events(chat, prepared), ping=15, send_timeout=30)
+    shutdown = anyio.Event()  # set by sse-starlette on SIGTERM; the stream then gets most of the grace to finish
+    grace = chat.settings.shutdown_grace_seconds * 0.7
+    return EventSourceResponse(
+        _events(chat, prepared, shutdown),
+        ping=15,
+        send_timeout=30,
+        shutdown_event=shutdown,
+        shutdown_grace_period=grace,
+    )

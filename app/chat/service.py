@@ -389,7 +389,12 @@ class ChatService:
         """Run a whole turn and return the done object (the non-streaming API)."""
         state = TurnState()
         payload: dict = {}
-        async for name, data in self.run(prepared, state):
-            if name == "done":
-                payload = data
+        try:
+            async for name, data in self.run(prepared, state):
+                if name == "done":
+                    payload = data
+        except BaseException as exc:
+            if not state.recorded and not isinstance(exc, Exception):  # cancelled: the server stopped mid-turn
+                await self.record(prepared, state, outcome="shutdown")
+            raise
         return payload
