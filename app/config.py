@@ -3,8 +3,10 @@
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.live.hours import office_zone, parse_office_hours
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +83,21 @@ class Settings(BaseSettings):
     webhook_retention_days: float = Field(7.0, ge=0, description="delivered events are purged after this")
     api_keys: str = Field("", description="comma-separated keys /v1/chat/completions and /v1/models require")
     log_format: str = Field("json", pattern="^(json|text)$", description="server logs: one JSON object a line, or text")
+    office_hours: str = Field("", description="when staff can join a chat, e.g. 'mon-fri 09:00-17:30; sat 10:00-14:00'")
+    office_timezone: str = Field("UTC", description="IANA time zone of the office hours, e.g. Europe/Paris")
+    handoff_wait_seconds: float = Field(120.0, gt=0, description="seconds before an unclaimed handoff is unavailable")
+
+    @field_validator("office_hours")
+    @classmethod
+    def _office_hours(cls, value: str) -> str:
+        parse_office_hours(value)
+        return value.strip()
+
+    @field_validator("office_timezone")
+    @classmethod
+    def _office_timezone(cls, value: str) -> str:
+        office_zone(value.strip())
+        return value.strip()
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="on SIGTERM, seconds open requests and streams get to finish before they are cut"
     )

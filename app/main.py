@@ -18,6 +18,9 @@ from app.deps import ServicesDep
 from app.errors import BodySizeLimit, install_error_handlers
 from app.kb.router import router as knowledge_admin_router
 from app.kb.store import KnowledgeUnavailable
+from app.live.desk import open_desk
+from app.live.router import staff_router as live_staff_router
+from app.live.router import visitor_router as live_visitor_router
 from app.observability.logs import configure_logging
 from app.observability.metrics import router as metrics_router
 from app.observability.middleware import RequestContext
@@ -50,9 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         spooled = asyncio.create_task(replay_loop(services.chat.spool, services.chat.sessions))  # app/store/spool.py
         await webhooks.start(services.chat.sessions)
+        live = await open_desk(app, services)  # live handoff: bus and unclaimed-request sweep
         try:
             yield
         finally:
+            await live.close()
             spooled.cancel()
             if retention is not None:
                 retention.cancel()
@@ -74,15 +79,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["content-type"],
+        allow_headers=["content-type", "last-event-id"],
     )
     app.add_middleware(RequestContext)  # outermost: request id, HTTP metrics, access log
     app.include_router(chat_router)
     app.include_router(conversations_router)
+    app.include_router(live_visitor_router)
     app.include_router(widget_router)
     app.include_router(openai_router)
     app.include_router(metrics_router)
     app.include_router(staff_router)
+    app.include_router(live_staff_router)
     app.include_router(staff_page_router)
     app.include_router(knowledge_admin_router)
 

@@ -262,12 +262,13 @@ def test_receiver_down_then_up_gets_every_event_once_by_key(make_data_dir):
         httpx.post(f"{server.url}/v1/conversations/{cid}/handoff", json=handoff, timeout=30).raise_for_status()
         time.sleep(1.5)  # several failed attempts against nothing listening
         metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
-        assert 'journey_webhook_backlog{status="pending"} 6.0' in metrics, metrics
+        assert 'journey_webhook_backlog{status="pending"} 7.0' in metrics, metrics
 
         touchpoints = server.touchpoints()
         expected = {event_id(TOUCHPOINT_CREATED, t["id"]) for t in touchpoints}
         expected |= {event_id(STAGE_TRANSITION, t["id"]) for t in touchpoints if t["stage_changed"]}
-        assert len(touchpoints) == 5 and len(expected) == 6, touchpoints
+        expected |= {event_id("handoff.requested", t["id"]) for t in touchpoints if t["kind"] == "handoff"}
+        assert len(touchpoints) == 5 and len(expected) == 7, touchpoints
 
         with Receiver(port, refuse=2, drop_ack=2) as receiver:
             deadline = time.monotonic() + 60
@@ -287,9 +288,12 @@ def test_receiver_down_then_up_gets_every_event_once_by_key(make_data_dir):
             by_key.setdefault(body["id"], []).append(request["body"])
         assert set(by_key) == expected, "every event arrived"
         assert all(len(set(bodies)) == 1 for bodies in by_key.values()), "a redelivery is byte-identical"
-        kinds = sorted(json.loads(b[0])["data"].get("kind", "transition") for b in by_key.values())
-        assert kinds == ["exchange", "exchange", "exchange", "feedback", "handoff", "transition"]
-        assert 'journey_webhook_deliveries_total{result="delivered"} 6.0' in httpx.get(f"{server.url}/metrics").text
+        kinds = sorted(json.loads(b[0])["data"].get("kind", json.loads(b[0])["type"]) for b in by_key.values())
+        assert kinds == [
+            *["exchange"] * 3,
+            *["feedback", "handoff", "handoff.requested", "stage.transition"],
+        ]
+        assert 'journey_webhook_deliveries_total{result="delivered"} 7.0' in httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
 

@@ -98,7 +98,9 @@ class SourceOut(BaseModel):
 
 
 class HandoffOut(BaseModel):
-    """Whether the bot suggests a person take over, and why."""
+    """Whether the bot suggests a person take over, and why (with `requested` and `status` once one was asked)."""
+
+    model_config = ConfigDict(extra="allow")
 
     suggested: bool
     reason: str | None = None

@@ -120,6 +120,7 @@ class ChatService:
         self.stage_llm = stage_llm
         self.learning = learning
         self.vectors = vectors or VectorCache(kb.embeddings)
+        self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
         self.spool = spool_for(settings.data_dir)
 
     def _history(self, request: ChatRequest) -> tuple[str | None, list[tuple[str, str]]]:
@@ -250,6 +251,10 @@ class ChatService:
 
     async def run(self, p: Prepared, state: TurnState) -> AsyncIterator[Event]:
         """Yield stage, sources, token..., done; the touchpoint is committed before done."""
+        if self.live is not None and (human := await self.live.human_turn(p, state)) is not None:
+            for name, data in human:  # a staff member holds the conversation: the bot stays silent
+                yield name, data
+            return
         signals = self._signals(p)
         vote = await self._vote(signals)
         stage, hits, query_vector, curated = await to_thread.run_sync(self._understand, p, signals, vote)
@@ -305,6 +310,8 @@ class ChatService:
                 yield "token", {"text": token}
             state.reply = text
         payload = await self.record(p, state, outcome=outcome)
+        if self.live is not None:  # publish to a waiting staff member, or ask for one (docs/live-handoff.md)
+            payload = await self.live.after_turn(p, payload, is_small_talk)
         yield "done", payload
 
     def link_hosts(self) -> set[str]:

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 
 from app.chat.router import NOT_YOURS
 from app.chat.schemas import ID_PATTERN, VISITOR_ID_PATTERN
 from app.conversations.schemas import FeedbackIn, FeedbackOut, HandoffIn, HandoffOut, TranscriptOut
-from app.conversations.service import EmailRequired, MessageNotFound, give_feedback, hand_off, read_transcript
+from app.conversations.service import MessageNotFound, give_feedback, read_transcript
 from app.deps import ChatDep
+from app.live.service import request_handoff
 from app.security.ratelimit import rate_limits
 from app.security.redact import redact
 from app.store.service import ConversationNotFound
@@ -31,8 +31,6 @@ async def _run(call):
         raise HTTPException(status_code=404, detail=NOT_YOURS) from exc
     except MessageNotFound as exc:
         raise HTTPException(status_code=404, detail=NOT_A_REPLY) from exc
-    except EmailRequired as exc:
-        raise RequestValidationError([{"loc": ("body", "email"), "msg": str(exc), "type": "missing"}]) from exc
 
 
 @router.get("/{conversation_id}", response_model=TranscriptOut)
@@ -58,15 +56,21 @@ async def feedback(conversation_id: ConversationId, body: FeedbackIn, chat: Chat
 
 @router.post("/{conversation_id}/handoff", response_model=HandoffOut, status_code=201)
 async def handoff(conversation_id: ConversationId, body: HandoffIn, chat: ChatDep, request: Request) -> dict:
-    """Hand the conversation to a person: record it and tell the visitor what happens next."""
+    """Ask for a person (docs/live-handoff.md): waiting, or unavailable outside office hours; idempotent."""
     await rate_limits(request).check(request, body.visitor_id)
     if chat.settings.redact_pii and body.message:
         body = body.model_copy(update={"message": redact(body.message)})
     call = partial(
-        hand_off,
+        request_handoff,
         sessions=chat.sessions,
+        settings=chat.settings,
         conversation_id=conversation_id,
-        body=body,
-        company=chat.settings.company_name,
+        visitor_id=body.visitor_id,
+        reason="visitor",
+        message=body.message,
+        email=body.email,
+        page=body.page.as_record() if body.page else None,
     )
-    return await _run(call)
+    out = await _run(call)
+    await request.app.state.live.notify(conversation_id)
+    return out

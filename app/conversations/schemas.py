@@ -65,12 +65,13 @@ class HandoffIn(BaseModel):
 
 
 class HandoffOut(BaseModel):
-    """What happens next, in words for the visitor."""
+    """The request's status and what happens next, in words for the visitor (docs/live-handoff.md)."""
 
     conversation_id: str
-    email: str
+    status: Literal["waiting", "unavailable", "live"]
+    email: str | None
     next_steps: str
-    status: str = "received"
+    event_id: int | None = Field(None, description="the handoff.requested live event: the visitor stream starts there")
 
 
 class TurnOut(BaseModel):
@@ -90,8 +91,17 @@ class TurnOut(BaseModel):
 class HandoffState(BaseModel):
     """The latest handoff of a conversation."""
 
-    email: str
+    email: str | None
     created_at: datetime
+
+
+class LiveState(BaseModel):
+    """The live handoff: bot, waiting, unavailable, live or closed; who holds it; its email; every live event."""
+
+    status: str
+    agent: str | None
+    email: str | None
+    events: list[dict]
 
 
 class TranscriptOut(BaseModel):
@@ -102,3 +112,4 @@ class TranscriptOut(BaseModel):
     stage: str | None
     turns: list[TurnOut]
     handoff: HandoffState | None
+    live: LiveState

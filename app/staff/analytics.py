@@ -158,6 +158,24 @@ def rates(*, session: Session, period: Period, stages: list[str]) -> list[dict]:
     return out
 
 
+def resolution(*, session: Session, period: Period) -> dict:
+    """Conversations the bot resolved (no handoff), a person resolved (claimed, then closed or handed back), or not."""
+
+    def conversations(*kinds: str) -> set[str]:
+        query = select(Touchpoint.conversation_id).where(Touchpoint.kind.in_(kinds), *period.where()).distinct()
+        return set(session.scalars(query))
+
+    ever_handed = select(Touchpoint.conversation_id).where(Touchpoint.kind == "handoff").distinct()
+    bot = session.scalar(
+        select(func.count(func.distinct(Touchpoint.conversation_id))).where(
+            *_exchanges(period), Touchpoint.conversation_id.not_in(ever_handed)
+        )
+    )
+    human = conversations("handoff_claimed") & conversations("handoff_closed", "handoff_returned")
+    requested = conversations("handoff")
+    return {"bot_resolved": int(bot or 0), "human_resolved": len(human), "unresolved_handoffs": len(requested - human)}
+
+
 def knowledge_gaps(
     *, session: Session, period: Period, embed: Callable[[list[str]], np.ndarray], is_small_talk: Callable[[str], bool]
 ) -> list[dict]:

@@ -206,7 +206,7 @@ async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep
 async def journey_analytics(
     user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
 ) -> dict:
-    """Funnel, transitions, time in stage, touchpoints per stage per day, and per-stage rates."""
+    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates and resolution."""
     period = analytics.Period(service.as_utc(since), service.as_utc(until))
     names = services.journey.names
 
@@ -218,6 +218,7 @@ async def journey_analytics(
             "time_in_stage": analytics.time_in_stage(session=session, period=period),
             "daily": analytics.daily(session=session, period=period),
             "rates": analytics.rates(session=session, period=period, stages=names),
+            "resolution": analytics.resolution(session=session, period=period),
         }
 
     return await _run(services, compute)

@@ -11,7 +11,14 @@ from app.store.models import Conversation, Touchpoint, utcnow
 VERSION = 1
 TOUCHPOINT_CREATED = "touchpoint.created"
 STAGE_TRANSITION = "stage.transition"
-EVENT_TYPES = (TOUCHPOINT_CREATED, STAGE_TRANSITION)
+HANDOFF_EVENTS = {  # touchpoint kind -> live handoff event type (docs/live-handoff.md)
+    "handoff": "handoff.requested",
+    "handoff_unavailable": "handoff.unavailable",
+    "handoff_contact": "handoff.contact",
+    "handoff_claimed": "handoff.claimed",
+    "handoff_closed": "handoff.closed",
+}
+EVENT_TYPES = (TOUCHPOINT_CREATED, STAGE_TRANSITION, *HANDOFF_EVENTS.values())
 
 
 def event_id(event_type: str, touchpoint_id: str) -> str:
@@ -79,11 +86,34 @@ def transition_data(touchpoint: Touchpoint, conversation: Conversation | None) -
     }
 
 
+def handoff_data(touchpoint: Touchpoint, conversation: Conversation | None) -> dict:
+    """A handoff changing state: requested, unavailable (with what the visitor was told), contact, claimed, closed."""
+    t = touchpoint
+    data = t.data or {}
+    return {
+        "touchpoint_id": t.id,
+        "conversation_id": t.conversation_id,
+        "visitor_id": t.visitor_id,
+        "turn": t.turn,
+        "occurred_at": iso(t.created_at),
+        "identity": _identity(conversation),
+        "page": t.page,
+        "stage": t.stage,
+        "reason": data.get("reason"),
+        "email": data.get("email"),
+        "message": data.get("message"),
+        "agent": data.get("name"),
+        "text": data.get("text"),
+    }
+
+
 def events_for(touchpoint: Touchpoint, conversation: Conversation | None) -> list[tuple[str, str, str]]:
     """(event id, type, JSON body) of every event a new touchpoint produces."""
     made = [(TOUCHPOINT_CREATED, touchpoint_data(touchpoint, conversation))]
     if touchpoint.stage_changed and touchpoint.previous_stage and touchpoint.stage:
         made.append((STAGE_TRANSITION, transition_data(touchpoint, conversation)))
+    if touchpoint.kind in HANDOFF_EVENTS:
+        made.append((HANDOFF_EVENTS[touchpoint.kind], handoff_data(touchpoint, conversation)))
     out = []
     for event_type, data in made:
         key = event_id(event_type, touchpoint.id)

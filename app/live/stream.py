@@ -1,0 +1,86 @@
+"""Server-sent event streams of live events: one conversation's for its visitor, every conversation's for staff.
+
+A stream sends the rows after its resume point, then waits for a notice on the bus (or 2 s, the safety net) and
+reads again; typing and queue messages from the bus go straight through without an id (never a resume point).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+
+from anyio import to_thread
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.live import service
+from app.live.desk import LiveDesk
+
+POLL_SECONDS = 2.0
+PING_SECONDS = 15
+
+
+def _sse(event: dict, *, with_id: bool = True) -> ServerSentEvent:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return ServerSentEvent(data=data, event=event["kind"], id=str(event["id"]) if with_id else None)
+
+
+def resume_point(last_event_id: str | None, after: int | None) -> int | None:
+    """The id to resume after: the Last-Event-ID header wins over ?after; None when neither is a valid id."""
+    for value in (last_event_id, after):
+        if value is None:
+            continue
+        text = str(value).strip()
+        if text.isdigit() and int(text) <= 2**53:
+            return int(text)
+    return None
+
+
+async def _events(
+    desk: LiveDesk, after: int, conversation_id: str | None, staff: bool
+) -> AsyncIterator[ServerSentEvent]:
+    last = after
+    async with desk.bus.subscribe() as inbox:
+        while True:
+            rows = await to_thread.run_sync(
+                partial(service.read_events, sessions=desk.sessions, after=last, conversation_id=conversation_id)
+            )
+            for row in rows:
+                yield _sse(row)
+                last = row["id"]
+                if staff and row["kind"] in service.QUEUE_STATUS:
+                    change = {"conversation_id": row["conversation_id"], "status": service.QUEUE_STATUS[row["kind"]]}
+                    yield _sse({"kind": "queue", "id": 0, **change}, with_id=False)
+            if len(rows) == service.READ_LIMIT:
+                continue
+            deadline = time.monotonic() + POLL_SECONDS
+            while (remaining := deadline - time.monotonic()) > 0:
+                message = await inbox.get(remaining)
+                if message is None:
+                    break
+                mine = conversation_id is None or message.get("conversation_id") == conversation_id
+                kind = message.get("type")
+                if kind == "notice" and mine:
+                    break
+                if kind == "typing" and mine and (staff or message.get("who") == "agent"):
+                    typing = {k: v for k, v in message.items() if k != "type"}
+                    yield _sse({**typing, "kind": "typing", "id": 0}, with_id=False)
+                elif kind == "queue" and staff:
+                    change = {"conversation_id": message.get("conversation_id"), "status": message.get("status")}
+                    yield _sse({"kind": "queue", "id": 0, **change}, with_id=False)
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping")
+
+
+def respond(desk: LiveDesk, *, after: int, conversation_id: str | None, staff: bool) -> EventSourceResponse:
+    """The streaming response (pings every 15 s, proxies told not to buffer)."""
+    return EventSourceResponse(
+        _events(desk, after, conversation_id, staff),
+        ping=PING_SECONDS,
+        ping_message_factory=_ping,
+        send_timeout=30,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
