@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
+from conftest import Server, create_pg_database, free_port
 from sqlalchemy import select
+from sse import stream_chat
 
 from app.config import Settings
 from app.store.db import make_engine, make_sessionmaker
@@ -92,3 +102,182 @@ def test_spool_keeps_records_while_the_database_is_down(tmp_path: Path, sessions
     assert fresh.replay(sessions).written == 4
     assert [r.turn for r in _rows(sessions)] == [1, 2, 3, 4]
     assert not fresh.has_work()
+
+
+# --- a real server on PostgreSQL behind a TCP proxy that can refuse connections -------------------------------
+
+
+class Proxy:
+    """Forwards 127.0.0.1:<port> to PostgreSQL; `down()` refuses new connections and cuts the open ones."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=3)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture()
+def proxied_pg() -> Iterator[tuple[Proxy, str, str]]:
+    """(proxy, URL through the proxy, direct URL) to a fresh PostgreSQL database."""
+    direct, drop = create_pg_database()
+    proxy = Proxy()
+    proxy.up()
+    through = direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    yield proxy, through, direct
+    proxy.down()
+    drop()
+
+
+def _stored(direct: str) -> dict[str, int]:
+    with psycopg.connect(direct, connect_timeout=3) as con:
+        return dict(con.execute("SELECT id, count(*) FROM touchpoints GROUP BY id").fetchall())
+
+
+def _wait_for(direct: str, ids: list[str], seconds: float = 20) -> dict[str, int]:
+    deadline = time.monotonic() + seconds
+    while True:
+        stored = _stored(direct)
+        if all(i in stored for i in ids) or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.25)
+
+
+def _turns(server: Server, earlier: dict) -> list[dict]:
+    """Six turns while the database is down: new and continuing conversations, plain and streamed."""
+    done = []
+    for n in range(2):
+        fresh = httpx.post(
+            f"{server.url}/v1/chat", json={"message": f"How much does the pro plan cost? ({n})"}, timeout=30
+        )
+        assert fresh.status_code == 200, fresh.text
+        done.append(fresh.json())
+    same = {"conversation_id": done[0]["conversation_id"], "visitor_id": done[0]["visitor_id"]}
+    again = httpx.post(f"{server.url}/v1/chat", json={"message": "And is there a trial?", **same}, timeout=30)
+    assert again.status_code == 200, again.text
+    done.append(again.json())
+    before = {"conversation_id": earlier["conversation_id"], "visitor_id": earlier["visitor_id"]}
+    for body in ({"message": "Can I pay yearly?"}, {"message": "What about support?", **before}):
+        events = stream_chat(server.url, body)
+        names = [name for name, _ in events]
+        assert names[-1] == "done" and "error" not in names, events
+        done.append(events[-1][1])
+    for payload in done:
+        assert payload["reply"].strip() and payload["message_id"]
+    return done
+
+
+def test_database_down_loses_no_touchpoint(proxied_pg, make_data_dir):
+    proxy, through, direct = proxied_pg
+    server = Server(make_data_dir(), JOURNEY_DATABASE_URL=through)
+    try:
+        earlier = httpx.post(f"{server.url}/v1/chat", json={"message": "What is Lumio?"}, timeout=30).json()
+        proxy.down()
+        started = time.monotonic()
+        done = _turns(server, earlier)
+        assert time.monotonic() - started < 30, "no turn waits long on the dead database"
+        ids = [d["message_id"] for d in done]
+        assert not set(ids) & set(_stored(direct)), "nothing reached the database while it was down"
+        feedback = httpx.post(
+            f"{server.url}/v1/conversations/{earlier['conversation_id']}/feedback",
+            json={"visitor_id": earlier["visitor_id"], "message_id": earlier["message_id"], "rating": "up"},
+            timeout=30,
+        )
+        assert feedback.status_code == 503 and feedback.json()["error"] == "database_unavailable", feedback.text
+        deadline = time.monotonic() + 5  # the gauge is refreshed every second
+        while "journey_spool_backlog 5.0" not in (metrics := httpx.get(f"{server.url}/metrics", timeout=30).text):
+            assert time.monotonic() < deadline, [m for m in metrics.splitlines() if "spool" in m]
+            time.sleep(0.2)
+
+        proxy.up()
+        stored = _wait_for(direct, ids)
+        assert {i: stored.get(i) for i in ids} == {i: 1 for i in ids}, "every touchpoint written exactly once"
+        transcript = httpx.get(
+            f"{server.url}/v1/conversations/{earlier['conversation_id']}",
+            params={"visitor_id": earlier["visitor_id"]},
+            timeout=30,
+        ).json()
+        assert [t["message_id"] for t in transcript["turns"]] == [earlier["message_id"], ids[4]]
+        first = httpx.get(
+            f"{server.url}/v1/conversations/{done[0]['conversation_id']}",
+            params={"visitor_id": done[0]["visitor_id"]},
+            timeout=30,
+        ).json()
+        assert [t["message_id"] for t in first["turns"]] == [ids[0], ids[2]], "spooled turns keep their order"
+        assert not list((server.data_dir / "spool").glob("*.jsonl")), "the spool is empty after replay"
+    finally:
+        server.stop()
+    assert '"status": 500' not in server.log.read_text()
+
+
+def test_spooled_touchpoints_survive_kill_9(proxied_pg, make_data_dir):
+    proxy, through, direct = proxied_pg
+    data_dir = make_data_dir()
+    server = Server(data_dir, JOURNEY_DATABASE_URL=through)
+    try:
+        earlier = httpx.post(f"{server.url}/v1/chat", json={"message": "What is Lumio?"}, timeout=30).json()
+        proxy.down()
+        ids = [d["message_id"] for d in _turns(server, earlier)]
+    finally:
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=15)
+        server._log_file.close()
+    assert not set(ids) & set(_stored(direct))
+    proxy.up()
+    restarted = Server(data_dir, JOURNEY_DATABASE_URL=through)
+    try:
+        stored = _wait_for(direct, ids)
+        assert {i: stored.get(i) for i in ids} == {i: 1 for i in ids}, "the crashed process's spool was replayed"
+    finally:
+        restarted.stop()
