@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,11 @@ class Server:
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
+        self._drop_database: Callable[[], None] | None = None
+        if os.environ.get("JOURNEY_TEST_POSTGRES") == "1" and "JOURNEY_DATABASE_URL" not in env:
+            # run API test files on PostgreSQL: JOURNEY_TEST_POSTGRES=1 pytest tests/test_chat_api.py
+            env["JOURNEY_DATABASE_URL"], self._drop_database = create_pg_database()
+        self.database_url = env.get("JOURNEY_DATABASE_URL")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / f"server-{self.port}.log"
@@ -74,7 +80,9 @@ class Server:
         raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
 
     def touchpoints(self, **where: str) -> list[dict]:
-        """Rows of the touchpoints table (read straight from the SQLite file)."""
+        """Rows of the touchpoints table (read straight from the SQLite file, or PostgreSQL, as SQLite shows them)."""
+        if self.database_url and self.database_url.startswith(("postgres://", "postgresql://")):
+            return _pg_touchpoints(self.database_url, where)
         con = sqlite3.connect(self.data_dir / "journey.db")
         con.row_factory = sqlite3.Row
         clause = " AND ".join(f"{k} = ?" for k in where) or "1=1"
@@ -91,6 +99,29 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log_file.close()
+        if self._drop_database is not None:
+            self._drop_database()
+            self._drop_database = None
+
+
+def _pg_touchpoints(url: str, where: dict[str, str]) -> list[dict]:
+    import json
+    from datetime import datetime
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    def as_sqlite(value):
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value
+
+    clause = " AND ".join(f"{k} = %s" for k in where) or "1=1"
+    with psycopg.connect(url, row_factory=dict_row, connect_timeout=3) as con:
+        rows = con.execute(f"SELECT * FROM touchpoints WHERE {clause} ORDER BY created_at", tuple(where.values()))
+        return [{k: as_sqlite(v) for k, v in row.items()} for row in rows]
 
 
 @pytest.fixture(scope="session")
