@@ -44,6 +44,9 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
+        # no busy-waiting between ops: spinning threads doubled the CPU of a query embedding (16.8 -> 7.6 ms),
+        # CPU the other requests of a loaded server need (bench/turn_overhead.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()
 

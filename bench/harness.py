@@ -101,11 +101,19 @@ def wait_http(url: str, proc: subprocess.Popen, seconds: float = 90) -> None:
 class FakeLLMProcess:
     """tests/fake_llm.py in its own process (so it does not share the GIL with the load generator)."""
 
-    def __init__(self, mode: str = "ok", delay: float = 5.0, reply: str | None = None, stage_votes: bool = True):
+    def __init__(
+        self,
+        mode: str = "ok",
+        delay: float = 5.0,
+        reply: str | None = None,
+        stage_votes: bool = True,
+        long_words: int = 0,
+    ):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         args = [sys.executable, str(REPO / "tests" / "fake_llm.py"), "--port", str(self.port), "--mode", mode]
         args += ["--delay", str(delay)] + (["--reply", reply] if reply else []) + (["--stage-votes"] * stage_votes)
+        args += ["--long-words", str(long_words)]
         self.process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"{self.base_url}/models", self.process)
 

@@ -1,6 +1,10 @@
 """Server overhead per turn with an instant fake LLM (p50/p99), time-to-first-token overhead, turns/s (1 and 2 workers).
 
 Usage: .venv/bin/python bench/turn_overhead.py [--turns 300] [--concurrency 32] [--load-turns 1500] [--workers 1,2]
+       [--configs llm,llm-novote,offline]
+
+Configurations: `llm` (the fake LLM answers and votes on the stage: two LLM calls a turn), `llm-novote`
+(JOURNEY_LLM_STAGE=false: one LLM call a turn), `offline` (no LLM: the grounded composer answers).
 
 Overhead = the client's round trip minus the time the fake LLM itself spent on that turn's calls (the stage vote
 and the answer), measured by the fake and read from its /fake/stats. Turns run one at a time for the overhead
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -18,7 +23,7 @@ import httpx
 from harness import QUESTIONS, FakeLLMProcess, ServerProcess, client, data_dir, header, llm_env, pct, stream_turn
 
 
-def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int) -> None:
+def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int, mode: str) -> None:
     """Sequential /v1/chat turns: round trip minus the fake's own time; streamed: first token minus the fake's."""
     rtt, over, ttft, ttft_over, recorded = [], [], [], [], []
     with httpx.Client(timeout=60) as http:
@@ -30,7 +35,7 @@ def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int) -> None:
             response = http.post(f"{server.url}/v1/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
             elapsed = time.perf_counter() - started
             response.raise_for_status()
-            assert response.json()["mode"] == "llm", response.json()
+            assert response.json()["mode"] == mode, response.json()
             llm = fake.stats()["timings"][seen:]
             rtt.append(elapsed * 1000)
             over.append((elapsed - sum(t["total"] for t in llm)) * 1000)
@@ -46,9 +51,11 @@ def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int) -> None:
             llm = fake.stats()["timings"][seen:]
             # before the first token: the whole stage vote, then the answer call up to its first chunk
             llm_before_first = sum(t["total"] for t in llm[:-1]) + (llm[-1]["first"] if llm else 0)
+            if mode == "offline":
+                llm_before_first = 0
             ttft.append(first * 1000)
             ttft_over.append((first - llm_before_first) * 1000)
-    fake_ms = [t["total"] * 1000 for t in fake.stats()["timings"]]
+    fake_ms = [t["total"] * 1000 for t in fake.stats()["timings"]] or [0.0]
     print(f"fake LLM own time per call ms: p50={pct(fake_ms, 50):.1f} p99={pct(fake_ms, 99):.1f}")
     print(f"/v1/chat round trip ms (n={turns}, one at a time): p50={pct(rtt, 50):.1f} p99={pct(rtt, 99):.1f}")
     print(
@@ -87,40 +94,56 @@ async def throughput(url: str, concurrency: int, total: int) -> tuple[float, lis
     return total / elapsed, latencies, failures
 
 
+CONFIGS = {
+    "llm": {"JOURNEY_LLM_STAGE": "true"},
+    "llm-novote": {"JOURNEY_LLM_STAGE": "false"},
+    "offline": {},
+}
+
+
+def server_for(config: str, fake: FakeLLMProcess, workers: int = 1) -> ServerProcess:
+    """A server in one of the CONFIGS."""
+    env = {**llm_env(fake), **CONFIGS[config]} if config != "offline" else {}
+    return ServerProcess(data_dir(), workers=workers, **env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=300, help="sequential turns for the overhead figures")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--load-turns", type=int, default=1500, help="turns per throughput run")
     parser.add_argument("--workers", default="1,2", help="worker counts for the throughput runs")
+    parser.add_argument("--configs", default="llm,llm-novote,offline")
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
     header("server overhead per turn, first-token overhead, turns per second (fake LLM answering instantly)")
     fake = FakeLLMProcess(mode="ok")
     try:
-        if not args.skip_overhead:
-            server = ServerProcess(data_dir(), **llm_env(fake))
-            try:
-                overhead(server, fake, args.turns)
-            finally:
-                server.stop()
-        for workers in [int(w) for w in args.workers.split(",")]:
-            server = ServerProcess(data_dir(), workers=workers, **llm_env(fake))
-            try:
-                cpu = server.cpu_seconds()
-                rate, lat, failures = asyncio.run(throughput(server.url, args.concurrency, args.load_turns))
-                cpu = server.cpu_seconds() - cpu
-                stored = len(server.touchpoints("id"))
-            finally:
-                server.stop()
-            print(
-                f"THROUGHPUT workers={workers} concurrency={args.concurrency}: {rate:.1f} turns/s "
-                f"(n={args.load_turns}, failed={failures}, touchpoints={stored}), latency p50={pct(lat, 50):.0f} "
-                f"p99={pct(lat, 99):.0f} ms, server CPU {cpu / args.load_turns * 1000:.1f} ms/turn   [target >=150]"
-            )
+        for config in args.configs.split(","):
+            print(f"-- {config}")
+            if not args.skip_overhead:
+                server = server_for(config, fake)
+                try:
+                    overhead(server, fake, args.turns, "offline" if config == "offline" else "llm")
+                finally:
+                    server.stop()
+            for workers in [int(w) for w in args.workers.split(",")]:
+                server = server_for(config, fake, workers)
+                try:
+                    cpu = server.cpu_seconds()
+                    rate, lat, failures = asyncio.run(throughput(server.url, args.concurrency, args.load_turns))
+                    cpu = server.cpu_seconds() - cpu
+                    stored = len(server.touchpoints("id"))
+                finally:
+                    server.stop()
+                print(
+                    f"THROUGHPUT {config} workers={workers} concurrency={args.concurrency}: {rate:.1f} turns/s "
+                    f"(n={args.load_turns}, failed={failures}, touchpoints={stored}), latency p50={pct(lat, 50):.0f} "
+                    f"p99={pct(lat, 99):.0f} ms, server CPU {cpu / args.load_turns * 1000:.1f} ms/turn   [target >=150]"
+                )
     finally:
         fake.stop()
-    load = __import__("os").getloadavg()
+    load = os.getloadavg()
     print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 

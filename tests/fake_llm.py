@@ -459,10 +459,18 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=DEFAULT_DELAY)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
     parser.add_argument("--stage-votes", action="store_true", help="answer stage requests with a JSON vote")
+    parser.add_argument("--long-words", type=int, default=0, help="reply with N words to prompts containing LONGREPLY")
     args = parser.parse_args()
     fake = FakeLLM()
     fake.mode, fake.delay = args.mode, args.delay
-    fake.reply = stage_vote_or(args.reply) if args.stage_votes else args.reply
+    short = stage_vote_or(args.reply) if args.stage_votes else (lambda body: args.reply)
+    long = " ".join(f"word{i}" for i in range(args.long_words))
+
+    def reply(body: dict[str, Any]) -> str:
+        last = str((body.get("messages") or [{}])[-1].get("content", ""))
+        return long if args.long_words and "LONGREPLY" in last else short(body)
+
+    fake.reply = reply
     config = uvicorn.Config(
         create_fake_llm_app(fake),
         host="127.0.0.1",
