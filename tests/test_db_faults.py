@@ -104,6 +104,18 @@ def test_spool_keeps_records_while_the_database_is_down(tmp_path: Path, sessions
     assert not fresh.has_work()
 
 
+def test_a_bad_record_does_not_block_the_ones_after_it(tmp_path: Path, sessions):
+    spool = Spool(tmp_path / "spool")
+    spool.append(_record(1))
+    with spool.pending.open("a") as handle:
+        handle.write('{"id": "tp-9999", "truncated\n')  # a torn write: the process died mid-line
+    spool.append(_record(2))
+    report = spool.replay(sessions)
+    assert (report.written, report.dead) == (2, 1)
+    assert [r.id for r in _rows(sessions)] == ["tp-0001", "tp-0002"]
+    assert "unreadable" in spool.dead_letter.read_text()
+
+
 # --- a real server on PostgreSQL behind a TCP proxy that can refuse connections -------------------------------
 
 

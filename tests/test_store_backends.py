@@ -355,3 +355,12 @@ def test_whole_app_on_postgresql(make_data_dir, tmp_path: Path):
     finally:
         server.stop()
         drop()
+
+
+def test_nul_characters_are_stored(sessions):
+    """PostgreSQL text cannot hold NUL; a visitor's NUL must not fail the insert (it becomes U+FFFD there)."""
+    with sessions() as session:
+        record_exchange(session=session, record=exchange(1, question="a\x00b", page={"title": "x\x00y"}))
+    with sessions() as session:
+        (row,) = conversation_touchpoints(session=session, conversation_id="conv-a")
+        assert row.question in ("a\x00b", "a\ufffdb") and row.page["title"] == "x\x00y"

@@ -34,9 +34,26 @@ def make_engine(settings: Settings, *, upgrade: bool = True) -> Engine:
         if url.startswith("postgresql"):  # a down database fails fast; dates are grouped by UTC day
             connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": "-c timezone=UTC"}
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
     if upgrade:
         schema.upgrade(engine)
     return engine
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v) for v in value)
+    return value
+
+
+def _without_nul(_conn, _cursor, statement, parameters, _context, _executemany):
+    """PostgreSQL text cannot hold NUL: a visitor's "\\x00" is stored as U+FFFD instead of failing the insert."""
+    return statement, _clean(parameters)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

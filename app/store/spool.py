@@ -50,6 +50,8 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
 
 def is_database_down(error: BaseException) -> bool:
     """True for errors that mean the database could not be reached (not for bad data or constraint errors)."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
     return isinstance(error, DATABASE_DOWN)
 
 
@@ -158,8 +160,12 @@ class Spool:
                 _fsync_dir(self.directory)
 
     def _bury(self, line: str, reason: str) -> None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = line  # kept as it was read
         with self.dead_letter.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"reason": reason, "record": json.loads(line)}, ensure_ascii=False) + "\n")
+            handle.write(json.dumps({"reason": reason, "record": record}, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -218,10 +224,22 @@ class Spool:
                     self._bury(line, "conversation belongs to another visitor")
                     report.dead += 1
                     return
-                except sa_exc.IntegrityError:  # a concurrent writer took the turn number, or wrote this record
+                except sa_exc.IntegrityError as error:  # a concurrent writer took the turn number, or wrote it
                     session.rollback()
                     if attempt == 4:
+                        self._refuse(line, record, error, report)
+                        return
+                except Exception as error:
+                    if is_database_down(error):
                         raise
+                    self._refuse(line, record, error, report)  # bad data would block every record after it
+                    return
+
+    def _refuse(self, line: str, record: ExchangeRecord, error: BaseException, report: ReplayReport) -> None:
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+        log.error("spool: touchpoint %s could not be written (%s); moved to %s", record.id, reason, self.dead_letter)
+        self._bury(line, reason)
+        report.dead += 1
 
 
 @lru_cache(maxsize=8)
