@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     curated_threshold: float = Field(
         0.85, ge=0, le=1, description="similarity at which a staff-written answer replaces the generated one"
     )
+    learning_poll_seconds: float = Field(
+        5.0, gt=0, description="seconds between checks for staff corrections made on other workers (Redis: at once)"
+    )
     ingest_max_bytes: int = Field(10_000_000, ge=1024, description="largest file or fetched page ingestion reads")
     ingest_root: Path | None = Field(None, description="folder the admin ingest endpoint may read (default: knowledge)")
     crawl_allow_hosts: str = Field("", description="hosts crawled even on private addresses, comma-separated")
@@ -83,6 +86,9 @@ class Settings(BaseSettings):
     webhook_retention_days: float = Field(7.0, ge=0, description="delivered events are purged after this")
     api_keys: str = Field("", description="comma-separated keys /v1/chat/completions and /v1/models require")
     log_format: str = Field("json", pattern="^(json|text)$", description="server logs: one JSON object a line, or text")
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="on SIGTERM, seconds open requests and streams get to finish before they are cut"
+    )
     office_hours: str = Field("", description="when staff can join a chat, e.g. 'mon-fri 09:00-17:30; sat 10:00-14:00'")
     office_timezone: str = Field("UTC", description="IANA time zone of the office hours, e.g. Europe/Paris")
     handoff_wait_seconds: float = Field(120.0, gt=0, description="seconds before an unclaimed handoff is unavailable")
@@ -98,9 +104,6 @@ class Settings(BaseSettings):
     def _office_timezone(cls, value: str) -> str:
         office_zone(value.strip())
         return value.strip()
-    shutdown_grace_seconds: float = Field(
-        10.0, ge=0, description="on SIGTERM, seconds open requests and streams get to finish before they are cut"
-    )
 
     @property
     def llm_enabled(self) -> bool:

@@ -31,7 +31,9 @@ class Services:
     chat: ChatService
 
     def close(self) -> None:
-        """Release database connections."""
+        """Stop listening for learning notices; release database connections."""
+        if self.chat.learning is not None:
+            self.chat.learning.close()
         self.engine.dispose()
 
 
@@ -52,8 +54,15 @@ def build_services(settings: Settings) -> Services:
     detector = EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache")
     sessions = make_sessionmaker(engine)
     vectors = VectorCache(kb.embeddings)
-    learning = Learning(sessions=sessions, detector=detector, vectors=vectors, threshold=settings.curated_threshold)
+    learning = Learning(
+        sessions=sessions,
+        detector=detector,
+        vectors=vectors,
+        threshold=settings.curated_threshold,
+        poll_seconds=settings.learning_poll_seconds,
+    )
     learning.refresh(force=True)
+    learning.listen(settings.redis_url)  # other workers' corrections and curated answers arrive at once
     chat = ChatService(
         settings=settings,
         journey=journey,

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument
 from app.kb.lexical import BM25Index
 
-CATALOG_TTL_SECONDS = 30.0
+CATALOG_TTL_SECONDS = 30.0  # the catalog is also reloaded as soon as the collection's version changes
 # Hybrid retrieval: score = cosine similarity + LEXICAL_WEIGHT * BM25 score / best BM25 score of the query.
 # 0.15 was chosen on the demo documents' own front-matter questions, not on evals/retrieval_dev.jsonl.
 LEXICAL_WEIGHT = 0.15
@@ -205,6 +205,7 @@ class KnowledgeBase:
         )
         self._catalog: dict[str, CatalogEntry] = {}
         self._catalog_at = 0.0
+        self._catalog_version: str | None = None
         self._lock = threading.Lock()
         self._lexical: tuple[str | None, BM25Index, dict[str, int]] | None = None
         self._lexical_checked = 0.0
@@ -306,7 +307,7 @@ class KnowledgeBase:
             if self._lexical is not None and now - self._lexical_checked < LEXICAL_CHECK_SECONDS:
                 return self._lexical[1], self._lexical[2]
             self._lexical_checked = now
-            version = (self._client.get_collection(self.name, embedding_function=None).metadata or {}).get("version")
+            version = self._version()
             if self._lexical is None or self._lexical[0] != version:
                 got = self._collection.get(include=["documents", "metadatas"])
                 texts = [
@@ -316,6 +317,10 @@ class KnowledgeBase:
                 index = BM25Index(got["ids"], texts)
                 self._lexical = (version, index, {pid: i for i, pid in enumerate(got["ids"])})
             return self._lexical[1], self._lexical[2]
+
+    def _version(self) -> str | None:
+        """The collection's change marker (set by every ingestion that changed something, in any process)."""
+        return (self._client.get_collection(self.name, embedding_function=None).metadata or {}).get("version")
 
     def documents(self, source: str | None = None) -> list[dict]:
         """Every stored document with its source, stages, whether they were assigned (and how surely), passages."""
@@ -398,9 +403,12 @@ class KnowledgeBase:
         return picked
 
     def catalog(self) -> dict[str, CatalogEntry]:
-        """Every document's title, stages and questions (cached briefly; refreshed after ingestion)."""
+        """Every document's title, stages and questions (cached; reloaded after an ingestion in any process)."""
+        self._lexical_index()  # reads the collection's version, at most every LEXICAL_CHECK_SECONDS
+        version = self._lexical[0] if self._lexical is not None else None
         with self._lock:
-            if time.monotonic() - self._catalog_at > CATALOG_TTL_SECONDS:
+            if time.monotonic() - self._catalog_at > CATALOG_TTL_SECONDS or version != self._catalog_version:
+                self._catalog_version = version
                 got = self._collection.get(where={"chunk": 0}, include=["metadatas"])
                 self._catalog = {
                     m["doc_id"]: CatalogEntry(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,30 @@ class MemoryCounter:
 
 
 class RedisCounter:
-    """Counters shared by every worker through Redis (INCR + EXPIRE per window)."""
+    """Counters shared by every worker through Redis (INCR + EXPIRE per window).
+
+    While Redis cannot be reached, each worker counts in its own memory (limits per worker, not refusals for all):
+    a rate limit protects the service, it must not take the chat down with it.
+    """
 
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
         self._redis = redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._fallback = MemoryCounter()
+        self._warned = 0.0
 
     async def hit(self, key: str, limit: Limit) -> float | None:
         """Count a request; None if allowed, else seconds until the window resets."""
         name = f"journey:rl:{key}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            count, _set, ttl = await pipe.incr(name).expire(name, limit.seconds, nx=True).ttl(name).execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                count, _set, ttl = await pipe.incr(name).expire(name, limit.seconds, nx=True).ttl(name).execute()
+        except Exception as exc:  # noqa: BLE001 - any Redis failure: count in this worker instead
+            if time.monotonic() - self._warned > 60:
+                self._warned = time.monotonic()
+                log.warning("rate limits: Redis unavailable (%s); counting per worker until it is back", exc)
+            return await self._fallback.hit(key, limit)
         return None if count <= limit.count else float(max(ttl, 1))
 
     async def close(self) -> None:

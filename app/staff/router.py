@@ -139,7 +139,7 @@ async def correct_stage(touchpoint_id: str, body: StageCorrection, user: Editor,
     """Set the right stage for a turn; the detector learns it at once (other workers within seconds)."""
     _check_stage(services, body.stage)
     example = await _run(services, service.correct_stage, touchpoint_id=touchpoint_id, stage=body.stage, by=user.name)
-    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    await to_thread.run_sync(services.chat.learning.changed)
     return {"touchpoint_id": touchpoint_id, "stage": body.stage, "example": {"id": example.id, "text": example.text}}
 
 
@@ -181,7 +181,7 @@ async def create_answer(body: AnswerIn, user: Editor, services: ServicesDep) -> 
         by=user.name,
         touchpoint_id=body.touchpoint_id,
     )
-    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    await to_thread.run_sync(services.chat.learning.changed)
     return _answer(row)
 
 
@@ -191,7 +191,7 @@ async def update_answer(answer_id: AnswerId, body: AnswerIn, user: Editor, servi
     row = await _run(
         services, service.save_answer, question=body.question, answer=body.answer, by=user.name, answer_id=answer_id
     )
-    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    await to_thread.run_sync(services.chat.learning.changed)
     return _answer(row)
 
 
@@ -199,7 +199,7 @@ async def update_answer(answer_id: AnswerId, body: AnswerIn, user: Editor, servi
 async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep) -> None:
     """Remove a curated answer."""
     await _run(services, service.delete_answer, answer_id=answer_id)
-    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    await to_thread.run_sync(services.chat.learning.changed)
 
 
 @router.get("/analytics")
@@ -256,5 +256,5 @@ async def export(
 async def erase_visitor(visitor_id: str, user: Admin, services: ServicesDep) -> dict:
     """Erase every stored trace of a visitor."""
     counts = await _run(services, service.erase_visitor, visitor_id=visitor_id)
-    await to_thread.run_sync(lambda: services.chat.learning.refresh(force=True))
+    await to_thread.run_sync(services.chat.learning.changed)
     return {"visitor_id": visitor_id, "erased": counts}
