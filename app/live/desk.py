@@ -177,6 +177,9 @@ class LiveDesk:
         try:
             with anyio.CancelScope(shield=True):
                 return await self._after_turn(p, payload, is_small_talk)
+        except DBAPIError as exc:  # the database is down: the reply went to the spool; nothing to publish now
+            log.warning("live: after-turn step skipped for %s: %s", p.conversation_id, type(exc).__name__)
+            return payload
         except Exception:  # noqa: BLE001 - the reply is recorded; the live side must not turn it into an error
             log.exception("live: after-turn step failed for conversation %s", p.conversation_id)
             return payload
