@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+import pytest
+from conftest import base_env, create_pg_database, run_cli
+from sqlalchemy import create_engine, inspect, text
 
 from app.config import Settings
 from app.store import schema
@@ -72,20 +74,45 @@ def test_legacy_database_missing_a_table_keeps_its_rows(tmp_path: Path):
     engine.dispose()
 
 
-def test_workers_starting_together_upgrade_once(tmp_path: Path):
-    """Four processes make the engine at once on a new SQLite file: all succeed, one alembic_version row."""
-    code = textwrap.dedent(
-        f"""
-        from pathlib import Path
-        from app.config import Settings
-        from app.store.db import make_engine
-        make_engine(Settings(data_dir=Path({str(tmp_path)!r}))).dispose()
-        """
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a process using a new SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield base_env(tmp_path)
+        return
+    url, drop = create_pg_database()
+    yield base_env(tmp_path, JOURNEY_DATABASE_URL=url)
+    drop()
+
+
+def test_workers_starting_together_upgrade_once(database: dict[str, str]):
+    """Four processes make the engine at once on a new database: all succeed, one alembic_version row."""
+    code = "from app.config import Settings\nfrom app.store.db import make_engine\nmake_engine(Settings()).dispose()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=database, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    con = sqlite3.connect(tmp_path / "journey.db")
-    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(schema.head(),)]
-    con.close()
+    engine = make_engine(Settings(_env_file=None, **_settings_from(database)), upgrade=False)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [(schema.head(),)]
+    engine.dispose()
+
+
+def test_db_commands(database: dict[str, str]):
+    before = run_cli("db", "current", env=database)
+    assert before.returncode == 0, before.stderr
+    assert "current: none" in before.stdout and f"head: {schema.head()}" in before.stdout
+    upgraded = run_cli("db", "upgrade", env=database)
+    assert upgraded.returncode == 0 and f"database at revision {schema.head()}" in upgraded.stdout, upgraded.stderr
+    after = run_cli("db", "current", env=database)
+    assert f"current: {schema.head()}" in after.stdout
+
+
+def _settings_from(env: dict[str, str]) -> dict:
+    settings = {"data_dir": Path(env["JOURNEY_DATA_DIR"])}
+    if "JOURNEY_DATABASE_URL" in env:
+        settings["database_url"] = env["JOURNEY_DATABASE_URL"]
+    return settings
