@@ -702,8 +702,10 @@
     h('div', {class: 'req-head'}, badge(STATUS_NAMES[x.status] || x.status, `st-${x.status}`), stageChip(x.stage),
       x.status === 'live' ? h('span', {class: 'muted'}, `live with ${who || '?'}`)
         : h('span', {class: 'waited', 'data-base': Number(x.waiting_seconds) || 0}, '')),
-    h('p', {class: 'last'}, x.last_message ? ['“', x.last_message, '”']
-      : h('span', {class: 'muted'}, 'No message yet.')),
+    h('p', {class: 'last'}, h('span', {class: 'muted'}, 'Last message: '), x.last_message ? ['“', x.last_message, '”']
+      : 'none yet'),
+    x.message && x.message !== x.last_message ? h('p', {class: 'last asked'},
+      h('span', {class: 'muted'}, 'Asking for a person: '), '“', x.message, '”') : null,
     h('dl', {class: 'facts'},
       fact('Journey', journey || '–'),
       fact('Page', page),

@@ -843,6 +843,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         turns = t.turns;
         const lv = t.live || {};
         const saved = (store.get("live") || "").split(" ");
+        lemail = lv.email || "";
         // exchanges and live events (someone joined, their messages...) in the order they happened
         turns
           .map((turn) => [turn.created_at, () => (addUser(turn.question), turn.reply && finish(addBot(), turn))])
@@ -851,7 +852,6 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
           .forEach((x) => x[1]());
         lstate = lv.status || lstate;
         agent = (lv.agent && (lv.agent.name || lv.agent)) || agent;
-        lemail = lv.email || lemail;
         if (saved[0] === conversation) lastId = Math.max(lastId, +saved[1] || 0);
         const last = turns[turns.length - 1];
         if (last) chips(pending || active() ? [] : last.suggestions, "", false);
