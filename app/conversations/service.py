@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.chat.service import new_id
 from app.conversations.schemas import FeedbackIn
-from app.live.service import live_state
+from app.live.queue import live_state
 from app.store.models import Touchpoint
 from app.store.service import conversation_touchpoints, find_exchange, get_conversation, record_event
 

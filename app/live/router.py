@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.chat.router import NOT_YOURS
 from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, VISITOR_ID_PATTERN
 from app.conversations.schemas import valid_email
-from app.live import service, stream
+from app.live import queue, service, stream
 from app.live.desk import LiveDesk
 from app.live.models import CLOSED, RETURNED, STATUSES
 from app.security.ratelimit import Limit, rate_limits
@@ -126,7 +126,7 @@ async def visitor_stream(
     """The conversation's live events as server-sent events (resume with Last-Event-ID or ?after)."""
     desk = desk_of(request)
     start = await _run(
-        lambda: service.visitor_start(sessions=desk.sessions, conversation_id=conversation_id, visitor_id=visitor_id)
+        lambda: queue.visitor_start(sessions=desk.sessions, conversation_id=conversation_id, visitor_id=visitor_id)
     )
     resume = stream.resume_point(last_event_id, after)
     return stream.respond(desk, after=start if resume is None else resume, conversation_id=conversation_id, staff=False)
@@ -140,9 +140,7 @@ async def visitor_typing(conversation_id: ConversationId, body: VisitorTypingIn,
         raise HTTPException(429, "too many typing notices from this visitor", headers={"Retry-After": "5"})
     desk = desk_of(request)
     await _run(
-        lambda: service.visitor_start(
-            sessions=desk.sessions, conversation_id=conversation_id, visitor_id=body.visitor_id
-        )
+        lambda: queue.visitor_start(sessions=desk.sessions, conversation_id=conversation_id, visitor_id=body.visitor_id)
     )
     await desk.bus.publish(
         {"type": "typing", "conversation_id": conversation_id, "who": "visitor", "typing": body.typing}
@@ -165,7 +163,7 @@ async def handoffs(
     if unknown or not wanted:
         raise HTTPException(422, f"status must be a comma-separated list of {', '.join(STATUSES)}; got {status!r}")
     desk = desk_of(request)
-    return {"handoffs": await _run(lambda: service.queue(sessions=desk.sessions, statuses=wanted))}
+    return {"handoffs": await _run(lambda: queue.queue(sessions=desk.sessions, statuses=wanted))}
 
 
 @staff_router.get("/live")
@@ -174,7 +172,7 @@ async def staff_stream(user: Viewer, request: Request, after: After = None, last
     desk = desk_of(request)
     resume = stream.resume_point(last_event_id, after)
     if resume is None:
-        resume = await to_thread.run_sync(lambda: service.last_event_id(sessions=desk.sessions))
+        resume = await to_thread.run_sync(lambda: queue.last_event_id(sessions=desk.sessions))
     return stream.respond(desk, after=resume, conversation_id=None, staff=True)
 
 

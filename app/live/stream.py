@@ -14,7 +14,7 @@ from functools import partial
 from anyio import to_thread
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.live import service
+from app.live import queue
 from app.live.desk import LiveDesk
 
 POLL_SECONDS = 2.0
@@ -44,15 +44,15 @@ async def _events(
     async with desk.bus.subscribe() as inbox:
         while True:
             rows = await to_thread.run_sync(
-                partial(service.read_events, sessions=desk.sessions, after=last, conversation_id=conversation_id)
+                partial(queue.read_events, sessions=desk.sessions, after=last, conversation_id=conversation_id)
             )
             for row in rows:
                 yield _sse(row)
                 last = row["id"]
-                if staff and row["kind"] in service.QUEUE_STATUS:
-                    change = {"conversation_id": row["conversation_id"], "status": service.QUEUE_STATUS[row["kind"]]}
+                if staff and row["kind"] in queue.QUEUE_STATUS:
+                    change = {"conversation_id": row["conversation_id"], "status": queue.QUEUE_STATUS[row["kind"]]}
                     yield _sse({"kind": "queue", "id": 0, **change}, with_id=False)
-            if len(rows) == service.READ_LIMIT:
+            if len(rows) == queue.READ_LIMIT:
                 continue
             deadline = time.monotonic() + POLL_SECONDS
             while (remaining := deadline - time.monotonic()) > 0:
