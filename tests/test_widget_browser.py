@@ -257,6 +257,7 @@ def test_suggestion_feedback_handoff_then_reload_restores_everything(widget, off
     widget("form.card button[type=submit]").click()
     expect(widget(".note")).to_contain_text("reply by email to ana@salon.example")
     expect(widget("form.card")).to_have_count(0)
+    expect(widget(".st")).to_have_text("Waiting for someone from our team…")  # a live handoff (test_live_browser.py)
     handoff = [r for r in conversation_rows(offline_server, conversation) if r["kind"] == "handoff"]
     assert len(handoff) == 1
     assert json.loads(handoff[0]["data"])["email"] == "ana@salon.example"
@@ -269,7 +270,7 @@ def test_suggestion_feedback_handoff_then_reload_restores_everything(widget, off
     expect(widget(".m.u").nth(1)).to_contain_text(second_question)
     widget.wait_replies(2)
     expect(widget.reply(0).get_by_role("button", name="Helpful", exact=True)).to_have_attribute("aria-pressed", "true")
-    expect(widget(".note")).to_contain_text("ana@salon.example")
+    expect(widget(".st")).to_have_text("Waiting for someone from our team…")  # still waiting for a person
     assert widget.state() == {"visitor": visitor, "conversation": conversation, "xss": None}
     widget.assert_clean()
 
