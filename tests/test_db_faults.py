@@ -274,6 +274,7 @@ def test_database_down_loses_no_touchpoint(proxied_pg, make_data_dir):
 
 
 def test_spooled_touchpoints_survive_kill_9(proxied_pg, make_data_dir):
+    """Spooled turns outlive a kill -9; the restarted server starts and answers with the database still down."""
     proxy, through, direct = proxied_pg
     data_dir = make_data_dir()
     server = Server(data_dir, JOURNEY_DATABASE_URL=through)
@@ -286,9 +287,12 @@ def test_spooled_touchpoints_survive_kill_9(proxied_pg, make_data_dir):
         server.process.wait(timeout=15)
         server._log_file.close()
     assert not set(ids) & set(_stored(direct))
-    proxy.up()
-    restarted = Server(data_dir, JOURNEY_DATABASE_URL=through)
+    restarted = Server(data_dir, JOURNEY_DATABASE_URL=through)  # starts while the database is still down
     try:
+        late = httpx.post(f"{restarted.url}/v1/chat", json={"message": "Do you have a free trial?"}, timeout=30)
+        assert late.status_code == 200, late.text
+        ids.append(late.json()["message_id"])
+        proxy.up()
         stored = _wait_for(direct, ids)
         assert {i: stored.get(i) for i in ids} == {i: 1 for i in ids}, "the crashed process's spool was replayed"
     finally:

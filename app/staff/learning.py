@@ -69,8 +69,6 @@ class Learning:
                     examples = learned_examples(session=session)
                     answers = [(a.id, a.question, a.answer) for a in list_answers(session=session)]
             except DATABASE_DOWN as error:  # turns go on with what was learned before; retried after poll_seconds
-                if force:
-                    raise
                 log.warning("learning not refreshed, database unreachable: %s", str(error).splitlines()[0][:200])
                 return
             if examples != self._examples:

@@ -6,13 +6,17 @@ is upgraded to the newest revision first, one process at a time.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
 
 from app.config import Settings
 from app.store import schema
+from app.store.spool import is_database_down
 
 CONNECT_TIMEOUT_SECONDS = 3
+log = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings, *, upgrade: bool = True) -> Engine:
@@ -37,7 +41,14 @@ def make_engine(settings: Settings, *, upgrade: bool = True) -> Engine:
         if engine.dialect.name == "postgresql":
             event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
     if upgrade:
-        schema.upgrade(engine)
+        try:
+            schema.upgrade(engine)
+        except Exception as error:
+            if not is_database_down(error):
+                raise
+            # start anyway: turns go to the spool, and its replay loop upgrades first (app/store/spool.py)
+            log.warning("database unreachable at start, schema upgrade deferred: %s", str(error).splitlines()[0][:200])
+            schema.PENDING.add(engine)
     return engine
 
 

@@ -14,6 +14,7 @@ import fcntl
 import importlib
 import importlib.util
 import pkgutil
+import weakref
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from sqlalchemy import Connection, Engine, text
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = zlib.crc32(b"journey-guide-migrations")  # the pg_advisory_lock key every worker agrees on
 EXTRA_MODEL_MODULES = ("app.store.models", "app.kb.jobs")
+PENDING: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines that started with the database down
 
 
 def load_models() -> None:
@@ -74,6 +76,13 @@ def _sqlite_lock(engine: Engine):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def upgrade_pending(engine: Engine) -> None:
+    """Upgrade an engine that started with the database down (raises while it still is)."""
+    if engine in PENDING:
+        upgrade(engine)
+        PENDING.discard(engine)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:

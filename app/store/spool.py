@@ -31,6 +31,7 @@ from anyio import to_thread
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import sessionmaker
 
+from app.store import schema
 from app.store.models import Touchpoint, utcnow
 from app.store.service import ConversationNotFound, ExchangeRecord, record_exchange
 
@@ -257,8 +258,16 @@ async def replay_loop(spool: Spool, sessions: sessionmaker, every_seconds: float
     from app.observability.metrics import SPOOL_BACKLOG
 
     down_since: float | None = None
+    engine = sessions.kw.get("bind")
     while True:
         SPOOL_BACKLOG.set(await to_thread.run_sync(spool.backlog) if spool.has_work() else 0)
+        if engine is not None and engine in schema.PENDING:  # started while the database was down
+            try:
+                await to_thread.run_sync(schema.upgrade_pending, engine)
+                log.info("database reachable: schema upgraded")
+            except Exception:  # noqa: BLE001 - still down: tried again at the next tick
+                await anyio.sleep(every_seconds)
+                continue
         if spool.has_work():
             try:
                 await to_thread.run_sync(spool.replay, sessions)
