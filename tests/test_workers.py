@@ -61,7 +61,16 @@ class Cluster:
     def __init__(self, tmp: Callable[[str], Path]) -> None:
         self.redis = redis_url()
         self.pg_url, self._drop_pg = create_pg_database()
-        self.chroma = ChromaServer(tmp("chroma") / "data").start()
+        self.chroma = ChromaServer(tmp("chroma") / "data")
+        self.servers: list[Server] = []
+        try:
+            self._start(tmp)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, tmp: Callable[[str], Path]) -> None:
+        self.chroma.start()
         self.env = {
             "JOURNEY_DATABASE_URL": self.pg_url,
             "JOURNEY_CHROMA_URL": self.chroma.url,
@@ -81,8 +90,9 @@ class Cluster:
         shutil.copytree(REPO / "knowledge" / "docs", self.ingest_root / "docs")
         (self.ingest_root / "docs" / "lunar-outpost.md").write_text(LUNAR_DOC)
         self._tmp = tmp
-        self.a = Server(self.data_dir(), **self.env, JOURNEY_INGEST_ROOT=str(self.ingest_root))
-        self.b = Server(self.data_dir(), **self.env, JOURNEY_INGEST_ROOT=str(self.ingest_root))
+        for _ in range(2):
+            self.servers.append(Server(self.data_dir(), **self.env, JOURNEY_INGEST_ROOT=str(self.ingest_root)))
+        self.a, self.b = self.servers
 
     def _env(self, data_dir: Path) -> dict[str, str]:
         return base_env(data_dir, **self.env)
@@ -100,7 +110,7 @@ class Cluster:
     def close(self) -> None:
         import redis
 
-        for server in (self.a, self.b):
+        for server in self.servers:
             server.stop()
         self.chroma.stop()
         self._drop_pg()
@@ -291,3 +301,18 @@ def test_serve_with_two_workers_on_one_port(cluster: Cluster):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def test_redis_down_means_limits_per_worker_not_failed_chats(make_data_dir):
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    server = Server(make_data_dir(), JOURNEY_REDIS_URL=dead, JOURNEY_RATE_LIMIT_VISITOR="2/60")
+    try:
+        who = visitor("no-redis")
+        codes = [
+            httpx.post(f"{server.url}/v1/chat", json={"message": "hi", "visitor_id": who}, timeout=60).status_code
+            for _ in range(3)
+        ]
+        assert codes == [200, 200, 429], "the worker counts by itself while Redis is unreachable"
+    finally:
+        server.stop()
+    assert "rate limits: Redis unavailable" in server.log.read_text()
