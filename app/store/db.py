@@ -44,7 +44,7 @@ def make_engine(settings: Settings, *, upgrade: bool = True) -> Engine:
         try:
             schema.upgrade(engine)
         except Exception as error:
-            if not is_database_down(error):
+            if not is_database_down(error) or engine.dialect.name == "sqlite":  # a SQLite file is not "down"
                 raise
             # start anyway: turns go to the spool, and its replay loop upgrades first (app/store/spool.py)
             log.warning("database unreachable at start, schema upgrade deferred: %s", str(error).splitlines()[0][:200])
