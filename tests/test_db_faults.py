@@ -108,7 +108,7 @@ def test_a_bad_record_does_not_block_the_ones_after_it(tmp_path: Path, sessions)
     spool = Spool(tmp_path / "spool")
     spool.append(_record(1))
     with spool.pending.open("a") as handle:
-        handle.write('{"id": "tp-9999", "truncated\n')  # a torn write: the process died mid-line
+        handle.write('{"id": "tp-9999", "truncated')  # a torn write: the process died mid-line
     spool.append(_record(2))
     report = spool.replay(sessions)
     assert (report.written, report.dead) == (2, 1)

@@ -121,10 +121,14 @@ class Spool:
         self._ready()
         if record.created_at is None:
             record.created_at = utcnow()
-        line = _encode(record) + "\n"
+        line = (_encode(record) + "\n").encode("utf-8")
         with _flock(self._append_lock):
             created = not self.pending.exists()
-            with self.pending.open("a", encoding="utf-8") as handle:
+            with self.pending.open("ab+") as handle:
+                if handle.tell() > 0:  # a process killed mid-write left a torn last line: end it first
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        line = b"\n" + line
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
