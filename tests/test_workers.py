@@ -271,7 +271,7 @@ def test_serve_with_two_workers_on_one_port(cluster: Cluster):
         workers: list[psutil.Process] = []
         while time.monotonic() < deadline:
             assert process.poll() is None, (data_dir / "serve-workers.log").read_text()
-            workers = [p for p in psutil.Process(process.pid).children() if "multiprocessing" in " ".join(p.cmdline())]
+            workers = [p for p in psutil.Process(process.pid).children() if "spawn_main" in " ".join(p.cmdline())]
             try:
                 healthy = httpx.get(f"{url}/health", timeout=2).status_code == 200
             except httpx.HTTPError:
