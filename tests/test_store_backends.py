@@ -344,7 +344,9 @@ def test_whole_app_on_postgresql(make_data_dir, tmp_path: Path):
         listed = httpx.get(f"{server.url}/v1/staff/conversations?thumbs_down=true", headers=headers, timeout=30)
         assert listed.status_code == 200, listed.text
         assert [c["id"] for c in listed.json()["items"]] == [body["conversation_id"]]
-        assert httpx.get(f"{server.url}/v1/staff/analytics", headers=headers, timeout=30).status_code == 200
+        for path in ("/analytics", "/analytics/gaps", f"/conversations/{body['conversation_id']}"):
+            answer = httpx.get(f"{server.url}/v1/staff{path}", headers=headers, timeout=30)
+            assert answer.status_code == 200, (path, answer.text)
         export = httpx.get(f"{server.url}/v1/staff/export?format=csv", headers=headers, timeout=30)
         assert export.status_code == 200, export.text
         kinds = [row["kind"] for row in csv.DictReader(io.StringIO(export.text))]
