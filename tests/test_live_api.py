@@ -161,7 +161,7 @@ def test_request_shows_in_the_queue_with_stage_journey_page_and_transcript(desk)
     server, tokens = desk
     first = chat(server, "What does Lumio do?")
     second = chat(server, PRICING, page=PAGE, **ids(first))
-    response = request_handoff(server, first, message="Can someone help me pick a plan?", page=PAGE)
+    response = request_handoff(server, first, message="Can someone help me pick a plan?", page=PAGE, reason="api")
     assert response.status_code == 201, response.text
     out = response.json()
     assert out["status"] == "waiting" and out["email"] is None and isinstance(out["event_id"], int)
@@ -171,7 +171,7 @@ def test_request_shows_in_the_queue_with_stage_journey_page_and_transcript(desk)
 
     queue = staff(server, tokens["viewer"], "GET", "/handoffs").json()["handoffs"]
     entry = next(h for h in queue if h["conversation_id"] == first["conversation_id"])
-    assert entry["status"] == "waiting" and entry["reason"] == "visitor" and entry["agent"] is None
+    assert entry["status"] == "waiting" and entry["reason"] == "api" and entry["agent"] is None
     assert entry["stage"] == second["stage"]["name"]
     assert entry["journey"][-1] == second["stage"]["name"] and entry["journey"][0] == first["stage"]["name"]
     assert entry["page"]["url"] == PAGE["url"] and entry["page"]["utm"] == {"utm_source": "newsletter"}
@@ -232,6 +232,9 @@ def test_a_live_conversation_flows_both_ways_and_the_bot_stays_silent(desk):
     visitor = visitor_live(server, turn)
     assert visitor.status == 200 and visitor.content_type.startswith("text/event-stream")
     visitor.wait("handoff.requested")
+    waiting = stream_chat(server, "Is VAT included?", **ids(turn))
+    assert "token" in [name for name, _ in waiting] and waiting[-1][1]["mode"] == "offline", "the bot still answers"
+    desk_stream.wait("visitor.message", conversation_id=cid, text="Is VAT included?")
 
     assert staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/claim").status_code == 200
     joined = visitor.wait("agent.joined")[0]
@@ -284,13 +287,17 @@ def test_a_live_conversation_flows_both_ways_and_the_bot_stays_silent(desk):
     assert transcript["live"]["status"] == "live" and transcript["live"]["agent"] == "Ana"
     assert [e["kind"] for e in transcript["live"]["events"]] == [
         "handoff.requested",
+        "visitor.message",
         "agent.joined",
         "agent.message",
         "visitor.message",
         "visitor.message",
     ]
     kinds = [t["kind"] for t in server.touchpoints(conversation_id=cid)]
-    assert kinds == ["exchange", "handoff", "handoff_claimed", "human_message", "visitor_message", "visitor_message"]
+    assert kinds == [
+        *["exchange", "handoff", "exchange", "handoff_claimed"],
+        *["human_message", "visitor_message", "visitor_message"],
+    ]
     rows = server.touchpoints(conversation_id=cid, kind="human_message")
     assert json.loads(rows[0]["data"])["name"] == "Ana"
     visitor.close()

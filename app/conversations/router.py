@@ -66,7 +66,7 @@ async def handoff(conversation_id: ConversationId, body: HandoffIn, chat: ChatDe
         settings=chat.settings,
         conversation_id=conversation_id,
         visitor_id=body.visitor_id,
-        reason="visitor",
+        reason=body.reason,
         message=body.message,
         email=body.email,
         page=body.page.as_record() if body.page else None,

@@ -47,6 +47,7 @@ class HandoffIn(BaseModel):
     email: str | None = Field(None, max_length=254)
     message: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
     page: PageContext | None = None
+    reason: Literal["visitor", "api"] = Field("visitor", description="api: asked by the host page's code, not a click")
 
     @field_validator("email")
     @classmethod
