@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,9 @@ from app.store.spool import install_database_errors, replay_loop
 from app.webhooks.sender import WebhookSender
 from app.widget.router import router as widget_router
 
+log = logging.getLogger(__name__)
+DRAIN_SECONDS = 10.0
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; clients and models are created by the lifespan, not at import time."""
@@ -57,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # uvicorn has cancelled what outlived the grace period: let those turns write their touchpoints
+            if left := await services.chat.drain(DRAIN_SECONDS):
+                log.error("shutdown: %d turns still unrecorded after %ss", left, DRAIN_SECONDS)
             await live.close()
             spooled.cancel()
             if retention is not None:

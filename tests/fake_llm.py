@@ -468,7 +468,8 @@ def main() -> None:
 
     def reply(body: dict[str, Any]) -> str:
         last = str((body.get("messages") or [{}])[-1].get("content", ""))
-        return long if args.long_words and "LONGREPLY" in last else short(body)
+        vote = (body.get("response_format") or {}).get("type") == "json_schema"
+        return long if args.long_words and "LONGREPLY" in last and not vote else short(body)
 
     fake.reply = reply
     config = uvicorn.Config(

@@ -221,20 +221,23 @@ def test_kill_9_loses_no_exchange_whose_done_was_sent(llm_data, fake_llm):
 
 
 def test_sigterm_finishes_short_streams_cuts_long_ones_and_records_all(llm_data, fake_llm):
-    """SIGTERM with 10 open streams: short replies finish within the grace, long ones are cut; all are recorded."""
+    """SIGTERM with 10 open streams and a plain turn: short replies finish within the grace, long ones are cut.
+
+    All are recorded: the streams cut by the app at 70% of the grace, the plain turn cancelled by uvicorn at the end
+    of it (the lifespan waits for its touchpoint before the process exits)."""
     grace = 3.0
     fake_llm.mode, fake_llm.delay = "trickle", 0.2
     long_reply = " ".join(f"word{i}" for i in range(200))  # 40 s of tokens
-    fake_llm.reply = lambda body: long_reply if "long" in body["messages"][-1]["content"] else "Pro is $29 [1]."
+    fake_llm.reply = lambda body: long_reply if "LONGREPLY" in body["messages"][-1]["content"] else "Pro is $29 [1]."
     env = llm_env(fake_llm, JOURNEY_SHUTDOWN_GRACE_SECONDS=str(grace), JOURNEY_LLM_TIMEOUT="60")
     server = Server(llm_data, **env)
     marker = uuid.uuid4().hex[:10]
-    messages = [f"{QUESTION} ({marker} {'long' if i % 2 else 'short'} #{i})" for i in range(10)]
+    messages = [f"{QUESTION} ({marker} {'LONGREPLY' if i % 2 else 'short'} #{i})" for i in range(10)]
     exit_seconds: list[float] = []
 
     async def terminate_when_streaming(http: httpx.AsyncClient) -> None:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(fake_llm.requests) < 10:
+        while time.monotonic() < deadline and len(fake_llm.requests) < 11:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # every stream has sent a token
         started = time.monotonic()
@@ -243,10 +246,16 @@ def test_sigterm_finishes_short_streams_cuts_long_ones_and_records_all(llm_data,
             await asyncio.sleep(0.05)
         exit_seconds.append(time.monotonic() - started)
 
+    async def plain(http: httpx.AsyncClient) -> None:
+        try:
+            await http.post(f"{server.url}/v1/chat", json={"message": f"{QUESTION} ({marker} LONGREPLY plain)"})
+        except httpx.HTTPError:
+            pass  # the server stopped before answering
+
     async def go() -> list[dict]:
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20), timeout=60) as http:
-            *results, _ = await asyncio.gather(
-                *(stream(http, server.url, m) for m in messages), terminate_when_streaming(http)
+            *results, _, _ = await asyncio.gather(
+                *(stream(http, server.url, m) for m in messages), plain(http), terminate_when_streaming(http)
             )
             return results
 
@@ -257,12 +266,13 @@ def test_sigterm_finishes_short_streams_cuts_long_ones_and_records_all(llm_data,
     assert exit_seconds and exit_seconds[0] < grace + 4, f"exited after {exit_seconds}"
     short = [r for r, m in zip(results, messages, strict=True) if "short" in m]
     assert all(r["done"] and r["done"]["outcome"] == "ok" for r in short), "short replies finish during the grace"
-    long = [r for r, m in zip(results, messages, strict=True) if "long" in m]
+    long = [r for r, m in zip(results, messages, strict=True) if "LONGREPLY" in m]
     assert all(r["done"] is None and "token" in r["events"] for r in long), "long replies are cut"
     stored = {r["question"]: r for r in rows(llm_data, marker)}
+    assert stored.pop(f"{QUESTION} ({marker} LONGREPLY plain)")["outcome"] == "shutdown"
     assert sorted(stored) == sorted(messages), "every stream cut short still has its touchpoint"
     for message, row in stored.items():
-        expected = "shutdown" if "long" in message else "ok"
+        expected = "shutdown" if "LONGREPLY" in message else "ok"
         assert row["outcome"] == expected, (message, row["outcome"])
         if expected == "shutdown":
             assert row["reply"].startswith("word0 word1"), "the words sent before the cut are kept"

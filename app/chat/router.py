@@ -68,6 +68,7 @@ async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
 
 async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
     state = TurnState()
+    chat.open_turns += 1
     try:
         async for name, data in chat.run(prepared, state):
             yield ServerSentEvent(event=name, data=json.dumps(data, ensure_ascii=False))
@@ -77,9 +78,12 @@ async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) 
             await chat.record(prepared, state, outcome="server_error")
         yield ServerSentEvent(event="error", data=json.dumps({"message": "the reply failed; please try again"}))
     finally:
-        if not state.recorded:  # cut short: the visitor left, or the server stopped after its grace period
-            outcome = "shutdown" if shutdown.is_set() else "client_disconnected"
-            await chat.record(prepared, state, outcome=outcome)
+        try:
+            if not state.recorded:  # cut short: the visitor left, or the server stopped after its grace period
+                outcome = "shutdown" if shutdown.is_set() else "client_disconnected"
+                await chat.record(prepared, state, outcome=outcome)
+        finally:
+            chat.open_turns -= 1
 
 
 @router.post("/chat/stream", response_class=EventSourceResponse)

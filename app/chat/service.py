@@ -122,6 +122,7 @@ class ChatService:
         self.vectors = vectors or VectorCache(kb.embeddings)
         self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
         self.spool = spool_for(settings.data_dir)
+        self.open_turns = 0  # turns being answered or recorded now; shutdown waits for them (drain)
 
     def _history(self, request: ChatRequest) -> tuple[str | None, list[tuple[str, str]]]:
         with self.sessions() as session:
@@ -396,6 +397,7 @@ class ChatService:
         """Run a whole turn and return the done object (the non-streaming API)."""
         state = TurnState()
         payload: dict = {}
+        self.open_turns += 1
         try:
             async for name, data in self.run(prepared, state):
                 if name == "done":
@@ -404,4 +406,13 @@ class ChatService:
             if not state.recorded and not isinstance(exc, Exception):  # cancelled: the server stopped mid-turn
                 await self.record(prepared, state, outcome="shutdown")
             raise
+        finally:
+            self.open_turns -= 1
         return payload
+
+    async def drain(self, seconds: float) -> int:
+        """Wait (at most `seconds`) until no turn is being answered or recorded; return how many still are."""
+        with anyio.move_on_after(seconds):
+            while self.open_turns:
+                await anyio.sleep(0.05)
+        return self.open_turns
