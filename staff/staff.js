@@ -544,7 +544,7 @@
   const REASONS = {visitor: 'asked for a person', api: 'requested by the site',
     bot_frustrated: 'frustrated (the guide asked)', bot_no_answer: 'the guide had no answer'};
   const live = {items: [], lastId: 0, ctl: null, retry: 0, timer: 0, tick: 0, reload: 0, seq: 0, fetchedAt: 0,
-    chat: null, ended: false, since: 0, seen: new Set(), typedAt: 0, idle: 0, typing: 0};
+    chat: null, ended: false, since: 0, seen: new Set(), said: [], recent: [], typedAt: 0, idle: 0, typing: 0};
   const agentName = (a) => (a && typeof a === 'object' ? a.name : a) || '';
 
   /** Server-sent events read off a fetch() response: on(name, data, id) for each event; comments are skipped. */
@@ -623,11 +623,13 @@
     }
     const data = event.data && typeof event.data === 'object' ? event.data : event;
     const cid = event.conversation_id || data.conversation_id;
+    const at = event.created_at || data.created_at;
     if (name !== 'typing') {
       clearTimeout(live.reload);
       live.reload = setTimeout(loadQueue, 250);
+      if (name !== 'queue' && cid) live.recent = [...live.recent.slice(-299), [cid, name, data, at]];
     }
-    if (cid && cid === live.chat) chatEvent(name, data, event.created_at || data.created_at);
+    if (cid && cid === live.chat) chatEvent(name, data, at);
   }
 
   async function loadQueue() {
@@ -689,7 +691,7 @@
     const mine = x.status === 'live' && who === state.user.name;
     let action;
     if (x.status === 'live') {
-      action = mine ? h('button', {type: 'button', onclick: () => openChat(x)}, 'Open chat')
+      action = mine ? h('button', {type: 'button', onclick: () => openFresh(x)}, 'Open chat')
         : h('span', {class: 'muted'}, `${who || 'Someone'} is talking with this visitor`);
     } else {
       action = h('button', {type: 'button', disabled: !editor, 'aria-describedby': editor ? null : 'queue-viewer',
@@ -726,8 +728,13 @@
       loadQueue();
       return;
     }
-    openChat({...x, status: 'live', agent: out.agent});
-    loadQueue();
+    await openFresh({...x, status: 'live', agent: out.agent});
+  }
+
+  /** Open the chat with the queue's newest copy of the request (its transcript as of now). */
+  async function openFresh(x) {
+    await loadQueue();
+    openChat(live.items.find((item) => item.conversation_id === x.conversation_id) || x);
   }
 
   /** What the transcript of a handoff says: exchanges, messages both ways and what happened to the request. */
@@ -751,11 +758,13 @@
 
   function openChat(x) {
     const id = x.conversation_id;
-    Object.assign(live, {chat: id, ended: false, seen: new Set(), typedAt: 0});
-    clearTimeout(live.idle);
     const items = x.transcript || [];
-    const times = items.map((t) => parseTime(t.created_at)).filter((d) => d && !isNaN(d)).map(Number);
-    live.since = times.length ? Math.max(...times) : 0;
+    const ms = (value) => { const d = parseTime(value); return d && !isNaN(d) ? Number(d) : 0; };
+    Object.assign(live, {chat: id, ended: false, seen: new Set(), typedAt: 0,
+      since: Math.max(0, ...items.map((t) => ms(t.created_at))),
+      said: items.filter((t) => t.kind === 'exchange' || t.kind === 'visitor_message')
+        .map((t) => [t.question || t.text, ms(t.created_at)])});
+    clearTimeout(live.idle);
     const msg = h('span', {class: 'msg', role: 'status'});
     const box = h('textarea', {id: 'chat-input', name: 'text', rows: 3, maxlength: 4000});
     const form = h('form', {class: 'chat-form', onsubmit: (event) => { event.preventDefault(); sendChat(box, msg); }},
@@ -792,6 +801,8 @@
       else li.removeAttribute('aria-current');
     }
     if (location.hash !== '#/live') location.hash = '#/live';
+    // events that reached the page while the transcript was on its way: the newer ones are shown once
+    for (const [cid, name, data, at] of live.recent) if (cid === id) chatEvent(name, data, at);
     scrollChat();
     box.focus();
   }
@@ -822,10 +833,15 @@
       if (data.who === 'visitor') visitorTyping(Boolean(data.typing));
       return;
     }
-    const at = parseTime(createdAt);
-    if (at && !isNaN(at) && Number(at) <= live.since) return;
+    const parsed = parseTime(createdAt);
+    const at = parsed && !isNaN(parsed) ? Number(parsed) : 0;
+    if (at && at <= live.since) return;
     if (data.id && live.seen.has(data.id)) return;
     if (data.id) live.seen.add(data.id);
+    // a message sent while waiting is also an exchange of the transcript, written just before its event
+    if (name === 'visitor.message' && live.said.some(([text, t]) => text === data.text && Math.abs(at - t) < 5000)) {
+      return;
+    }
     if (name === 'visitor.message') {
       visitorTyping(false);
       chatLine(h('li', {}, bubble('visitor', 'Visitor', data.text)));

@@ -463,3 +463,28 @@ def test_outside_office_hours_the_visitor_is_told_and_leaves_an_email(visitor, d
     expect(visitor("form.card")).to_have_count(0)
     visitor.assert_clean()
     desk.assert_clean()
+
+
+def test_the_guide_asks_for_a_person_itself(visitor, one_server):
+    from playwright.sync_api import expect
+
+    visitor.goto(f"{one_server.visitor_server.url}/")
+    visitor.open()
+    visitor.ask("This is useless, I want to talk to a real person")
+    expect(visitor(".st")).to_have_text("Waiting for someone from our team…")
+    expect(visitor(".note").last).to_contain_text("join this chat")
+    expect(visitor(".hb")).to_be_hidden()
+    expect(visitor(".chips .chip").filter(has_text="Talk to a person")).to_have_count(0)
+    conversation = visitor.conversation
+    request = next(h for h in one_server.handoffs() if h["conversation_id"] == conversation)
+    assert request["status"] == "waiting" and request["reason"] == "bot_frustrated", request
+    closed = httpx.post(
+        f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
+        headers={"authorization": f"Bearer {one_server.editor}"},
+        timeout=30,
+    )
+    assert closed.status_code == 200, closed.text
+    expect(visitor(".note").last).to_contain_text("closed this conversation")
+    expect(visitor(".st")).to_be_hidden()
+    expect(visitor(".hb")).to_be_visible()
+    visitor.assert_clean()

@@ -578,6 +578,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       const h = done.handoff || {};
       if (h.requested && !active()) {
         lstate = h.status; // the guide asked for a person itself
+        if (lstate === "waiting" && done.next_steps) note(done.next_steps);
         listen();
       }
       if (done.mode === "human") {
