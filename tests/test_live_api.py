@@ -571,6 +571,36 @@ def test_two_workers_sharing_redis_and_postgresql_carry_one_conversation(make_da
         time.sleep(1.5)
         unavailable = [e for e in desk_stream.events if e["event"] == "handoff.unavailable"]
         assert len(unavailable) == 1, "only one worker announced the timeout"
+
+        def agent_says(prefix: str) -> None:
+            for i in range(5):
+                body = {"text": f"{prefix} {i}"}
+                staff(b, tokens["ana"], "POST", f"/conversations/{cid}/messages", json=body).raise_for_status()
+
+        def visitor_says(prefix: str) -> None:
+            for i in range(5):
+                assert chat(a, f"{prefix} {i}", **ids(turn))["mode"] == "human"
+
+        writers = [threading.Thread(target=agent_says, args=(f"agent-{n}",)) for n in range(2)]
+        writers += [threading.Thread(target=visitor_says, args=(f"visitor-{n}",)) for n in range(2)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(60)
+        visitor.wait("agent.message", count=11, timeout=5)
+        desk_stream.wait("visitor.message", count=11, timeout=5, conversation_id=cid)
+        desk_stream.wait("agent.message", count=11, timeout=5, conversation_id=cid)
+        stored = [int(e["id"]) for e in desk_stream.events if e["id"] is not None]
+        assert stored == sorted(stored) and len(stored) == len(set(stored)), "ids arrive in order, each once"
+        said = {e["data"]["text"] for e in desk_stream.events if e["event"] in ("agent.message", "visitor.message")}
+        assert {f"{who}-{n} {i}" for who in ("agent", "visitor") for n in range(2) for i in range(5)} <= said
+        replay = staff_live(a, tokens["viewer"], after=0)  # the other worker, from the start: the same log
+        replay.wait("agent.message", count=11, timeout=5, conversation_id=cid)
+        replay.wait("visitor.message", count=11, timeout=5, conversation_id=cid)
+        seen = [e["id"] for e in desk_stream.events if e["id"] is not None and e["data"]["conversation_id"] == cid]
+        replayed = [e["id"] for e in replay.events if e["id"] is not None and e["data"]["conversation_id"] == cid]
+        assert replayed == seen
+        replay.close()
         visitor.close()
         desk_stream.close()
     finally:
