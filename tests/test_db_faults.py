@@ -22,7 +22,7 @@ from app.config import Settings
 from app.store.db import make_engine, make_sessionmaker
 from app.store.models import Touchpoint
 from app.store.service import ExchangeRecord, record_exchange
-from app.store.spool import Spool
+from app.store.spool import EventRecord, Spool
 
 
 def _record(n: int, *, conversation: str = "conv-a", visitor: str = "visitor-a") -> ExchangeRecord:
@@ -114,6 +114,27 @@ def test_a_bad_record_does_not_block_the_ones_after_it(tmp_path: Path, sessions)
     assert (report.written, report.dead) == (2, 1)
     assert [r.id for r in _rows(sessions)] == ["tp-0001", "tp-0002"]
     assert "unreadable" in spool.dead_letter.read_text()
+
+
+def test_spooled_feedback_is_checked_when_replayed(tmp_path: Path, sessions):
+    spool = Spool(tmp_path / "spool")
+    spool.append(_record(1))
+
+    def feedback(n: int, about: str, visitor: str = "visitor-a") -> EventRecord:
+        return EventRecord(f"fb-{n}", "conv-a", visitor, "feedback", {"rating": "down", "message_id": about}, about)
+
+    spool.append(feedback(1, "tp-0001"))
+    spool.append(feedback(2, "tp-0404"))  # not a reply of this conversation
+    spool.append(feedback(3, "tp-0001", visitor="visitor-b"))  # someone else's conversation
+    report = spool.replay(sessions)
+    assert (report.written, report.dead) == (2, 2)
+    rows = _rows(sessions)
+    assert [(r.id, r.kind, r.turn, r.stage) for r in rows] == [
+        ("tp-0001", "exchange", 1, "decision"),
+        ("fb-1", "feedback", 2, "decision"),
+    ]
+    reasons = [json.loads(line)["reason"] for line in spool.dead_letter.read_text().splitlines()]
+    assert "rated reply" in reasons[0] and "another visitor" in reasons[1]
 
 
 # --- a real server on PostgreSQL behind a TCP proxy that can refuse connections -------------------------------
@@ -241,14 +262,21 @@ def test_database_down_loses_no_touchpoint(proxied_pg, make_data_dir):
         assert time.monotonic() - started < 30, "no turn waits long on the dead database"
         ids = [d["message_id"] for d in done]
         assert not set(ids) & set(_stored(direct)), "nothing reached the database while it was down"
-        feedback = httpx.post(
-            f"{server.url}/v1/conversations/{earlier['conversation_id']}/feedback",
-            json={"visitor_id": earlier["visitor_id"], "message_id": earlier["message_id"], "rating": "up"},
+        for turn, rating in ((earlier, "up"), (done[0], "down")):  # on a stored reply and on a spooled one
+            feedback = httpx.post(
+                f"{server.url}/v1/conversations/{turn['conversation_id']}/feedback",
+                json={"visitor_id": turn["visitor_id"], "message_id": turn["message_id"], "rating": rating},
+                timeout=30,
+            )
+            assert feedback.status_code == 201, feedback.text
+        transcript = httpx.get(
+            f"{server.url}/v1/conversations/{earlier['conversation_id']}",
+            params={"visitor_id": earlier["visitor_id"]},
             timeout=30,
         )
-        assert feedback.status_code == 503 and feedback.json()["error"] == "database_unavailable", feedback.text
+        assert transcript.status_code == 503 and transcript.json()["error"] == "database_unavailable", transcript.text
         deadline = time.monotonic() + 5  # the gauge is refreshed every second
-        while "journey_spool_backlog 5.0" not in (metrics := httpx.get(f"{server.url}/metrics", timeout=30).text):
+        while "journey_spool_backlog 7.0" not in (metrics := httpx.get(f"{server.url}/metrics", timeout=30).text):
             assert time.monotonic() < deadline, [m for m in metrics.splitlines() if "spool" in m]
             time.sleep(0.2)
 
@@ -261,12 +289,14 @@ def test_database_down_loses_no_touchpoint(proxied_pg, make_data_dir):
             timeout=30,
         ).json()
         assert [t["message_id"] for t in transcript["turns"]] == [earlier["message_id"], ids[4]]
+        assert [t["feedback"] for t in transcript["turns"]] == ["up", None], "the spooled feedback was written"
         first = httpx.get(
             f"{server.url}/v1/conversations/{done[0]['conversation_id']}",
             params={"visitor_id": done[0]["visitor_id"]},
             timeout=30,
         ).json()
         assert [t["message_id"] for t in first["turns"]] == [ids[0], ids[2]], "spooled turns keep their order"
+        assert first["turns"][0]["feedback"] == "down"
         assert not list((server.data_dir / "spool").glob("*.jsonl")), "the spool is empty after replay"
     finally:
         server.stop()

@@ -9,6 +9,7 @@ from app.conversations.schemas import FeedbackIn
 from app.live.queue import live_state
 from app.store.models import Touchpoint
 from app.store.service import conversation_touchpoints, find_exchange, get_conversation, record_event
+from app.store.spool import DATABASE_DOWN, EventRecord, spool_of
 
 
 class MessageNotFound(LookupError):
@@ -16,16 +17,23 @@ class MessageNotFound(LookupError):
 
 
 def give_feedback(*, sessions: sessionmaker[Session], conversation_id: str, body: FeedbackIn) -> dict:
-    """Store a thumbs up or down on one reply as a feedback touchpoint."""
-    with sessions() as session:
-        conversation = get_conversation(session=session, conversation_id=conversation_id, visitor_id=body.visitor_id)
-        exchange = find_exchange(session=session, conversation_id=conversation_id, message_id=body.message_id)
-        if exchange is None:
-            raise MessageNotFound(body.message_id)
-        data = {"rating": body.rating, "message_id": body.message_id, "comment": body.comment}
-        record_event(
-            session=session, conversation=conversation, id=new_id(), kind="feedback", data=data, stage=exchange.stage
-        )
+    """Store a thumbs up or down on one reply as a feedback touchpoint (spooled while the database is down)."""
+    data = {"rating": body.rating, "message_id": body.message_id, "comment": body.comment}
+    try:
+        with sessions() as session:
+            conversation = get_conversation(
+                session=session, conversation_id=conversation_id, visitor_id=body.visitor_id
+            )
+            exchange = find_exchange(session=session, conversation_id=conversation_id, message_id=body.message_id)
+            if exchange is None:
+                raise MessageNotFound(body.message_id)
+            event = {"id": new_id(), "kind": "feedback", "data": data, "stage": exchange.stage}
+            record_event(session=session, conversation=conversation, **event)
+    except DATABASE_DOWN:  # checked when replayed (app/store/spool.py); without a spool: 503
+        if (spool := spool_of(sessions)) is None:
+            raise
+        event = EventRecord(new_id(), conversation_id, body.visitor_id, "feedback", data, about=body.message_id)
+        spool.append(event)
     return {"conversation_id": conversation_id, "message_id": body.message_id, "rating": body.rating}
 
 

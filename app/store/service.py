@@ -164,10 +164,12 @@ def _add_event(
     data: dict,
     stage: str | None,
     page: dict | None,
+    created_at: datetime | None = None,
 ) -> Touchpoint:
     session.get(Conversation, conversation.id, with_for_update=True, populate_existing=True)  # one writer at a time
     last_turn = session.scalar(select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == conversation.id))
-    now = utcnow()
+    now = created_at or utcnow()
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
     touchpoint = Touchpoint(
         id=id,
         conversation_id=conversation.id,
@@ -181,7 +183,7 @@ def _add_event(
     )
     session.add(touchpoint)
     conversation.turns = touchpoint.turn
-    conversation.updated_at = now
+    conversation.updated_at = max(now, conversation.updated_at or now)
     session.commit()
     return touchpoint
 
@@ -196,9 +198,11 @@ def record_event(
     stage: str | None = None,
     page: dict | None = None,
     attempts: int = 3,
+    created_at: datetime | None = None,
 ) -> Touchpoint:
     """Store a journey event (feedback, handoff) as the conversation's next touchpoint and commit it."""
     event = {"conversation": conversation, "id": id, "kind": kind, "data": data, "stage": stage, "page": page}
+    event["created_at"] = created_at
     for _ in range(attempts - 1):
         try:
             return _add_event(session=session, **event)

@@ -33,7 +33,14 @@ from sqlalchemy.orm import sessionmaker
 
 from app.store import schema
 from app.store.models import Touchpoint, utcnow
-from app.store.service import ConversationNotFound, ExchangeRecord, record_exchange
+from app.store.service import (
+    ConversationNotFound,
+    ExchangeRecord,
+    find_exchange,
+    get_conversation,
+    record_event,
+    record_exchange,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,18 +63,67 @@ def is_database_down(error: BaseException) -> bool:
     return isinstance(error, DATABASE_DOWN)
 
 
-def _encode(record: ExchangeRecord) -> str:
+@dataclasses.dataclass
+class EventRecord:
+    """A journey event (feedback) that could not reach the database; `about` is the reply it rates."""
+
+    id: str
+    conversation_id: str
+    visitor_id: str
+    kind: str
+    data: dict
+    about: str | None = None
+    page: dict | None = None
+    created_at: datetime | None = None
+
+
+class MessageMissing(LookupError):
+    """The reply an event is about is not in its conversation."""
+
+
+Record = ExchangeRecord | EventRecord
+
+
+def _encode(record: Record) -> str:
     data = dataclasses.asdict(record)
     data["created_at"] = record.created_at.isoformat() if record.created_at else None
+    if isinstance(record, EventRecord):
+        data["type"] = "event"
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _decode(line: str) -> ExchangeRecord:
+def _decode(line: str) -> Record:
     data = json.loads(line)
     if data.get("created_at"):
         data["created_at"] = datetime.fromisoformat(data["created_at"])
-    known = {f.name for f in dataclasses.fields(ExchangeRecord)}
-    return ExchangeRecord(**{k: v for k, v in data.items() if k in known})
+    kind = EventRecord if data.get("type") == "event" else ExchangeRecord
+    known = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in data.items() if k in known})
+
+
+def _write(session, record: Record) -> None:
+    if isinstance(record, ExchangeRecord):
+        record_exchange(session=session, record=record)
+        return
+    conversation = get_conversation(
+        session=session, conversation_id=record.conversation_id, visitor_id=record.visitor_id
+    )
+    stage = None
+    if record.about:
+        exchange = find_exchange(session=session, conversation_id=record.conversation_id, message_id=record.about)
+        if exchange is None:
+            raise MessageMissing(record.about)
+        stage = exchange.stage
+    record_event(
+        session=session,
+        conversation=conversation,
+        id=record.id,
+        kind=record.kind,
+        data=record.data,
+        stage=stage,
+        page=record.page,
+        created_at=record.created_at,
+    )
 
 
 @contextmanager
@@ -116,7 +172,7 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
             _fsync_dir(self.directory.parent)
 
-    def append(self, record: ExchangeRecord) -> None:
+    def append(self, record: Record) -> None:
         """Write the record durably (fsync'd) before returning."""
         self._ready()
         if record.created_at is None:
@@ -216,8 +272,11 @@ class Spool:
                     report.skipped += 1
                     return
                 try:
-                    record_exchange(session=session, record=record)
+                    _write(session, record)
                     report.written += 1
+                    return
+                except MessageMissing:
+                    self._refuse(line, record, LookupError("the rated reply is not in the conversation"), report)
                     return
                 except ConversationNotFound:
                     log.error(
@@ -240,7 +299,7 @@ class Spool:
                     self._refuse(line, record, error, report)  # bad data would block every record after it
                     return
 
-    def _refuse(self, line: str, record: ExchangeRecord, error: BaseException, report: ReplayReport) -> None:
+    def _refuse(self, line: str, record: Record, error: BaseException, report: ReplayReport) -> None:
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
         log.error("spool: touchpoint %s could not be written (%s); moved to %s", record.id, reason, self.dead_letter)
         self._bury(line, reason)
@@ -252,6 +311,14 @@ def _spool_at(directory: str) -> Spool:
     return Spool(Path(directory))
 
 
+_BY_SESSIONS: dict[int, Spool] = {}
+
+
+def spool_of(sessions: sessionmaker) -> Spool | None:
+    """The spool that replays into `sessions` (registered by replay_loop), for code that only has the sessions."""
+    return _BY_SESSIONS.get(id(sessions))
+
+
 def spool_for(data_dir: Path) -> Spool:
     """The spool of a data dir (one object per directory and process)."""
     return _spool_at(str((data_dir / "spool").resolve()))
@@ -261,6 +328,7 @@ async def replay_loop(spool: Spool, sessions: sessionmaker, every_seconds: float
     """Replay the spool whenever it holds records, from startup (a crashed process's spool) until cancelled."""
     from app.observability.metrics import SPOOL_BACKLOG
 
+    _BY_SESSIONS[id(sessions)] = spool
     down_since: float | None = None
     engine = sessions.kw.get("bind")
     while True:
