@@ -415,6 +415,17 @@ def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, des
     desk.say("After your reload")
     expect(visitor.agent_messages()).to_have_count(5)
     expect(visitor.agent_messages().last).to_have_text("After your reload")
+
+    # closed chat, new page: the widget still follows the conversation and counts what arrives
+    visitor.page.evaluate("JourneyGuide.close()")
+    visitor.page.reload()
+    expect(visitor(".panel")).to_be_hidden()
+    visitor.page.wait_for_timeout(1000)
+    desk.say("While your chat was closed")
+    expect(visitor(".badge")).to_have_text("1")
+    visitor.open()
+    expect(visitor.agent_messages()).to_have_count(6)
+    expect(visitor.agent_messages().last).to_have_text("While your chat was closed")
     desk.page.get_by_role("button", name="Close").click()
     expect(visitor(".st")).to_be_hidden()
     visitor.assert_clean()

@@ -624,6 +624,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (status.textContent !== s) status.textContent = s;
     status.hidden = !s;
     contactBtn.hidden = active();
+    if (lastId) store.set("live", [conversation, lastId, active() ? 1 : ""].join(" ")); // resume point
   };
   const validEmail = (v) => /^[^@\s<>"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/.test(v);
   const knownEmail = () => (identity && validEmail(identity.email || "") ? identity.email : "");
@@ -678,7 +679,6 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (id) {
       if (id <= lastId) return;
       lastId = id;
-      store.set("live", conversation + " " + id);
     }
     const x = e.data && typeof e.data === "object" ? e.data : e;
     const who = x.name || agent;
@@ -693,6 +693,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     } else if (kind === "agent.joined") {
       lstate = "live";
       agent = who;
+      if (askForm) askForm.remove(), (askForm = null);
       note(fill(T.joined, who), !old);
     } else if (kind === "agent.message") {
       typing();
@@ -1000,6 +1001,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const mount = () => {
     (d.body || d.documentElement).appendChild(host);
     if (store.get("open") || cfg.open) open(false);
+    else if ((store.get("live") || "").split(" ")[2]) restore(); // a person may write while the chat is closed
     emit("ready", publicApi);
     if (typeof cfg.onReady === "function") cfg.onReady(publicApi);
     w.dispatchEvent(new CustomEvent("journeyguide:ready", { detail: publicApi }));
