@@ -254,6 +254,27 @@ def test_ingest_job_started_on_one_worker_is_followed_on_the_other(cluster: Clus
     assert reply["sources"][0]["id"] == "lunar-outpost", "the other worker retrieves what the job stored"
 
 
+def test_two_admins_starting_ingestion_at_once_on_two_workers_start_one_job(cluster: Cluster):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    together = Barrier(2)
+
+    def start(server: Server) -> httpx.Response:
+        together.wait()
+        return cluster.staff(server, "POST", "/admin/ingest", json={"path": "docs"})
+
+    for _ in range(10):  # without the lock, both start in some of the rounds
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(start, [cluster.a, cluster.b]))
+        assert sorted(r.status_code for r in responses) == [202, 409], [r.text for r in responses]
+        job_id = next(r.json()["job_id"] for r in responses if r.status_code == 202)
+        deadline = time.monotonic() + 120
+        while not cluster.staff(cluster.b, "GET", f"/admin/ingest/{job_id}").json()["done"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+
 def test_serve_with_two_workers_on_one_port(cluster: Cluster):
     port = free_port()
     data_dir = cluster.data_dir()

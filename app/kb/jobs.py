@@ -15,7 +15,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, select
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from app.store.models import Base, utcnow
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=10)
 WRITE_EVERY_SECONDS = 0.5
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+START_LOCK_KEY = 0x6A6F626B  # PostgreSQL advisory lock serialising job starts across workers
 
 
 class IngestJob(Base):
@@ -86,7 +87,13 @@ def ensure_table(engine) -> None:
 
 
 def running_job(*, session: Session) -> IngestJob | None:
-    """A job still queued or running and not stale, if any."""
+    """A job still queued or running and not stale, if any.
+
+    On PostgreSQL this takes a transaction-level lock first, held until the session commits, so that this check and
+    a following create_job in the same session are one step for all workers (two admins cannot start two jobs).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": START_LOCK_KEY})
     since = utcnow() - STALE_AFTER
     rows = session.scalars(select(IngestJob).where(IngestJob.status.in_([QUEUED, RUNNING]))).all()
     return next((r for r in rows if _aware(r.updated_at) >= since), None)
