@@ -517,7 +517,10 @@ def test_a_request_nobody_claims_in_time_becomes_unavailable(make_data_dir):
         entry = staff(server, tokens["viewer"], "GET", "/handoffs").json()["handoffs"][0]
         assert entry["status"] == "unavailable" and entry["conversation_id"] == turn["conversation_id"]
         assert len(server.touchpoints(conversation_id=turn["conversation_id"], kind="handoff_unavailable")) == 1
-        visitor.close()
+        server.stop()  # a stopping server ends its live streams cleanly (the client resumes on another worker)
+        visitor._thread.join(5)
+        assert not visitor._thread.is_alive(), "the stream ended when the server stopped"
+        assert "without completing response" not in server.log.read_text()
     finally:
         server.stop()
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from functools import partial
 
+import anyio
 from anyio import to_thread
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -18,6 +19,7 @@ from app.live import queue
 from app.live.desk import LiveDesk
 
 POLL_SECONDS = 2.0
+SHUTDOWN_CHECK_SECONDS = 0.5
 PING_SECONDS = 15
 
 
@@ -38,11 +40,11 @@ def resume_point(last_event_id: str | None, after: int | None) -> int | None:
 
 
 async def _events(
-    desk: LiveDesk, after: int, conversation_id: str | None, staff: bool
+    desk: LiveDesk, after: int, conversation_id: str | None, staff: bool, shutdown: anyio.Event
 ) -> AsyncIterator[ServerSentEvent]:
     last = after
     async with desk.bus.subscribe() as inbox:
-        while True:
+        while not shutdown.is_set():
             rows = await to_thread.run_sync(
                 partial(queue.read_events, sessions=desk.sessions, after=last, conversation_id=conversation_id)
             )
@@ -55,10 +57,10 @@ async def _events(
             if len(rows) == queue.READ_LIMIT:
                 continue
             deadline = time.monotonic() + POLL_SECONDS
-            while (remaining := deadline - time.monotonic()) > 0:
-                message = await inbox.get(remaining)
+            while (remaining := deadline - time.monotonic()) > 0 and not shutdown.is_set():
+                message = await inbox.get(min(remaining, SHUTDOWN_CHECK_SECONDS))
                 if message is None:
-                    break
+                    continue
                 mine = conversation_id is None or message.get("conversation_id") == conversation_id
                 kind = message.get("type")
                 if kind == "notice" and mine:
@@ -76,9 +78,12 @@ def _ping() -> ServerSentEvent:
 
 
 def respond(desk: LiveDesk, *, after: int, conversation_id: str | None, staff: bool) -> EventSourceResponse:
-    """The streaming response (pings every 15 s, proxies told not to buffer)."""
+    """The streaming response (pings every 15 s, proxies told not to buffer, ended cleanly when the server stops)."""
+    shutdown = anyio.Event()  # set by sse-starlette on SIGTERM: the stream ends; the client resumes elsewhere
     return EventSourceResponse(
-        _events(desk, after, conversation_id, staff),
+        _events(desk, after, conversation_id, staff, shutdown),
+        shutdown_event=shutdown,
+        shutdown_grace_period=1.0,
         ping=PING_SECONDS,
         ping_message_factory=_ping,
         send_timeout=30,
