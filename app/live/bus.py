@@ -102,8 +102,14 @@ class RedisBus(LocalBus):
                     await pubsub.subscribe(CHANNEL)
                     self._ready.set()
                     async for raw in pubsub.listen():
-                        if raw.get("type") == "message":
-                            self.deliver(json.loads(raw["data"]))
+                        if raw.get("type") != "message":
+                            continue
+                        try:
+                            message = json.loads(raw["data"])
+                        except ValueError:
+                            continue  # not one of ours
+                        if isinstance(message, dict):
+                            self.deliver(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis went away: streams still poll; retry the subscription
