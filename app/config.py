@@ -62,7 +62,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_turns: int = Field(200, ge=1, description="turns after which a conversation must start afresh")
-    redis_url: str | None = Field(None, description="redis://host:6379/0 to share rate limits across workers")
+    redis_url: str | None = Field(
+        None, description="redis://host:6379/0: rate limits and change notices shared by every worker"
+    )
     rate_limit_ip: str = Field("60/60", description="chat requests per client IP: COUNT/SECONDS")
     rate_limit_visitor: str = Field("20/60", description="chat requests per visitor id: COUNT/SECONDS")
     trust_forwarded_for: bool = Field(False, description="take the client IP from X-Forwarded-For (behind a proxy)")
@@ -104,6 +106,14 @@ class Settings(BaseSettings):
     def _office_timezone(cls, value: str) -> str:
         office_zone(value.strip())
         return value.strip()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"JOURNEY_REDIS_URL must look like redis://host:6379/0, got {value!r}")
+        return value
 
     @property
     def llm_enabled(self) -> bool:

@@ -337,3 +337,13 @@ def test_redis_down_means_limits_per_worker_not_failed_chats(make_data_dir):
     finally:
         server.stop()
     assert "rate limits: Redis unavailable" in server.log.read_text()
+
+
+def test_a_redis_url_without_its_scheme_is_refused():
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="JOURNEY_REDIS_URL must look like redis://host:6379/0"):
+        Settings(redis_url="localhost:6379")
+    assert Settings(redis_url=" ").redis_url is None
