@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -631,3 +634,58 @@ def test_office_hours_are_read_in_the_office_time_zone():
             parse_office_hours(bad)
     with pytest.raises(ValueError, match="Mars/Base"):
         office_zone("Mars/Base")
+
+
+def _redis_server(port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary to stop and restart")
+def test_live_delivery_survives_redis_going_away_and_is_fast_again_when_it_returns(make_data_dir, tmp_path):
+    port = free_port()
+    redis_process = _redis_server(port)
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"  # two processes on one SQLite file
+    env = {"JOURNEY_DATABASE_URL": shared, "JOURNEY_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    first_dir, second_dir = make_data_dir(), make_data_dir()
+    tokens = make_tokens(Settings(data_dir=first_dir, database_url=shared))
+    a, b = Server(first_dir, **env), Server(second_dir, **env)
+    try:
+        turn = chat(a, PRICING)
+        cid = turn["conversation_id"]
+        request_handoff(a, turn).raise_for_status()
+        staff(b, tokens["ana"], "POST", f"/handoffs/{cid}/claim").raise_for_status()
+        visitor = visitor_live(a, turn)
+        visitor.wait("agent.joined", timeout=3)
+
+        def send(text: str) -> float:
+            sent = time.monotonic()
+            body = {"text": text}
+            assert staff(b, tokens["ana"], "POST", f"/conversations/{cid}/messages", json=body).status_code == 201
+            return visitor.wait("agent.message", text=text, timeout=5)[0]["at"] - sent
+
+        assert send("with redis") < 1.0
+        redis_process.terminate()
+        redis_process.wait(10)
+        assert send("redis is down") < 3.0, "the 2 s poll still delivers"
+        redis_process = _redis_server(port)
+        deadline, fast = time.monotonic() + 20, 0
+        while fast < 3 and time.monotonic() < deadline:
+            fast = fast + 1 if send(f"redis is back {time.monotonic()}") < 0.5 else 0
+        assert fast == 3, "three messages in a row in under 0.5 s: the workers are subscribed again"
+        visitor.close()
+    finally:
+        a.stop()
+        b.stop()
+        redis_process.kill()
