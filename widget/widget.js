@@ -712,6 +712,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       lstate = kind === "handoff.closed" ? "closed" : "bot";
       note(x.text || fill(lstate === "bot" ? T.returned : T.closed, who), !old);
       if (askForm) askForm.remove(), (askForm = null);
+      unlisten(); // the bot has the conversation again: a new request opens a new stream
     }
     showState();
   };
