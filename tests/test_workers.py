@@ -231,6 +231,13 @@ def test_visitor_rate_limit_counts_across_both_workers(cluster: Cluster):
     client.close()
 
 
+def wait_for_no_running_job(cluster: Cluster) -> None:
+    deadline = time.monotonic() + 180
+    while not all(j["done"] for j in cluster.staff(cluster.a, "GET", "/admin/ingest").json()["jobs"]):
+        assert time.monotonic() < deadline, "an ingestion job did not finish"
+        time.sleep(0.2)
+
+
 def test_ingest_job_started_on_one_worker_is_followed_on_the_other(cluster: Cluster):
     a, b = cluster.a, cluster.b
     started = cluster.staff(a, "POST", "/admin/ingest", json={"path": "docs"})
@@ -252,6 +259,7 @@ def test_ingest_job_started_on_one_worker_is_followed_on_the_other(cluster: Clus
     assert job_id in [j["job_id"] for j in listed]
     reply = chat(b, "Can Lumio book appointments at the lunar outpost?", visitor_id=visitor("lunar"))
     assert reply["sources"][0]["id"] == "lunar-outpost", "the other worker retrieves what the job stored"
+    wait_for_no_running_job(cluster)
 
 
 def test_two_admins_starting_ingestion_at_once_on_two_workers_start_one_job(cluster: Cluster):
@@ -259,6 +267,7 @@ def test_two_admins_starting_ingestion_at_once_on_two_workers_start_one_job(clus
     from threading import Barrier
 
     together = Barrier(2)
+    wait_for_no_running_job(cluster)
 
     def start(server: Server) -> httpx.Response:
         together.wait()
