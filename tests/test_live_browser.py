@@ -378,7 +378,7 @@ def test_staff_take_over_a_conversation_live(visitor, desk, deployment):
 def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, desk, one_server):
     from playwright.sync_api import expect
 
-    start_live_chat(visitor, desk, one_server, "Please call me back")
+    conversation = start_live_chat(visitor, desk, one_server, "Please call me back")
     desk.say("First, before the drop")
     expect(visitor.agent_messages()).to_have_text(["First, before the drop"])
 
@@ -411,6 +411,8 @@ def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, des
     visitor.page.reload()
     expect(visitor(".panel")).to_be_visible()
     expect(visitor.agent_messages()).to_have_text(["First, before the drop", *missed])
+    expect(visitor(".m.u")).to_have_count(3)  # the visitor's live messages, once each, in their place
+    expect(visitor(".m.u").last).to_contain_text("Hello?")
     expect(visitor(".st")).to_have_text(f"You're chatting with {AGENT}")
     desk.say("After your reload")
     expect(visitor.agent_messages()).to_have_count(5)
@@ -426,6 +428,13 @@ def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, des
     visitor.open()
     expect(visitor.agent_messages()).to_have_count(6)
     expect(visitor.agent_messages().last).to_have_text("While your chat was closed")
+
+    # the staff page reloaded: the conversation is still theirs, its transcript complete
+    desk.page.reload()
+    expect(desk.page.locator("#view-live")).to_be_visible()
+    desk.request(conversation).get_by_role("button", name="Open chat").click()
+    expect(desk.chat().locator(".bubble.staff .text")).to_have_count(6)
+    expect(desk.visitor_lines().filter(has_text="Hello?")).to_have_count(1)
     desk.page.get_by_role("button", name="Close").click()
     expect(visitor(".st")).to_be_hidden()
     visitor.assert_clean()
