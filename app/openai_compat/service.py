@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.openai_compat.schemas import CompletionRequest
 from app.store.models import Conversation
+from app.store.spool import DATABASE_DOWN
+
+log = logging.getLogger(__name__)
 
 
 def latest_conversation(*, session: Session, visitor_id: str) -> str | None:
@@ -26,6 +31,9 @@ def conversation_for(*, sessions: sessionmaker, body: CompletionRequest) -> str 
         return given
     visitor_id = body.visitor_id()
     if visitor_id and body.continues():
-        with sessions() as session:
-            return latest_conversation(session=session, visitor_id=visitor_id)
+        try:
+            with sessions() as session:
+                return latest_conversation(session=session, visitor_id=visitor_id)
+        except DATABASE_DOWN:  # the turn is answered and spooled as a new conversation rather than refused
+            log.warning("database unavailable: %s's turn starts a new conversation", visitor_id)
     return None
