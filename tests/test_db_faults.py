@@ -261,7 +261,22 @@ def test_database_down_loses_no_touchpoint(proxied_pg, make_data_dir):
         done = _turns(server, earlier)
         assert time.monotonic() - started < 30, "no turn waits long on the dead database"
         ids = [d["message_id"] for d in done]
-        assert not set(ids) & set(_stored(direct)), "nothing reached the database while it was down"
+        continued = httpx.post(  # an OpenAI-style client continuing by `user` + history: answered, not refused
+            f"{server.url}/v1/chat/completions",
+            json={
+                "model": "journey-guide",
+                "user": earlier["visitor_id"],
+                "messages": [
+                    {"role": "user", "content": "What is Lumio?"},
+                    {"role": "assistant", "content": earlier["reply"]},
+                    {"role": "user", "content": "Do you have a mobile app?"},
+                ],
+            },
+            timeout=30,
+        )
+        assert continued.status_code == 200, continued.text
+        extra_id = continued.json()["journey"]["message_id"]
+        assert not set(ids + [extra_id]) & set(_stored(direct)), "nothing reached the database while it was down"
         for turn, rating in ((earlier, "up"), (done[0], "down")):  # on a stored reply and on a spooled one
             feedback = httpx.post(
                 f"{server.url}/v1/conversations/{turn['conversation_id']}/feedback",
@@ -276,13 +291,14 @@ def test_database_down_loses_no_touchpoint(proxied_pg, make_data_dir):
         )
         assert transcript.status_code == 503 and transcript.json()["error"] == "database_unavailable", transcript.text
         deadline = time.monotonic() + 5  # the gauge is refreshed every second
-        while "journey_spool_backlog 7.0" not in (metrics := httpx.get(f"{server.url}/metrics", timeout=30).text):
+        while "journey_spool_backlog 8.0" not in (metrics := httpx.get(f"{server.url}/metrics", timeout=30).text):
             assert time.monotonic() < deadline, [m for m in metrics.splitlines() if "spool" in m]
             time.sleep(0.2)
 
         proxy.up()
         stored = _wait_for(direct, ids)
         assert {i: stored.get(i) for i in ids} == {i: 1 for i in ids}, "every touchpoint written exactly once"
+        assert _wait_for(direct, [extra_id]).get(extra_id) == 1, "the OpenAI-style turn was written too"
         transcript = httpx.get(
             f"{server.url}/v1/conversations/{earlier['conversation_id']}",
             params={"visitor_id": earlier["visitor_id"]},
