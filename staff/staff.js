@@ -416,6 +416,16 @@
       return h('li', {class: 'event'}, rating, ` on turn ${about ? about.turn : '?'} · `, when(e.created_at),
         data.comment ? [' · “', data.comment, '”'] : null);
     }
+    const said = {visitor_message: 'Visitor', human_message: data.name || 'Staff'}[e.kind];
+    if (said) {
+      return h('li', {class: 'event'}, badge('Live', 'st-live'), ` ${said} · ${when(e.created_at)} · “`, data.text, '”');
+    }
+    if (e.kind.startsWith('handoff_')) {
+      const what = {handoff_claimed: `${data.name || 'Staff'} joined`, handoff_returned: 'Handed back to the guide',
+        handoff_closed: 'Closed', handoff_unavailable: 'No one available', handoff_contact: 'Email given'}[e.kind];
+      return h('li', {class: 'event'}, badge(what || e.kind, 'handoff'), ' ', when(e.created_at),
+        data.email ? [' · ', link(`mailto:${data.email}`, data.email)] : null, data.text ? [' · ', data.text] : null);
+    }
     return h('li', {class: 'event'}, `${e.kind} · ${when(e.created_at)}`);
   }
 

@@ -37,9 +37,9 @@ def browser():
     yield from launch()
 
 
-def create_token(data_dir: Path, name: str, role: str) -> str:
+def create_token(data_dir: Path, name: str, role: str, **env: str) -> str:
     """A new staff token, made with the CLI as an admin would."""
-    result = run_cli("staff", "create-token", name, "--role", role, env=base_env(data_dir))
+    result = run_cli("staff", "create-token", name, "--role", role, env=base_env(data_dir, **env))
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
@@ -65,21 +65,22 @@ class Deployment:
     editor: str
     viewer: str
 
+    def staff_api(self, method: str, path: str, **kwargs) -> dict:
+        headers = {"authorization": f"Bearer {self.editor}"}
+        url = f"{self.staff_server.url}/v1/staff{path}"
+        response = httpx.request(method, url, headers=headers, timeout=30, **kwargs)
+        assert response.is_success, response.text
+        return response.json()
+
     def handoffs(self) -> list[dict]:
-        response = httpx.get(
-            f"{self.staff_server.url}/v1/staff/handoffs",
-            params={"status": "waiting,unavailable,live"},
-            headers={"authorization": f"Bearer {self.editor}"},
-            timeout=30,
-        )
-        response.raise_for_status()
-        return response.json()["handoffs"]
+        return self.staff_api("GET", "/handoffs", params={"status": "waiting,unavailable,live"})["handoffs"]
 
 
 def deploy(make_data_dir, *, workers: int, **env: str) -> tuple[Deployment, list[Server]]:
     data_dir = make_data_dir()
-    editor = create_token(data_dir, AGENT, "editor")
-    viewer = create_token(data_dir, "Viola", "viewer")
+    database = {k: v for k, v in env.items() if k == "JOURNEY_DATABASE_URL"}
+    editor = create_token(data_dir, AGENT, "editor", **database)
+    viewer = create_token(data_dir, "Viola", "viewer", **database)
     servers: list[Server] = []
     try:
         for _ in range(workers):
@@ -109,6 +110,16 @@ def two_workers(make_data_dir) -> Iterator[Deployment]:
 
 
 @pytest.fixture(scope="module")
+def two_workers_postgres(make_data_dir, pg_url) -> Iterator[Deployment]:
+    """The same two workers on one PostgreSQL database."""
+    env = {"JOURNEY_REDIS_URL": redis_url(), "JOURNEY_DATABASE_URL": pg_url, **LONG_WAIT}
+    deployment, servers = deploy(make_data_dir, workers=2, **env)
+    yield deployment
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def closed_server(make_data_dir) -> Iterator[Deployment]:
     """Office hours on another weekday only: every request now is outside them."""
     tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%a").lower()
@@ -119,9 +130,16 @@ def closed_server(make_data_dir) -> Iterator[Deployment]:
         server.stop()
 
 
-@pytest.fixture(params=["one server", "two workers"])
+DEPLOYMENTS = {
+    "one server": "one_server",
+    "two workers": "two_workers",
+    "two workers, PostgreSQL": "two_workers_postgres",
+}
+
+
+@pytest.fixture(params=list(DEPLOYMENTS))
 def deployment(request) -> Deployment:
-    return request.getfixturevalue("one_server" if request.param == "one server" else "two_workers")
+    return request.getfixturevalue(DEPLOYMENTS[request.param])
 
 
 class Tab:
@@ -367,12 +385,15 @@ def test_staff_take_over_a_conversation_live(visitor, desk, deployment):
     expect(visitor(".st")).to_be_hidden()
     expect(visitor(".hb")).to_be_visible()
     expect(desk.request(conversation)).to_have_count(0)
-    rows = deployment.visitor_server.touchpoints(conversation_id=conversation)
-    kinds = {r["kind"] for r in rows}
+    kinds = {e["kind"] for e in deployment.staff_api("GET", f"/conversations/{conversation}")["events"]}
     wanted = {"handoff", "visitor_message", "human_message", "handoff_claimed", "handoff_returned", "handoff_closed"}
     assert wanted <= kinds, kinds
+    desk.page.evaluate("(id) => { location.hash = '#/conversations/' + id; }", conversation)
+    events = desk.page.locator("#transcript .events")
+    expect(events).to_contain_text(f"{AGENT} joined")  # the review transcript lists the live chat too
+    expect(events.locator("li", has_text=XSS)).to_have_count(2)
     visitor.assert_clean()
-    desk.assert_clean()
+    desk.assert_inert()
 
 
 def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, desk, one_server):
@@ -498,12 +519,7 @@ def test_the_guide_asks_for_a_person_itself(visitor, one_server):
     conversation = visitor.conversation
     request = next(h for h in one_server.handoffs() if h["conversation_id"] == conversation)
     assert request["status"] == "waiting" and request["reason"] == "bot_frustrated", request
-    closed = httpx.post(
-        f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
-        headers={"authorization": f"Bearer {one_server.editor}"},
-        timeout=30,
-    )
-    assert closed.status_code == 200, closed.text
+    assert one_server.staff_api("POST", f"/handoffs/{conversation}/close")["status"] == "closed"
     expect(visitor(".note").last).to_contain_text("closed this conversation")
     expect(visitor(".st")).to_be_hidden()
     expect(visitor(".hb")).to_be_visible()
