@@ -733,9 +733,9 @@
     try {
       out = await api('POST', `/v1/staff/handoffs/${encodeURIComponent(x.conversation_id)}/claim`);
     } catch (error) {
-      say(msg, error.status === 409 ? 'Another staff member has already claimed it.' : error.message,
-        error.status === 403 ? 'refused' : 'error');
-      loadQueue();
+      if (error.status !== 409) return say(msg, error.message, error.status === 403 ? 'refused' : 'error');
+      await loadQueue(); // shows who has it
+      say($('queue-msg'), 'Another staff member claimed this conversation first.', 'error');
       return;
     }
     await openFresh({...x, status: 'live', agent: out.agent});

@@ -226,7 +226,7 @@ class Visitor(Tab):
 class Desk(Tab):
     """The staff page, signed in, on the Live tab."""
 
-    def sign_in(self, url: str, token: str) -> Desk:
+    def sign_in(self, url: str, token: str, streaming: bool = True) -> Desk:
         from playwright.sync_api import expect
 
         self.page.goto(f"{url}/staff")
@@ -235,7 +235,8 @@ class Desk(Tab):
         expect(self.page.locator("#who")).to_be_visible()
         self.page.get_by_role("link", name=re.compile("^Live")).click()
         expect(self.page.locator("#view-live")).to_be_visible()
-        expect(self.page.locator("#live-state")).to_have_text("Live updates are on.")
+        if streaming:
+            expect(self.page.locator("#live-state")).to_have_text("Live updates are on.")
         return self
 
     def request(self, conversation_id: str):
@@ -501,7 +502,7 @@ def test_messages_sent_while_offline_arrive_once_after_reconnecting(visitor, des
 # ---- nobody available ----
 
 
-def test_outside_office_hours_the_visitor_is_told_and_leaves_an_email(visitor, desk, closed_server):
+def test_outside_office_hours_the_visitor_is_told_and_leaves_an_email(browser, visitor, desk, closed_server):
     from playwright.sync_api import expect
 
     visitor.goto(f"{closed_server.visitor_server.url}/")
@@ -538,8 +539,32 @@ def test_outside_office_hours_the_visitor_is_told_and_leaves_an_email(visitor, d
     visitor.page.reload()  # the honest text survives a reload, without asking for the email again
     expect(visitor(".note").filter(has_text=told)).to_have_count(1)
     expect(visitor("form.card")).to_have_count(0)
-    visitor.assert_clean()
     desk.assert_clean()
+
+    # an editor whose page missed the news (no live stream) claims too late: told so, and the queue catches up
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    try:
+        context.route("**/v1/staff/live*", lambda route: route.abort())
+        late = Desk(context.new_page()).sign_in(closed_server.staff_server.url, closed_server.editor, streaming=False)
+        claim = late.request(conversation).get_by_role("button", name="Claim")
+        expect(claim).to_be_enabled()  # an unavailable request can still be taken
+        bob = create_token(closed_server.visitor_server.data_dir, "Bob", "editor")
+        taken = httpx.post(
+            f"{closed_server.staff_server.url}/v1/staff/handoffs/{conversation}/claim",
+            headers={"authorization": f"Bearer {bob}"},
+            timeout=30,
+        )
+        assert taken.status_code == 200, taken.text
+        expect(visitor(".note").filter(has_text="Bob joined")).to_have_count(1)
+        claim.click()
+        expect(late.page.locator("#queue-msg")).to_have_text("Another staff member claimed this conversation first.")
+        expect(late.request(conversation)).to_contain_text("Bob is talking with this visitor")
+        expect(late.request(conversation).get_by_role("button", name="Claim")).to_have_count(0)
+        expect(late.page.locator("#chat .chat-log")).to_have_count(0)
+        late.assert_clean()
+    finally:
+        context.close()
+    visitor.assert_clean()
 
 
 def test_the_guide_asks_for_a_person_itself(visitor, one_server):
