@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import Server
 from test_staff_api import make_tokens
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
+@pytest.mark.timeout(900)
 def test_no_server_errors_and_schema_conformance(make_data_dir):
     data_dir = make_data_dir()
     admin = make_tokens(data_dir)["admin"]
@@ -33,7 +35,9 @@ def test_no_server_errors_and_schema_conformance(make_data_dir):
                 "--header",
                 f"Authorization: Bearer {admin}",
                 "--exclude-path-regex",
-                "^/v1/admin",  # would start ingestion jobs of random folders and URLs
+                # /v1/admin would start ingestion jobs of random folders and URLs; /v1/staff/live is an endless
+                # stream (every request would run into the timeout); tests/test_live_api.py covers it
+                "^/v1/admin|^/v1/staff/live$",
                 "--request-timeout",
                 "30",
             ],
@@ -43,6 +47,6 @@ def test_no_server_errors_and_schema_conformance(make_data_dir):
         )
     finally:
         server.stop()
-    summary = result.stdout[-4000:]
+    summary = result.stdout[-12000:]
     assert result.returncode == 0, summary
     assert "Tested:" in result.stdout, summary

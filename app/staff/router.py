@@ -114,7 +114,7 @@ async def conversations(
     services: ServicesDep,
     f: FilterDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> dict:
     """Conversations, newest activity first, filtered and paged."""
     items, total = await _run(services, service.list_conversations, f=f, limit=limit, offset=offset)
