@@ -174,13 +174,13 @@ class ChatService:
         if self.learning is not None:
             self.learning.refresh()
         message = p.request.message
-        vector = self.kb.embeddings.embed_array([message])[0]
+        vector = self.vectors.embed_array([message])[0]  # cached: the suggestions compare against it again
         curated = self.learning.match(vector) if self.learning is not None else None
         stage = self.detector.detect(signals, vector, vote)
         query_vector, query_text = vector, message
         if p.history and len(message.split()) < 5:
             query_text = f"{p.history[-1][0]} {message}"
-            query_vector = self.kb.embeddings.embed_array([query_text])[0]
+            query_vector = self.vectors.embed_array([query_text])[0]
         hits = self.kb.search(
             query_vector.tolist(),
             stage=stage.name,

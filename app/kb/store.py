@@ -207,7 +207,7 @@ class KnowledgeBase:
         self._catalog_at = 0.0
         self._catalog_version: str | None = None
         self._lock = threading.Lock()
-        self._lexical: tuple[str | None, BM25Index, dict[str, int]] | None = None
+        self._lexical: tuple[str | None, BM25Index, dict[str, int], np.ndarray] | None = None
         self._lexical_checked = 0.0
         self._lexical_lock = threading.Lock()
 
@@ -300,23 +300,27 @@ class KnowledgeBase:
         with self._lexical_lock:
             self._lexical = None
 
-    def _lexical_index(self) -> tuple[BM25Index, dict[str, int]]:
-        """The BM25 index of the stored passages, rebuilt when the collection's version changes."""
+    def _lexical_index(self) -> tuple[BM25Index, dict[str, int], np.ndarray]:
+        """The BM25 index of the stored passages, their row numbers and vectors, rebuilt when the collection changes.
+
+        The vectors let a keyword match that the vector query did not return be scored without another Chroma call.
+        """
         with self._lexical_lock:
             now = time.monotonic()
             if self._lexical is not None and now - self._lexical_checked < LEXICAL_CHECK_SECONDS:
-                return self._lexical[1], self._lexical[2]
+                return self._lexical[1], self._lexical[2], self._lexical[3]
             self._lexical_checked = now
             version = self._version()
             if self._lexical is None or self._lexical[0] != version:
-                got = self._collection.get(include=["documents", "metadatas"])
+                got = self._collection.get(include=["documents", "metadatas", "embeddings"])
                 texts = [
                     f"{m['title']} {m['section']} {text}"
                     for text, m in zip(got["documents"], got["metadatas"], strict=True)
                 ]
                 index = BM25Index(got["ids"], texts)
-                self._lexical = (version, index, {pid: i for i, pid in enumerate(got["ids"])})
-            return self._lexical[1], self._lexical[2]
+                vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+                self._lexical = (version, index, {pid: i for i, pid in enumerate(got["ids"])}, vectors)
+            return self._lexical[1], self._lexical[2], self._lexical[3]
 
     def _version(self) -> str | None:
         """The collection's change marker (set by every ingestion that changed something, in any process)."""
@@ -352,7 +356,8 @@ class KnowledgeBase:
         With query_text the ranking is hybrid: the nearest passages and the best BM25 matches are pooled and scored
         by cosine similarity plus LEXICAL_WEIGHT times the normalised BM25 score. `similarity` stays the cosine.
         """
-        total = self.count()
+        lexical_index = self._lexical_index() if query_text else None  # its size is the count, checked every few s
+        total = len(lexical_index[1]) if lexical_index is not None else self.count()
         if total == 0:
             return []
         pool = min(total, max(k * 4, 12))
@@ -369,19 +374,17 @@ class KnowledgeBase:
         }
         lexical: dict[str, float] = {}
         if query_text:
-            index, rows = self._lexical_index()
+            index, rows, vectors = lexical_index
             scores = index.scores(query_text)
             best = float(scores.max()) if len(scores) else 0.0
             if best > 0:
                 top = [index.ids[i] for i in np.argsort(-scores)[:pool] if scores[i] > 0]
                 missing = [pid for pid in top if pid not in found]
                 if missing:
-                    extra = self._collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+                    extra = self._collection.get(ids=missing, include=["documents", "metadatas"])
                     query = np.asarray(query_vector, dtype=np.float32)
-                    for pid, text, meta, vector in zip(
-                        extra["ids"], extra["documents"], extra["metadatas"], extra["embeddings"], strict=True
-                    ):
-                        found[pid] = (text, meta, float(np.asarray(vector, dtype=np.float32) @ query))
+                    for pid, text, meta in zip(extra["ids"], extra["documents"], extra["metadatas"], strict=True):
+                        found[pid] = (text, meta, float(vectors[rows[pid]] @ query))
                 lexical = {pid: float(scores[rows[pid]]) / best for pid in found if pid in rows}
         hits = []
         for pid, (text, meta, similarity) in found.items():
