@@ -381,6 +381,7 @@ def main() -> None:
     from app.kb.store import KnowledgeUnavailable
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin on every start
     try:
         cli()
     except KnowledgeUnavailable as exc:
