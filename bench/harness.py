@@ -32,6 +32,22 @@ QUESTIONS = [
     "Can I get a refund on my annual plan?",
     "What is Lumio?",
 ]
+
+
+def visitor_question(i: int) -> str:
+    """The i-th of a stream of distinct visitor questions: the evaluation files' ~450 real-looking messages, then the
+    same with a counter, so no turn repeats an earlier one's text (no cache makes a benchmark faster than traffic)."""
+    if not _EVAL_QUESTIONS:
+        for line in (REPO / "evals" / "stages_dev.jsonl").read_text().splitlines():
+            users = [m["content"] for m in json.loads(line)["messages"] if m["role"] == "user"]
+            _EVAL_QUESTIONS.append(users[-1])
+        for line in (REPO / "evals" / "retrieval_dev.jsonl").read_text().splitlines():
+            _EVAL_QUESTIONS.append(json.loads(line)["question"])
+    n = len(_EVAL_QUESTIONS)
+    return _EVAL_QUESTIONS[i % n] + (f" ({i // n})" if i >= n else "")
+
+
+_EVAL_QUESTIONS: list[str] = []
 # Loads are run from one IP: lift the per-IP and per-visitor limits for benchmarks.
 UNLIMITED = {"JOURNEY_RATE_LIMIT_IP": "1000000/60", "JOURNEY_RATE_LIMIT_VISITOR": "1000000/60"}
 

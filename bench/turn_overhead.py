@@ -8,7 +8,8 @@ Configurations: `llm` (the fake LLM answers and votes on the stage: two LLM call
 
 Overhead = the client's round trip minus the time the fake LLM itself spent on that turn's calls (the stage vote
 and the answer), measured by the fake and read from its /fake/stats. Turns run one at a time for the overhead
-figures; the throughput runs keep --concurrency streamed turns in flight.
+figures; the throughput runs keep --concurrency streamed turns in flight. Measured turns never repeat a question
+(harness.visitor_question), so the server's embedding cache does not flatter the figures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ import statistics
 import time
 
 import httpx
-from harness import QUESTIONS, FakeLLMProcess, ServerProcess, client, data_dir, header, llm_env, pct, stream_turn
+from harness import (
+    QUESTIONS,
+    FakeLLMProcess,
+    ServerProcess,
+    client,
+    data_dir,
+    header,
+    llm_env,
+    pct,
+    stream_turn,
+    visitor_question,
+)
 
 
 def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int, mode: str) -> None:
@@ -32,7 +44,7 @@ def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int, mode: str)
         for i in range(turns):
             seen = len(fake.stats()["timings"])
             started = time.perf_counter()
-            response = http.post(f"{server.url}/v1/chat", json={"message": QUESTIONS[i % len(QUESTIONS)]})
+            response = http.post(f"{server.url}/v1/chat", json={"message": visitor_question(i)})
             elapsed = time.perf_counter() - started
             response.raise_for_status()
             assert response.json()["mode"] == mode, response.json()
@@ -44,7 +56,8 @@ def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int, mode: str)
             seen = len(fake.stats()["timings"])
             started = time.perf_counter()
             first = None
-            with http.stream("POST", f"{server.url}/v1/chat/stream", json={"message": QUESTIONS[i % 10]}) as resp:
+            body = {"message": visitor_question(turns + i)}  # none repeats a question of the /v1/chat turns
+            with http.stream("POST", f"{server.url}/v1/chat/stream", json=body) as resp:
                 for line in resp.iter_lines():
                     if first is None and line.startswith("event: token"):
                         first = time.perf_counter() - started
@@ -80,7 +93,7 @@ async def throughput(url: str, concurrency: int, total: int) -> tuple[float, lis
         nonlocal failures
         while queue:
             i = queue.pop()
-            result = await stream_turn(http, url, {"message": QUESTIONS[i % len(QUESTIONS)]})
+            result = await stream_turn(http, url, {"message": visitor_question(i)})
             if result["done"] is None:
                 failures += 1
             latencies.append(result["seconds"] * 1000)
