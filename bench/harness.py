@@ -35,12 +35,9 @@ QUESTIONS = [
 
 
 def visitor_question(i: int) -> str:
-    """The i-th of a stream of distinct visitor questions: the evaluation files' ~450 real-looking messages, then the
-    same with a counter, so no turn repeats an earlier one's text (no cache makes a benchmark faster than traffic)."""
+    """The i-th of a stream of distinct visitor questions the knowledge base answers: the retrieval evaluation's 111,
+    then the same with a counter, so no turn repeats an earlier one's text (no cache flatters a benchmark)."""
     if not _EVAL_QUESTIONS:
-        for line in (REPO / "evals" / "stages_dev.jsonl").read_text().splitlines():
-            users = [m["content"] for m in json.loads(line)["messages"] if m["role"] == "user"]
-            _EVAL_QUESTIONS.append(users[-1])
         for line in (REPO / "evals" / "retrieval_dev.jsonl").read_text().splitlines():
             _EVAL_QUESTIONS.append(json.loads(line)["question"])
     n = len(_EVAL_QUESTIONS)

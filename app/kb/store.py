@@ -190,6 +190,18 @@ def _split(value: str | None, sep: str = ",") -> tuple[str, ...]:
     return tuple(v for v in (value or "").split(sep) if v)
 
 
+@dataclass
+class LexicalIndex:
+    """What a search needs in memory besides Chroma's vector query: BM25 over every passage, their texts and vectors."""
+
+    version: str | None
+    bm25: BM25Index
+    rows: dict[str, int]
+    vectors: np.ndarray
+    documents: list[str]
+    metadatas: list[dict]
+
+
 class KnowledgeBase:
     """Passages of the company's documents in one Chroma collection."""
 
@@ -207,7 +219,7 @@ class KnowledgeBase:
         self._catalog_at = 0.0
         self._catalog_version: str | None = None
         self._lock = threading.Lock()
-        self._lexical: tuple[str | None, BM25Index, dict[str, int], np.ndarray] | None = None
+        self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
         self._lexical_lock = threading.Lock()
 
@@ -300,27 +312,34 @@ class KnowledgeBase:
         with self._lexical_lock:
             self._lexical = None
 
-    def _lexical_index(self) -> tuple[BM25Index, dict[str, int], np.ndarray]:
-        """The BM25 index of the stored passages, their row numbers and vectors, rebuilt when the collection changes.
+    def _lexical_index(self) -> LexicalIndex:
+        """The BM25 index of the stored passages with their texts and vectors, rebuilt when the collection changes.
 
-        The vectors let a keyword match that the vector query did not return be scored without another Chroma call.
+        Texts and vectors let a keyword match the vector query did not return be scored without another Chroma call.
         """
         with self._lexical_lock:
             now = time.monotonic()
             if self._lexical is not None and now - self._lexical_checked < LEXICAL_CHECK_SECONDS:
-                return self._lexical[1], self._lexical[2], self._lexical[3]
+                return self._lexical
             self._lexical_checked = now
             version = self._version()
-            if self._lexical is None or self._lexical[0] != version:
+            if self._lexical is None or self._lexical.version != version:
                 got = self._collection.get(include=["documents", "metadatas", "embeddings"])
                 texts = [
                     f"{m['title']} {m['section']} {text}"
                     for text, m in zip(got["documents"], got["metadatas"], strict=True)
                 ]
-                index = BM25Index(got["ids"], texts)
-                vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
-                self._lexical = (version, index, {pid: i for i, pid in enumerate(got["ids"])}, vectors)
-            return self._lexical[1], self._lexical[2], self._lexical[3]
+                self._lexical = LexicalIndex(
+                    version=version,
+                    bm25=BM25Index(got["ids"], texts),
+                    rows={pid: i for i, pid in enumerate(got["ids"])},
+                    vectors=np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+                    if got["ids"]
+                    else np.zeros((0, 0), dtype=np.float32),
+                    documents=list(got["documents"]),
+                    metadatas=list(got["metadatas"]),
+                )
+            return self._lexical
 
     def _version(self) -> str | None:
         """The collection's change marker (set by every ingestion that changed something, in any process)."""
@@ -357,7 +376,7 @@ class KnowledgeBase:
         by cosine similarity plus LEXICAL_WEIGHT times the normalised BM25 score. `similarity` stays the cosine.
         """
         lexical_index = self._lexical_index() if query_text else None  # its size is the count, checked every few s
-        total = len(lexical_index[1]) if lexical_index is not None else self.count()
+        total = len(lexical_index.rows) if lexical_index is not None and lexical_index.rows else self.count()
         if total == 0:
             return []
         pool = min(total, max(k * 4, 12))
@@ -374,17 +393,17 @@ class KnowledgeBase:
         }
         lexical: dict[str, float] = {}
         if query_text:
-            index, rows, vectors = lexical_index
+            index, rows = lexical_index.bm25, lexical_index.rows
             scores = index.scores(query_text)
             best = float(scores.max()) if len(scores) else 0.0
             if best > 0:
                 top = [index.ids[i] for i in np.argsort(-scores)[:pool] if scores[i] > 0]
-                missing = [pid for pid in top if pid not in found]
-                if missing:
-                    extra = self._collection.get(ids=missing, include=["documents", "metadatas"])
-                    query = np.asarray(query_vector, dtype=np.float32)
-                    for pid, text, meta in zip(extra["ids"], extra["documents"], extra["metadatas"], strict=True):
-                        found[pid] = (text, meta, float(vectors[rows[pid]] @ query))
+                query = np.asarray(query_vector, dtype=np.float32)
+                for pid in top:
+                    if pid not in found:
+                        row = rows[pid]
+                        text, meta = lexical_index.documents[row], lexical_index.metadatas[row]
+                        found[pid] = (text, meta, float(lexical_index.vectors[row] @ query))
                 lexical = {pid: float(scores[rows[pid]]) / best for pid in found if pid in rows}
         hits = []
         for pid, (text, meta, similarity) in found.items():
@@ -408,7 +427,7 @@ class KnowledgeBase:
     def catalog(self) -> dict[str, CatalogEntry]:
         """Every document's title, stages and questions (cached; reloaded after an ingestion in any process)."""
         self._lexical_index()  # reads the collection's version, at most every LEXICAL_CHECK_SECONDS
-        version = self._lexical[0] if self._lexical is not None else None
+        version = self._lexical.version if self._lexical is not None else None
         with self._lock:
             if time.monotonic() - self._catalog_at > CATALOG_TTL_SECONDS or version != self._catalog_version:
                 self._catalog_version = version
