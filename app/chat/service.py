@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -168,13 +169,17 @@ class ChatService:
             previous=p.previous_stage,
         )
 
-    def _understand(
-        self, p: Prepared, signals: StageSignals, vote: StageVote | None
-    ) -> tuple[StageResult, list[Hit], np.ndarray, CuratedMatch | None]:
+    def _embed_message(self, p: Prepared) -> np.ndarray:
         if self.learning is not None:
             self.learning.refresh()
+        return self.vectors.embed_array([p.request.message])[0]  # cached: the suggestions compare against it again
+
+    def _understand(
+        self, p: Prepared, signals: StageSignals, vote: StageVote | None, vector: np.ndarray | None = None
+    ) -> tuple[StageResult, list[Hit], np.ndarray, CuratedMatch | None]:
         message = p.request.message
-        vector = self.vectors.embed_array([message])[0]  # cached: the suggestions compare against it again
+        if vector is None:
+            vector = self._embed_message(p)
         curated = self.learning.match(vector) if self.learning is not None else None
         stage = self.detector.detect(signals, vector, vote)
         query_vector, query_text = vector, message
@@ -257,8 +262,15 @@ class ChatService:
                 yield name, data
             return
         signals = self._signals(p)
-        vote = await self._vote(signals)
-        stage, hits, query_vector, curated = await to_thread.run_sync(self._understand, p, signals, vote)
+        vote, vector = None, None
+        if self.stage_llm is not None:  # the LLM's stage vote and the message's embedding at the same time
+            asking = asyncio.ensure_future(self._vote(signals))
+            try:
+                vector = await to_thread.run_sync(self._embed_message, p)
+                vote = await asking
+            finally:
+                asking.cancel()  # only if the embedding failed or the turn was cancelled
+        stage, hits, query_vector, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
         state.stage = stage
         state.top_similarity = hits[0].similarity if hits else None
         yield "stage", stage.as_dict()
