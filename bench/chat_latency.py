@@ -18,20 +18,9 @@ import time
 from pathlib import Path
 
 import httpx
+from harness import QUESTIONS
 
 REPO = Path(__file__).resolve().parent.parent
-QUESTIONS = [
-    "How much does the pro plan cost?",
-    "How do I cancel my subscription?",
-    "My Google calendar stopped syncing",
-    "how is lumio different from bookbee",
-    "how do i import my clients",
-    "I want to refer a friend",
-    "is there an api",
-    "sms reminders are not going out",
-    "Can I get a refund on my annual plan?",
-    "What is Lumio?",
-]
 
 
 def start_server() -> tuple[subprocess.Popen, str]:

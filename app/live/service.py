@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,7 @@ from app.conversations.schemas import valid_email
 from app.live.hours import is_open, office_zone, parse_office_hours
 from app.live.models import LIVE, OPEN, RETURNED, UNAVAILABLE, WAITING, HandoffRequest, LiveEvent
 from app.store.models import Conversation, Touchpoint, utcnow
-from app.store.service import get_conversation
+from app.store.service import add_event_touchpoint, get_conversation
 from app.webhooks.events import iso
 
 EVENT_LOCK = zlib.crc32(b"journey-guide-live-events")  # serialises live event inserts on PostgreSQL
@@ -103,25 +103,9 @@ def add_touchpoint(
     session: Session, conversation: Conversation, kind: str, data: dict, *, page: dict | None = None
 ) -> Touchpoint:
     """The conversation's next touchpoint (flushed, not committed)."""
-    lock_conversation(session, conversation.id)
-    last_turn = session.scalar(select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == conversation.id))
-    now = utcnow()
-    touchpoint = Touchpoint(
-        id=new_id(),
-        conversation_id=conversation.id,
-        visitor_id=conversation.visitor_id,
-        turn=(last_turn or 0) + 1,
-        kind=kind,
-        created_at=now,
-        page=page,
-        stage=conversation.stage,
-        data=data,
+    return add_event_touchpoint(
+        session=session, conversation=conversation, id=new_id(), kind=kind, data=data, stage=None, page=page
     )
-    session.add(touchpoint)
-    conversation.turns = touchpoint.turn
-    conversation.updated_at = now
-    session.flush()
-    return touchpoint
 
 
 def add_event(session: Session, conversation_id: str, kind: str, data: dict) -> LiveEvent:

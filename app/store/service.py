@@ -155,7 +155,7 @@ def conversation_touchpoints(*, session: Session, conversation_id: str) -> list[
     )
 
 
-def _add_event(
+def add_event_touchpoint(
     *,
     session: Session,
     conversation: Conversation,
@@ -166,6 +166,7 @@ def _add_event(
     page: dict | None,
     created_at: datetime | None = None,
 ) -> Touchpoint:
+    """Add a journey event as the conversation's next touchpoint (its row locked); flushed, not committed."""
     session.get(Conversation, conversation.id, with_for_update=True, populate_existing=True)  # one writer at a time
     last_turn = session.scalar(select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == conversation.id))
     now = created_at or utcnow()
@@ -184,6 +185,12 @@ def _add_event(
     session.add(touchpoint)
     conversation.turns = touchpoint.turn
     conversation.updated_at = max(now, conversation.updated_at or now)
+    session.flush()
+    return touchpoint
+
+
+def _add_event(*, session: Session, **event) -> Touchpoint:
+    touchpoint = add_event_touchpoint(session=session, **event)
     session.commit()
     return touchpoint
 
