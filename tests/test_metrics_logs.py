@@ -27,7 +27,8 @@ def delta(before: dict, after: dict, name: str) -> float:
 
 def test_metrics_move_when_a_visitor_chats(offline_server):
     before = scrape(offline_server)
-    body = {"message": "How much does the pro plan cost?"}
+    # a question no earlier test asked: a repeated one is embedded from the cache, with no embed phase
+    body = {"message": "How much does the pro plan cost per month?"}
     assert httpx.post(f"{offline_server.url}/v1/chat", json=body, timeout=60).status_code == 200
     after = scrape(offline_server)
     assert delta(before, after, 'journey_turns_total{mode="offline",outcome="ok",stage="decision"}') == 1
