@@ -13,6 +13,20 @@ from conftest import free_port
 CHROMA = Path(sys.executable).parent / "chroma"
 
 
+# A document the demo knowledge lacks: ingesting it through a Chroma server must change what chat cites.
+LUNAR_DOC = """---
+title: Scheduling at the lunar outpost
+stages: [consideration]
+url: https://www.lumio.example/lunar-outpost
+questions:
+  - Can Lumio book appointments at the lunar outpost?
+---
+## Lunar outpost bookings
+Lumio books regolith-drilling appointments at the lunar outpost. Crews pick a drilling slot in the outpost
+calendar and the airlock rota is kept in sync with every booking.
+"""
+
+
 class ChromaServer:
     """`chroma run --path PATH --host 127.0.0.1 --port PORT`; start() waits for its heartbeat."""
 

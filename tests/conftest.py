@@ -202,6 +202,22 @@ def _pg_admin_url() -> str | None:
     return None
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip the calling test because a service is missing, or fail it when JOURNEY_REQUIRE_SERVICES=1 (CI)."""
+    if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+def local_redis_url(db: int) -> str:
+    """The local Redis at database number `db` (one per test module), or skip / fail when it is not running."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+    except OSError:
+        skip_or_fail("Redis on 127.0.0.1:6379 is not running")
+    return f"redis://127.0.0.1:6379/{db}"
+
+
 def create_pg_database() -> tuple[str, Callable[[], None]]:
     """CREATE DATABASE journey_t_<random> on the local PostgreSQL; return its URL and a function that drops it.
 
@@ -213,10 +229,7 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
 
     admin = _pg_admin_url()
     if admin is None:
-        reason = f"PostgreSQL on {PG_HOST} (database `test`, trust auth, user postgres or root) is unreachable"
-        if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(reason)
+        skip_or_fail(f"PostgreSQL on {PG_HOST} (database `test`, trust auth, user postgres or root) is unreachable")
     name = f"journey_t_{secrets.token_hex(6)}"
     with psycopg.connect(admin, autocommit=True, connect_timeout=3) as con:
         con.execute(f"CREATE DATABASE {name}")

@@ -13,24 +13,12 @@ from urllib.parse import urlparse
 import chromadb
 import httpx
 import pytest
-from chroma_server import ChromaServer
+from chroma_server import LUNAR_DOC, ChromaServer
 from chromadb.config import Settings as ChromaSettings
 from conftest import REPO, Server, base_env, free_port, run_cli
 from sse import iter_events
 
 from app.kb.store import collection_name
-
-LUNAR_DOC = """---
-title: Scheduling at the lunar outpost
-stages: [consideration]
-url: https://www.lumio.example/lunar-outpost
-questions:
-  - Can Lumio book appointments at the lunar outpost?
----
-## Lunar outpost bookings
-Lumio books regolith-drilling appointments at the lunar outpost. Crews pick a drilling slot in the outpost
-calendar and the airlock rota is kept in sync with every booking.
-"""
 
 
 def server_collection(url: str):

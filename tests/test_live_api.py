@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jsonschema
 import pytest
-from conftest import REPO, Server, free_port
+from conftest import REPO, Server, free_port, local_redis_url
 from sse import iter_events
 from webhook_receiver import Receiver
 
@@ -531,22 +530,8 @@ def test_a_request_nobody_claims_in_time_becomes_unavailable(make_data_dir):
 # -- two workers ------------------------------------------------------------------------------------------------
 
 
-def _redis_url() -> str:
-    import redis
-
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        reason = "Redis on 127.0.0.1:6379 is unreachable"
-        if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(reason)
-    return url
-
-
 def test_two_workers_sharing_redis_and_postgresql_carry_one_conversation(make_data_dir, pg_url):
-    env = {"JOURNEY_DATABASE_URL": pg_url, "JOURNEY_REDIS_URL": _redis_url(), "JOURNEY_HANDOFF_WAIT_SECONDS": "1"}
+    env = {"JOURNEY_DATABASE_URL": pg_url, "JOURNEY_REDIS_URL": local_redis_url(0), "JOURNEY_HANDOFF_WAIT_SECONDS": "1"}
     first_dir, second_dir = make_data_dir(), make_data_dir()
     tokens = make_tokens(Settings(data_dir=first_dir, database_url=pg_url))
     a = Server(first_dir, **env)

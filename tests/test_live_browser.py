@@ -10,9 +10,7 @@ workers), unless JOURNEY_REQUIRE_SERVICES=1, where a missing service fails the r
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from chromium import ARTIFACTS, launch
-from conftest import Server, base_env, run_cli
+from conftest import Server, base_env, local_redis_url, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,18 +40,6 @@ def create_token(data_dir: Path, name: str, role: str, **env: str) -> str:
     result = run_cli("staff", "create-token", name, "--role", role, env=base_env(data_dir, **env))
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
-
-
-def redis_url() -> str:
-    """The local Redis (a database number of its own), or skip / fail when it is not running."""
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
-    except OSError:
-        reason = "Redis on 127.0.0.1:6379 is not running"
-        if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(reason)
-    return "redis://127.0.0.1:6379/11"
 
 
 @dataclass
@@ -103,7 +89,7 @@ def one_server(make_data_dir) -> Iterator[Deployment]:
 @pytest.fixture(scope="module")
 def two_workers(make_data_dir) -> Iterator[Deployment]:
     """Worker A serves the visitor, worker B the staff member: one SQLite data dir, events through Redis."""
-    deployment, servers = deploy(make_data_dir, workers=2, JOURNEY_REDIS_URL=redis_url(), **LONG_WAIT)
+    deployment, servers = deploy(make_data_dir, workers=2, JOURNEY_REDIS_URL=local_redis_url(11), **LONG_WAIT)
     yield deployment
     for server in servers:
         server.stop()
@@ -112,7 +98,7 @@ def two_workers(make_data_dir) -> Iterator[Deployment]:
 @pytest.fixture(scope="module")
 def two_workers_postgres(make_data_dir, pg_url) -> Iterator[Deployment]:
     """The same two workers on one PostgreSQL database."""
-    env = {"JOURNEY_REDIS_URL": redis_url(), "JOURNEY_DATABASE_URL": pg_url, **LONG_WAIT}
+    env = {"JOURNEY_REDIS_URL": local_redis_url(11), "JOURNEY_DATABASE_URL": pg_url, **LONG_WAIT}
     deployment, servers = deploy(make_data_dir, workers=2, **env)
     yield deployment
     for server in servers:

@@ -6,10 +6,8 @@ earlier turn, a staff change or an ingestion job must travel through the shared 
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,47 +17,24 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from chroma_server import ChromaServer
-from conftest import REPO, Server, base_env, create_pg_database, free_port, run_cli
+from chroma_server import LUNAR_DOC, ChromaServer
+from conftest import REPO, Server, base_env, create_pg_database, free_port, local_redis_url, run_cli
 from sse import iter_events
 
 REDIS_DB = 13
 VISITOR_LIMIT = 8
 RUN = secrets.token_hex(4)  # visitor ids of this run (Redis keys are cleaned up by it)
-LUNAR_DOC = """---
-title: Scheduling at the lunar outpost
-stages: [consideration]
-url: https://www.lumio.example/lunar-outpost
-questions:
-  - Can Lumio book appointments at the lunar outpost?
----
-## Lunar outpost bookings
-Lumio books regolith-drilling appointments at the lunar outpost. Crews pick a drilling slot in the outpost
-calendar and the airlock rota is kept in sync with every booking.
-"""
 
 
 def visitor(name: str) -> str:
     return f"{RUN}-{name}-{secrets.token_hex(4)}"
 
 
-def redis_url() -> str:
-    """The local Redis (database REDIS_DB), or skip / fail when it is not running."""
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
-    except OSError:
-        reason = "Redis on 127.0.0.1:6379 is not running"
-        if os.environ.get("JOURNEY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; JOURNEY_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(reason)
-    return f"redis://127.0.0.1:6379/{REDIS_DB}"
-
-
 class Cluster:
     """Two workers (a and b) on the same PostgreSQL database, Redis and Chroma server, and an admin token."""
 
     def __init__(self, tmp: Callable[[str], Path]) -> None:
-        self.redis = redis_url()
+        self.redis = local_redis_url(REDIS_DB)
         self.pg_url, self._drop_pg = create_pg_database()
         self.chroma = ChromaServer(tmp("chroma") / "data")
         self.servers: list[Server] = []
