@@ -69,9 +69,8 @@ def touchpoint_data(touchpoint: Touchpoint, conversation: Conversation | None) -
     }
 
 
-def transition_data(touchpoint: Touchpoint, conversation: Conversation | None) -> dict:
-    """A conversation moving from one journey stage to another on this touchpoint."""
-    t = touchpoint
+def _subject(t: Touchpoint, conversation: Conversation | None) -> dict:
+    """The fields that say which touchpoint of which visitor an event is about, and when."""
     return {
         "touchpoint_id": t.id,
         "conversation_id": t.conversation_id,
@@ -79,6 +78,14 @@ def transition_data(touchpoint: Touchpoint, conversation: Conversation | None) -
         "turn": t.turn,
         "occurred_at": iso(t.created_at),
         "identity": _identity(conversation),
+    }
+
+
+def transition_data(touchpoint: Touchpoint, conversation: Conversation | None) -> dict:
+    """A conversation moving from one journey stage to another on this touchpoint."""
+    t = touchpoint
+    return {
+        **_subject(t, conversation),
         "from": t.previous_stage,
         "to": t.stage,
         "confidence": t.stage_confidence,
@@ -91,12 +98,7 @@ def handoff_data(touchpoint: Touchpoint, conversation: Conversation | None) -> d
     t = touchpoint
     data = t.data or {}
     return {
-        "touchpoint_id": t.id,
-        "conversation_id": t.conversation_id,
-        "visitor_id": t.visitor_id,
-        "turn": t.turn,
-        "occurred_at": iso(t.created_at),
-        "identity": _identity(conversation),
+        **_subject(t, conversation),
         "page": t.page,
         "stage": t.stage,
         "reason": data.get("reason"),
