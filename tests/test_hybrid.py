@@ -52,3 +52,19 @@ def test_exact_terms_are_found_and_similarity_stays_cosine(tmp_path, embeddings,
     kb.ingest([doc(name, text) for name, text in TOPICS.items() if name != "codes"] + [doc("errors", TOPICS["codes"])])
     moved = other.search(vector, stage=None, k=1, stage_boost=0.0, query_text=query)
     assert moved[0].doc_id == "errors", "the other worker's lexical index follows the change"
+
+
+def test_in_memory_search_ranks_like_chromas_query(tmp_path, embeddings):
+    """The exact in-memory scan and Chroma's HNSW query (used above MEMORY_SEARCH_MAX passages) agree on the ranking."""
+    settings = Settings(data_dir=tmp_path)
+    memory = build_knowledge_base(settings, embeddings)
+    memory.ingest([doc(name, text) for name, text in TOPICS.items()])
+    chroma = build_knowledge_base(settings, embeddings)
+    chroma.memory_search_max = 0  # every query goes to Chroma
+    for query in ["my calendar stopped syncing", "where are my invoices", "what does QX7731 mean", "set holidays"]:
+        vector = embeddings.embed_query(query)
+        for text in (None, query):
+            a = memory.search(vector, stage=None, k=5, stage_boost=0.0, query_text=text)
+            b = chroma.search(vector, stage=None, k=5, stage_boost=0.0, query_text=text)
+            assert [h.id for h in a] == [h.id for h in b]
+            assert [round(h.similarity, 4) for h in a] == [round(h.similarity, 4) for h in b]
