@@ -239,7 +239,7 @@ class ChatService:
             embed=self.vectors.embed_array,
         )
 
-    def _prompt(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list:
+    def _prompt(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list[dict[str, str]]:
         folder = self.settings.prompts_dir
         info = self.journey.get(stage.name)
         system = render(folder, "system", company=self.settings.company_name)
@@ -301,7 +301,7 @@ class ChatService:
                     yield "token", {"text": piece}
                 if not state.reply.strip():
                     raise LLMFailure("llm_error", "the LLM returned an empty answer")
-                if leaks_prompt(state.reply, messages[0].content):
+                if leaks_prompt(state.reply, messages[0]["content"]):
                     raise LLMFailure("llm_unsafe", "the reply repeated the system prompt")
                 state.reply = sanitize_reply(state.reply, self.link_hosts())
             except LLMFailure as failure:

@@ -1,4 +1,4 @@
-"""With an LLM configured: a structured-output stage classification the offline ensemble weighs in."""
+"""With an LLM configured: a structured-output (JSON schema) stage classification the offline ensemble weighs in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import logging
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, create_model
+from openai import AsyncOpenAI
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.config import Settings
 from app.stages.config import JourneyConfig
@@ -46,27 +47,27 @@ class LLMStageClassifier:
     """Asks the chat model for the stage with a JSON schema of the configured stage names."""
 
     def __init__(self, settings: Settings, journey: JourneyConfig) -> None:
-        from langchain_openai import ChatOpenAI
-
         self.journey = journey
+        self.model = settings.llm_model
         self.timeout = settings.llm_stage_timeout
         names = tuple(journey.names)
-        schema = create_model(
+        self._choice = create_model(
             "StageChoice",
+            __config__=ConfigDict(extra="forbid"),  # strict JSON schemas need additionalProperties: false
             stage=(Literal[names], Field(description="one of the stage names")),
             confidence=(float, Field(ge=0, le=1)),
             reason=(str, Field(description="a short reason, under 20 words")),
         )
-        chat = ChatOpenAI(
-            model=settings.llm_model,
+        self._response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": "StageChoice", "strict": True, "schema": self._choice.model_json_schema()},
+        }
+        self._client = AsyncOpenAI(
             api_key=settings.openai_api_key or "not-needed",
             base_url=settings.openai_base_url,
             timeout=settings.llm_stage_timeout,
             max_retries=0,
-            max_tokens=120,
-            temperature=0,
         )
-        self._chain = chat.with_structured_output(schema, method="json_schema")
         self._stages = "\n".join(f"- {s.name}: {s.description}" for s in journey.stages)
 
     async def classify(self, signals: StageSignals) -> LLMStageVote | None:
@@ -79,8 +80,16 @@ class LLMStageClassifier:
             message=signals.message.replace(">>>", "> > >"),
         )
         try:
-            choice = await asyncio.wait_for(self._chain.ainvoke(prompt), self.timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure means: no vote
+            async with asyncio.timeout(self.timeout):
+                completion = await self._client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    response_format=self._response_format,
+                    max_completion_tokens=120,  # what LangChain sent before: same request
+                    temperature=0,
+                )
+            choice = self._choice.model_validate_json(completion.choices[0].message.content or "")
+        except Exception as exc:  # noqa: BLE001 - any failure (HTTP, timeout, invalid JSON or stage) means: no vote
             log.warning("LLM stage classification failed: %s: %s", type(exc).__name__, str(exc)[:200])
             return None
         return LLMStageVote(stage=choice.stage, confidence=choice.confidence, reason=choice.reason)
