@@ -20,7 +20,7 @@ from app.answer.prompts import format_docs, neutralise, render
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
 from app.config import Settings
-from app.embeddings import VectorCache
+from app.embeddings import EmbeddingBatcher, VectorCache
 from app.kb.store import Hit, KnowledgeBase, by_document
 from app.security.output import leaks_prompt, sanitize_reply
 from app.security.redact import redact
@@ -121,6 +121,7 @@ class ChatService:
         self.stage_llm = stage_llm
         self.learning = learning
         self.vectors = vectors or VectorCache(kb.embeddings)
+        self.batcher = EmbeddingBatcher(self.vectors)
         self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
         self.spool = spool_for(settings.data_dir)
         self.open_turns = 0  # turns being answered or recorded now; shutdown waits for them (drain)
@@ -169,17 +170,12 @@ class ChatService:
             previous=p.previous_stage,
         )
 
-    def _embed_message(self, p: Prepared) -> np.ndarray:
-        if self.learning is not None:
-            self.learning.refresh()
-        return self.vectors.embed_array([p.request.message])[0]  # cached: the suggestions compare against it again
-
     def _understand(
-        self, p: Prepared, signals: StageSignals, vote: StageVote | None, vector: np.ndarray | None = None
+        self, p: Prepared, signals: StageSignals, vote: StageVote | None, vector: np.ndarray
     ) -> tuple[StageResult, list[Hit], np.ndarray, CuratedMatch | None]:
         message = p.request.message
-        if vector is None:
-            vector = self._embed_message(p)
+        if self.learning is not None:
+            self.learning.refresh()
         curated = self.learning.match(vector) if self.learning is not None else None
         stage = self.detector.detect(signals, vector, vote)
         query_vector, query_text = vector, message
@@ -262,14 +258,16 @@ class ChatService:
                 yield name, data
             return
         signals = self._signals(p)
-        vote, vector = None, None
+        vote = None
         if self.stage_llm is not None:  # the LLM's stage vote and the message's embedding at the same time
             asking = asyncio.ensure_future(self._vote(signals))
             try:
-                vector = await to_thread.run_sync(self._embed_message, p)
+                vector = await self.batcher.embed(p.request.message)
                 vote = await asking
             finally:
                 asking.cancel()  # only if the embedding failed or the turn was cancelled
+        else:  # embedded together with the messages of other turns arriving now; cached for the suggestions
+            vector = await self.batcher.embed(p.request.message)
         stage, hits, query_vector, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
         state.stage = stage
         state.top_similarity = hits[0].similarity if hits else None
