@@ -23,6 +23,20 @@ WORDS = "one two three four five six seven eight"
 MESSAGES = LLMAnswerer.messages("You are a test.", [], "Count to eight.")
 
 
+@pytest.fixture(scope="module")
+def own_fake() -> Iterator[FakeLLMServer]:
+    """A fake of this module's own: responses other tests left running on the shared one would add timings."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture()
+def fake_llm(own_fake: FakeLLMServer) -> FakeLLMServer:
+    """This module's fake, reset for each test."""
+    own_fake.reset()
+    return own_fake
+
+
 @pytest.fixture()
 def settings(fake_llm: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings pointed at the fake LLM with short timeouts."""
