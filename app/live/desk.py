@@ -185,7 +185,9 @@ class LiveDesk:
             return payload
 
     async def _after_turn(self, p, payload: dict, is_small_talk) -> dict:
-        status = await self.status(p.conversation_id)
+        status, history_reason = None, None  # a conversation this turn started has no request and one exchange
+        if p.request.conversation_id:
+            status, history_reason = await to_thread.run_sync(self._after_turn_state, p.conversation_id, is_small_talk)
         if status is not None:
             await to_thread.run_sync(
                 lambda: service.visitor_message(
@@ -197,9 +199,7 @@ class LiveDesk:
             )
             await self.notify(p.conversation_id)
             return payload
-        reason = frustration(p.request.message)
-        if reason is None:
-            reason = await to_thread.run_sync(self._reason_from_history, p.conversation_id, is_small_talk)
+        reason = frustration(p.request.message) or history_reason
         if reason is None:
             return payload
         page = p.request.page.as_record() if p.request.page else None
@@ -219,15 +219,19 @@ class LiveDesk:
         payload["next_steps"] = out["next_steps"]
         return payload
 
-    def _reason_from_history(self, conversation_id: str, is_small_talk) -> str | None:
+    def _after_turn_state(self, conversation_id: str, is_small_talk) -> tuple[str | None, str | None]:
+        """The open request's status and the reason the history gives to ask for a person, read in one session."""
         with self.sessions() as session:
+            status = service.open_status(session=session, conversation_id=conversation_id)
+            if status is not None:
+                return status, None
             rows = session.scalars(
                 select(Touchpoint)
                 .where(Touchpoint.conversation_id == conversation_id)
                 .order_by(Touchpoint.turn.desc())
                 .limit(LOOK_BACK)
             ).all()
-            return reason_from_history(list(rows), is_small_talk)
+            return None, reason_from_history(list(rows), is_small_talk)
 
     async def sweep_loop(self, interval: float) -> None:
         """Every `interval` seconds, mark requests nobody claimed in time unavailable and tell the streams."""

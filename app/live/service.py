@@ -150,15 +150,20 @@ def latest_request(session: Session, conversation_id: str) -> HandoffRequest | N
     )
 
 
-def status_of(*, sessions: sessionmaker, conversation_id: str) -> str | None:
+def open_status(*, session: Session, conversation_id: str) -> str | None:
     """The open request's status (waiting, unavailable, live), or None when the bot has the conversation."""
+    return session.scalar(
+        select(HandoffRequest.status)
+        .where(HandoffRequest.conversation_id == conversation_id, HandoffRequest.status.in_(OPEN))
+        .order_by(HandoffRequest.id.desc())
+        .limit(1)
+    )
+
+
+def status_of(*, sessions: sessionmaker, conversation_id: str) -> str | None:
+    """open_status in a session of its own."""
     with sessions() as session:
-        return session.scalar(
-            select(HandoffRequest.status)
-            .where(HandoffRequest.conversation_id == conversation_id, HandoffRequest.status.in_(OPEN))
-            .order_by(HandoffRequest.id.desc())
-            .limit(1)
-        )
+        return open_status(session=session, conversation_id=conversation_id)
 
 
 # -- what the visitor is told ----------------------------------------------------------------------------------
