@@ -82,7 +82,10 @@ def test_reingest_replaces_removes_and_skips(tmp_path, embeddings):
     (docs_dir / "gold.md").unlink()
     report = kb.ingest(load_folder(docs_dir)[0])
     assert report.updated == ["plans/premium"] and report.removed == ["gold"]
-    assert embeddings.embedded == 2, "only the changed document's passages are embedded"
+    # only the changed document: its 2 passages and the 2 sentences the offline composer scores (one per passage)
+    assert embeddings.embedded == 2 + 2, "only the changed document's passages and units are embedded"
+    units = kb._units.get(include=["metadatas"])["metadatas"]
+    assert sorted(m["doc_id"] for m in units) == ["plans/basic"] * 2 + ["plans/premium"] * 2, "gold's units removed"
     texts = stored(kb)
     assert set(texts) == {"plans/basic#0", "plans/basic#1", "plans/premium#0", "plans/premium#1"}
     assert "The premium plan costs $60 per month." in texts["plans/premium#0"]
@@ -143,3 +146,29 @@ def test_demo_knowledge_base_is_ingested(ingested):
     again = run_cli("ingest", env=env)
     assert again.returncode == 0, again.stderr
     assert f"added 0, updated 0, unchanged {count}, removed 0, errors 0; embedded 0 passages" in again.stdout
+
+
+def test_the_composer_s_unit_vectors_are_stored_at_ingestion_and_backfilled(tmp_path, embeddings):
+    """Every sentence the offline composer may score has its vector from ingestion, so a turn embeds only the question."""
+    from app.answer.composer import split_units
+
+    docs_dir = tmp_path / "docs"
+    docs_dir.mkdir()
+    for name, price in [("basic", "$5"), ("premium", "$50")]:
+        write(docs_dir, name, price)
+    settings = Settings(data_dir=tmp_path / "data")
+    kb = build_knowledge_base(settings, embeddings)
+    kb.ingest(load_folder(docs_dir)[0])
+    hits = kb.search(embeddings.embed_query("premium price"), stage=None, k=4, stage_boost=0.0)
+    probes = [u.probe for u in split_units(hits)]
+    known = kb.unit_vectors()
+    assert probes and all(p in known for p in probes)
+    for probe in probes:
+        assert abs(float(known[probe] @ embeddings.embed_array([probe])[0]) - 1.0) < 1e-3
+
+    kb._units.delete(where={"doc_id": "basic"})  # as if basic were stored before units were
+    embeddings.embedded = 0
+    report = kb.ingest(load_folder(docs_dir)[0])
+    assert len(report.unchanged) == 2 and embeddings.embedded == 2, "only basic's two units are embedded"
+    fresh = build_knowledge_base(settings, embeddings)  # another process sees them
+    assert all(p in fresh.unit_vectors() for p in probes)

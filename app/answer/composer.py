@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +110,14 @@ def split_units(hits: list[Hit]) -> list[Unit]:
     return units
 
 
-def compose(*, question_vector: np.ndarray, hits: list[Hit], embeddings, next_step: str, min_score: float) -> Composed:
+def compose(
+    *,
+    question_vector: np.ndarray,
+    hits: list[Hit],
+    embed: Callable[[list[str]], np.ndarray],
+    next_step: str,
+    min_score: float,
+) -> Composed:
     """Pick the sentences (or list) that answer best, keep their order, cite them, add the stage's next step."""
     if not hits or hits[0].similarity < min_score:
         text = (
@@ -122,7 +130,7 @@ def compose(*, question_vector: np.ndarray, hits: list[Hit], embeddings, next_st
     units = split_units(relevant)
     if not units:
         return Composed(text=relevant[0].text, cited=[relevant[0]])
-    vectors = embeddings.embed_array([u.probe for u in units])
+    vectors = embed([u.probe for u in units])
     scores = vectors @ question_vector
     ranked = sorted(range(len(units)), key=lambda i: scores[i], reverse=True)
     best = float(scores[ranked[0]])

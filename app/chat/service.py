@@ -211,11 +211,18 @@ class ChatService:
         composed = compose(
             question_vector=query_vector,
             hits=hits,
-            embeddings=self.vectors,
+            embed=self._unit_vectors,
             next_step=self.journey.get(stage.name).next_step,
             min_score=self.settings.retrieval_min_score,
         )
         return composed.text, composed.cited
+
+    def _unit_vectors(self, probes: list[str]) -> np.ndarray:
+        """Vectors of the composer's units: computed at ingestion (app/kb/store.py), else embedded now and cached."""
+        known = self.kb.unit_vectors()
+        missing = list(dict.fromkeys(t for t in probes if t not in known))
+        fresh = dict(zip(missing, self.vectors.embed_array(missing), strict=True)) if missing else {}
+        return np.vstack([known[t] if t in known else fresh[t] for t in probes])
 
     def _relevant(self, hits: list[Hit]) -> list[Hit]:
         return [h for h in hits if h.similarity >= self.settings.retrieval_min_score]

@@ -133,6 +133,10 @@ class Hit:
     score: float
 
 
+def _as_hit(pid: str, doc_id: str, title: str, section: str, url: str, text: str) -> Hit:
+    return Hit(pid, doc_id, title, section, url, (), text, 0.0, 0.0)
+
+
 def by_document(hits: list[Hit]) -> list[list[Hit]]:
     """Hits grouped per document, groups in order of their best hit, best hit first in each group."""
     groups: dict[str, list[Hit]] = {}
@@ -213,6 +217,7 @@ class LexicalIndex:
     vectors: np.ndarray  # L2-normalised rows, so a dot product with a normalised query is the cosine
     documents: list[str]
     metadatas: list[dict]
+    units: dict[str, np.ndarray] = field(default_factory=dict)  # the composer's unit vectors (probe text -> vector)
 
 
 class KnowledgeBase:
@@ -225,6 +230,14 @@ class KnowledgeBase:
         self._client = client
         self._collection = client.get_or_create_collection(
             name=self.name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": embeddings.name},
+            embedding_function=None,
+        )
+        # The offline composer scores each sentence, list and table of the passages it answers from; their vectors are
+        # computed at ingestion and kept here (one row per unit, by document), so a turn embeds only the question.
+        self._units = client.get_or_create_collection(
+            name=f"{self.name}-units",
             configuration={"hnsw": {"space": "cosine"}},
             metadata={"embedding_model": embeddings.name},
             embedding_function=None,
@@ -304,6 +317,7 @@ class KnowledgeBase:
                 ],
             )
             report.chunks_embedded += len(passages)
+            self._store_units(doc.id, [_as_hit(p.id, p.doc_id, p.title, p.section, p.url, p.text) for p in passages])
         if progress is not None:
             progress(len(docs), len(docs), "")
         changed = bool(report.added or report.updated)
@@ -313,7 +327,10 @@ class KnowledgeBase:
                 continue
             if not dry_run:
                 self._collection.delete(where={"doc_id": doc_id})
+                self._units.delete(where={"doc_id": doc_id})
             report.removed.append(doc_id)
+        if not dry_run and self._backfill_units():  # documents stored before their units were
+            changed = True
         if not dry_run and (changed or report.removed):
             self._changed()
         self._catalog_at = 0.0
@@ -325,6 +342,40 @@ class KnowledgeBase:
         self._collection.modify(metadata={"embedding_model": self.embeddings.name, "version": version})
         with self._lexical_lock:
             self._lexical = None
+
+    def _store_units(self, doc_id: str, passages: list[Hit]) -> int:
+        """Replace the document's unit vectors (what the offline composer compares the question with)."""
+        from app.answer.composer import split_units  # the composer reads Hits from this module
+
+        probes = list(dict.fromkeys(unit.probe for unit in split_units(passages)))
+        self._units.delete(where={"doc_id": doc_id})
+        if probes:
+            self._units.add(
+                ids=[f"{doc_id}#{i}" for i in range(len(probes))],
+                embeddings=self.embeddings.embed_documents(probes),
+                documents=probes,
+                metadatas=[{"doc_id": doc_id} for _ in probes],
+            )
+        return len(probes)
+
+    def _backfill_units(self) -> bool:
+        """Compute the unit vectors of stored documents that have none (their passages are not embedded again)."""
+        have = {m["doc_id"] for m in self._units.get(include=["metadatas"])["metadatas"] or []}
+        got = self._collection.get(include=["documents", "metadatas"])
+        passages: dict[str, list[tuple[int, Hit]]] = {}
+        for pid, text, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+            if m["doc_id"] not in have:
+                hit = _as_hit(pid, m["doc_id"], m["title"], m["section"], m["url"], text)
+                passages.setdefault(m["doc_id"], []).append((m.get("chunk", 0), hit))
+        stored = [
+            self._store_units(doc_id, [hit for _, hit in sorted(chunks, key=lambda c: c[0])])
+            for doc_id, chunks in passages.items()
+        ]
+        return any(stored)
+
+    def unit_vectors(self) -> dict[str, np.ndarray]:
+        """Vectors of the passages' units computed at ingestion (probe text -> vector); reloaded with the index."""
+        return self._lexical_index().units
 
     def _lexical_index(self) -> LexicalIndex:
         """The BM25 index of the stored passages with their texts and vectors, rebuilt when the collection changes.
@@ -351,8 +402,16 @@ class KnowledgeBase:
                     vectors=_normalised(got["embeddings"], len(got["ids"])),
                     documents=list(got["documents"]),
                     metadatas=list(got["metadatas"]),
+                    units=self._load_units(),
                 )
             return self._lexical
+
+    def _load_units(self) -> dict[str, np.ndarray]:
+        got = self._units.get(include=["documents", "embeddings"])
+        if not got["ids"]:
+            return {}
+        vectors = _normalised(got["embeddings"], len(got["ids"]))
+        return dict(zip(got["documents"], vectors, strict=True))
 
     def _version(self) -> str | None:
         """The collection's change marker (set by every ingestion that changed something, in any process)."""
