@@ -46,7 +46,13 @@ def is_small_talk(message: str) -> bool:
     return bool(_SMALL_TALK.match(message))
 
 
-_TOKEN = re.compile(r"\S+\s*|\s+")
+_PIECE = re.compile(r"(?:\S+\s*){1,4}|\s+")  # a composed reply streams four words to a token event
+
+
+def pieces(text: str) -> list[str]:
+    """A reply that is already whole, in the pieces it is streamed in (they join back to the text exactly)."""
+    return _PIECE.findall(text)
+
 
 Event = tuple[str, dict]
 
@@ -290,7 +296,7 @@ class ChatService:
                 "similarity": round(curated.similarity, 3),
             }
             yield "sources", {"sources": []}
-            for token in _TOKEN.findall(curated.answer):
+            for token in pieces(curated.answer):
                 state.reply += token
                 yield "token", {"text": token}
             state.reply = curated.answer
@@ -317,13 +323,13 @@ class ChatService:
                 state.hits, state.sources = cited, [_source(h) for h in cited]
                 if not streamed:
                     yield "sources", {"sources": state.sources}
-                    for token in _TOKEN.findall(text):
+                    for token in pieces(text):
                         yield "token", {"text": token}
         else:
             text, cited = await to_thread.run_sync(self._offline, p, stage, hits, query_vector)
             state.hits, state.sources = cited, [_source(h) for h in cited]
             yield "sources", {"sources": state.sources}
-            for token in _TOKEN.findall(text):
+            for token in pieces(text):
                 state.reply += token
                 yield "token", {"text": token}
             state.reply = text
