@@ -1,12 +1,15 @@
 """LLMAnswerer and LLMStageClassifier against the fake OpenAI-compatible server: the upstream HTTP stream is
-closed whenever the answer stops early, and a stage vote outside the schema counts as no vote."""
+closed whenever the answer stops early, and a stage vote outside the schema counts as no vote. The answer's
+event-stream parsing is also tested against a bare HTTP server that writes a scripted body, piece by piece."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fake_llm import FakeLLMServer
@@ -140,6 +143,164 @@ def test_malformed_stream_is_an_llm_error(settings: Settings, fake_llm: FakeLLMS
     with pytest.raises(LLMFailure) as failure:
         asyncio.run(go())
     assert failure.value.outcome == "llm_error" and "JSONDecodeError" in failure.value.detail
+
+
+def test_http_error_status_is_an_llm_error_with_the_status(settings: Settings, fake_llm: FakeLLMServer) -> None:
+    fake_llm.mode = "error"
+
+    async def go() -> list[str]:
+        return [piece async for piece in LLMAnswerer(settings).stream(MESSAGES)]
+
+    with pytest.raises(LLMFailure) as failure:
+        asyncio.run(go())
+    assert failure.value.outcome == "llm_error"
+    assert "InternalServerError" in failure.value.detail and "500" in failure.value.detail
+
+
+# --- the event stream, as a server may write it -----------------------------------------------------------------
+
+Script = list[bytes | float]  # body pieces, each written (and flushed) as one HTTP chunk; a float is a pause
+
+
+class ScriptedSSE:
+    """A bare HTTP/1.1 server: POST /v1/chat/completions answers 200 text/event-stream with `script`, written piece
+    by piece as chunks of a chunked body, so the client reads what a real server would send, pauses included."""
+
+    def __init__(self) -> None:
+        self.script: Script = []
+        script_of = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for piece in script_of.script:
+                        if isinstance(piece, float):
+                            time.sleep(piece)
+                            continue
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:  # the client hung up
+                    self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="scripted-sse", daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def scripted_server() -> Iterator[ScriptedSSE]:
+    server = ScriptedSSE()
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def scripted(scripted_server: ScriptedSSE, monkeypatch: pytest.MonkeyPatch) -> tuple[ScriptedSSE, Settings]:
+    """The scripted server, emptied, and settings pointing at it with short timeouts."""
+    scripted_server.script = []
+    monkeypatch.setenv("OPENAI_BASE_URL", scripted_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    settings = Settings(llm_model="fake-model", llm_timeout=5, llm_token_timeout=0.5, llm_max_retries=0)
+    return scripted_server, settings
+
+
+def event(content: str | None = None, **fields: object) -> bytes:
+    """One `data:` event holding a chat.completion.chunk; content None gives a chunk without choices."""
+    choices = [] if content is None else [{"index": 0, "delta": {"content": content}, "finish_reason": None}]
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": choices, **fields}
+    return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+
+def run_stream(settings: Settings) -> tuple[list[str], LLMFailure | None]:
+    """The pieces one answer yielded, and the failure that ended it, if any."""
+    got: list[str] = []
+
+    async def go() -> None:
+        async for piece in LLMAnswerer(settings).stream(MESSAGES):
+            got.append(piece)
+
+    try:
+        asyncio.run(go())
+    except LLMFailure as failure:
+        return got, failure
+    return got, None
+
+
+def test_error_object_mid_stream_is_an_llm_error(scripted: tuple[ScriptedSSE, Settings]) -> None:
+    server, settings = scripted
+    error = b'data: {"error": {"message": "The model is overloaded.", "type": "server_error", "code": null}}\n\n'
+    server.script = [event("one "), error, event("never"), b"data: [DONE]\n\n"]
+    got, failure = run_stream(settings)
+    assert got == ["one "]
+    assert failure is not None and failure.outcome == "llm_error" and "The model is overloaded." in failure.detail
+
+
+def test_what_follows_done_is_ignored(scripted: tuple[ScriptedSSE, Settings]) -> None:
+    server, settings = scripted
+    server.script = [event("one "), event("two"), b"data: [DONE]\n\n", b"data: {not json\n\n", b"garbage\n"]
+    assert run_stream(settings) == (["one ", "two"], None)
+    assert run_stream(settings) == (["one ", "two"], None), "a second answer after the first one's tail"
+
+
+def test_comments_fields_blank_lines_and_chunks_without_text_are_skipped(
+    scripted: tuple[ScriptedSSE, Settings],
+) -> None:
+    server, settings = scripted
+    server.script = [
+        b": keep-alive\n\n",
+        b"event: message\r\nid: 1\r\nretry: 1000\r\n",
+        event("one ").replace(b"\n", b"\r\n"),  # CRLF line ends
+        b":\n\n\n",
+        event(None, usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}),  # no choices
+        b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": null}]}\n\n',
+        event("two\u2028three "),  # U+2028 unescaped inside the JSON string: not a line end
+        b'data:{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\r',  # no space, CR line end
+        b"\rdata: [DONE]\n\n",
+    ]
+    assert run_stream(settings) == (["one ", "two\u2028three "], None)
+
+
+def test_a_line_cut_across_reads_is_joined(scripted: tuple[ScriptedSSE, Settings]) -> None:
+    server, settings = scripted
+    line = event("café ")
+    cut = line.index("é".encode()) + 1  # inside the two bytes of é
+    server.script = [line[:cut], 0.05, line[cut:-1], 0.05, line[-1:], event("au lait"), b"data: [DONE]\n\n"]
+    assert run_stream(settings) == (["café ", "au lait"], None)
+
+
+def test_keep_alive_comments_do_not_reset_the_token_timeout(scripted: tuple[ScriptedSSE, Settings]) -> None:
+    server, settings = scripted  # token timeout 0.5 s
+    server.script = [event("one "), *[b": keep-alive\n\n", 0.2] * 8, event("late"), b"data: [DONE]\n\n"]
+    started = time.monotonic()
+    got, failure = run_stream(settings)
+    waited = time.monotonic() - started
+    assert got == ["one "] and waited < 1.2
+    assert failure is not None and failure.outcome == "llm_timeout" and "stopped sending tokens" in failure.detail
+
+
+def test_data_that_is_not_a_chunk_object_is_an_llm_error(scripted: tuple[ScriptedSSE, Settings]) -> None:
+    server, settings = scripted
+    server.script = [event("one "), b"data: [1, 2]\n\n", b"data: [DONE]\n\n"]
+    got, failure = run_stream(settings)
+    assert got == ["one "] and failure is not None and failure.outcome == "llm_error"
 
 
 @pytest.mark.parametrize(
