@@ -149,7 +149,7 @@ def test_demo_knowledge_base_is_ingested(ingested):
 
 
 def test_the_composer_s_unit_vectors_are_stored_at_ingestion_and_backfilled(tmp_path, embeddings):
-    """Every sentence the offline composer may score has its vector from ingestion, so a turn embeds only the question."""
+    """Every sentence the offline composer may score has its vector from ingestion: a turn embeds only its question."""
     from app.answer.composer import split_units
 
     docs_dir = tmp_path / "docs"
