@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -163,11 +164,13 @@ Script = list[bytes | float]  # body pieces, each written (and flushed) as one H
 
 
 class ScriptedSSE:
-    """A bare HTTP/1.1 server: POST /v1/chat/completions answers 200 text/event-stream with `script`, written piece
-    by piece as chunks of a chunked body, so the client reads what a real server would send, pauses included."""
+    """A bare HTTP/1.1 server: POST /v1/chat/completions answers 200 text/event-stream (or `content_type`) with
+    `script`, written piece by piece as chunks of a chunked body, so the client reads what a real server would send,
+    pauses included."""
 
     def __init__(self) -> None:
         self.script: Script = []
+        self.content_type = "text/event-stream"
         script_of = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -179,7 +182,7 @@ class ScriptedSSE:
             def do_POST(self) -> None:  # noqa: N802 - the http.server name
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Type", script_of.content_type)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 try:
@@ -215,7 +218,7 @@ def scripted_server() -> Iterator[ScriptedSSE]:
 @pytest.fixture()
 def scripted(scripted_server: ScriptedSSE, monkeypatch: pytest.MonkeyPatch) -> tuple[ScriptedSSE, Settings]:
     """The scripted server, emptied, and settings pointing at it with short timeouts."""
-    scripted_server.script = []
+    scripted_server.script, scripted_server.content_type = [], "text/event-stream"
     monkeypatch.setenv("OPENAI_BASE_URL", scripted_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     settings = Settings(llm_model="fake-model", llm_timeout=5, llm_token_timeout=0.5, llm_max_retries=0)
@@ -323,3 +326,79 @@ def test_stage_vote_must_match_the_schema(settings: Settings, fake_llm: FakeLLMS
     request = fake_llm.requests[-1]
     assert request["response_format"]["json_schema"]["strict"] is True
     assert request["temperature"] == 0 and "the calendar sync is broken" in request["messages"][0]["content"]
+    assert request["model"] == "fake-model" and request["max_completion_tokens"] == 120 and "stream" not in request
+
+
+SIGNALS = StageSignals(message="the calendar sync is broken")
+NO_VOTE = "LLM stage classification failed"
+
+
+def classify(settings: Settings) -> object:
+    """One stage classification with these settings, in a fresh event loop."""
+    classifier = LLMStageClassifier(settings, load_journey(settings.knowledge_dir / "stages.yaml"))
+    return asyncio.run(classifier.classify(SIGNALS))
+
+
+@pytest.mark.parametrize(("mode", "error"), [("error", "InternalServerError"), ("malformed", "JSONDecodeError")])
+def test_failed_stage_request_is_no_vote(
+    settings: Settings, fake_llm: FakeLLMServer, caplog: pytest.LogCaptureFixture, mode: str, error: str
+) -> None:
+    fake_llm.mode = mode
+    with caplog.at_level("WARNING", logger="app.stages.llm"):
+        assert classify(settings) is None
+    assert f"{NO_VOTE}: {error}" in caplog.text
+    assert len(fake_llm.requests) == 1, "no retry"
+
+
+def test_slow_stage_vote_is_no_vote_within_the_stage_timeout(
+    settings: Settings, fake_llm: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_llm.mode, fake_llm.delay = "slow", 1.0
+    fake_llm.reply = json.dumps({"stage": "support", "confidence": 0.7, "reason": "it is broken"})
+    quick = settings.model_copy(update={"llm_stage_timeout": 0.3})
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="app.stages.llm"):
+        assert classify(quick) is None
+    assert time.monotonic() - started < 0.8 and NO_VOTE in caplog.text
+    time.sleep(1.0)  # the fake finishes the abandoned response, so no late timing lands in another test
+    fake_llm.mode = "ok"
+    vote = classify(quick)
+    assert vote is not None and vote.stage == "support", "a later call goes through"
+
+
+def test_unreachable_llm_is_no_vote(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as closed:  # a port nothing listens on once this block ends
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{port}/v1"})
+    with caplog.at_level("WARNING", logger="app.stages.llm"):
+        assert classify(down) is None
+    assert f"{NO_VOTE}: APIConnectionError" in caplog.text
+
+
+def completion(message: dict[str, object]) -> bytes:
+    """A non-streamed chat.completion body holding `message`."""
+    choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop", "logprobs": None}
+    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "choices": [choice]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (completion({"content": None, "refusal": "I can't help with that."}), "ValidationError"),
+        (b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": []}', "IndexError"),
+        (b'{"error": {"message": "overloaded", "type": "server_error"}}', "KeyError"),
+        (completion({"refusal": None}), "KeyError"),
+        (b"[1, 2]", "TypeError"),
+        (b"", "JSONDecodeError"),
+    ],
+    ids=["refusal", "no-choices", "error-object", "no-content", "not-an-object", "empty"],
+)
+def test_stage_reply_without_a_vote_is_no_vote(
+    scripted: tuple[ScriptedSSE, Settings], caplog: pytest.LogCaptureFixture, body: bytes, error: str
+) -> None:
+    server, settings = scripted
+    server.content_type, server.script = "application/json", [body] if body else []
+    with caplog.at_level("WARNING", logger="app.stages.llm"):
+        assert classify(settings) is None
+    assert f"{NO_VOTE}: {error}" in caplog.text
