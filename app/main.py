@@ -23,6 +23,7 @@ from app.live.desk import open_desk
 from app.live.router import staff_router as live_staff_router
 from app.live.router import visitor_router as live_visitor_router
 from app.observability.logs import configure_logging
+from app.observability.memory import limit_arenas, trim_loop
 from app.observability.metrics import router as metrics_router
 from app.observability.middleware import RequestContext
 from app.openai_compat.router import router as openai_router
@@ -36,12 +37,14 @@ from app.widget.router import router as widget_router
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 10.0
+TRIM_SECONDS = 5.0  # how often to look whether a burst of turns ended (then the freed heap goes back)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; clients and models are created by the lifespan, not at import time."""
     settings = settings or Settings()
     configure_logging(settings)
+    limit_arenas(2)  # before the worker threads start (app/observability/memory.py)
     webhooks = WebhookSender(settings)  # refuses webhook URLs without a signing secret
 
     @asynccontextmanager
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         spooled = asyncio.create_task(replay_loop(services.chat.spool, services.chat.sessions))  # app/store/spool.py
+        trimming = asyncio.create_task(trim_loop(services.chat, TRIM_SECONDS))  # memory back after a burst
         await webhooks.start(services.chat.sessions)
         live = await open_desk(app, services)  # live handoff: bus and unclaimed-request sweep
         try:
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.error("shutdown: %d turns still unrecorded after %ss", left, DRAIN_SECONDS)
             await live.close()
             spooled.cancel()
+            trimming.cancel()
             if retention is not None:
                 retention.cancel()
             await webhooks.stop()

@@ -51,7 +51,7 @@ def main() -> None:
         for n in range(args.rounds):
             marker = uuid.uuid4().hex[:10]
             got = asyncio.run(round_of(server, args.streams, marker))
-            time.sleep(3)
+            time.sleep(6)  # the server gives freed heap back within TRIM_SECONDS (5 s) of a burst's end (app/main.py)
             after = server.rss_mb()
             results = got["results"]
             accepted = [r for r in results if r["status"] == 200]

@@ -131,6 +131,7 @@ class ChatService:
         self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
         self.spool = spool_for(settings.data_dir)
         self.open_turns = 0  # turns being answered or recorded now; shutdown waits for them (drain)
+        self.turns_recorded = 0  # touchpoints this process wrote (app/observability/memory.py trims after a burst)
 
     def _history(self, request: ChatRequest) -> tuple[str | None, list[tuple[str, str]]]:
         with self.sessions() as session:
@@ -396,6 +397,7 @@ class ChatService:
         except DATABASE_DOWN:  # kept in the fsync'd spool, written when the database is back; the visitor is answered
             self.spool.append(record)
         state.recorded = True
+        self.turns_recorded += 1
         return {
             "conversation_id": p.conversation_id,
             "visitor_id": p.visitor_id,
