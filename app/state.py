@@ -50,6 +50,7 @@ def build_services(settings: Settings) -> Services:
     """Build clients, models and the database in the order they depend on each other."""
     journey = load_journey(settings.knowledge_dir / "stages.yaml")
     kb = build_knowledge_base(settings)
+    kb.catalog()  # loads the in-memory copy of the collection now, not in the first visitor's turn
     engine = make_engine(settings)
     detector = EnsembleStageDetector(journey, kb.embeddings, cache_dir=settings.data_dir / "cache")
     sessions = make_sessionmaker(engine)

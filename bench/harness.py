@@ -134,6 +134,11 @@ class FakeLLMProcess:
         """Requests received and the fake's own time per chat completion."""
         return httpx.get(f"http://127.0.0.1:{self.port}/fake/stats", timeout=10).json()
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the fake has used."""
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
     def stop(self) -> None:
         """Stop the fake."""
         self.process.terminate()

@@ -85,8 +85,12 @@ def overhead(server: ServerProcess, fake: FakeLLMProcess, turns: int, mode: str)
     )
 
 
-async def throughput(url: str, concurrency: int, total: int) -> tuple[float, list[float], int]:
-    """Streamed turns with `concurrency` in flight: turns per second, latencies, failures."""
+async def throughput(
+    url: str, concurrency: int, total: int, cpu_seconds=lambda: 0.0
+) -> tuple[float, list[float], int, float]:
+    """Streamed turns with `concurrency` in flight: turns per second, latencies, failures, server CPU seconds.
+
+    The server's CPU is read after the warm-up turns, so it counts the measured turns only."""
     queue = list(range(total))
     latencies: list[float] = []
     failures = 0
@@ -103,10 +107,13 @@ async def throughput(url: str, concurrency: int, total: int) -> tuple[float, lis
     async with client(concurrency * 2) as http:
         warm = [stream_turn(http, url, {"message": q}) for q in QUESTIONS * 2]
         await asyncio.gather(*warm)
+        cpu, own = cpu_seconds(), time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(visitor(http) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return total / elapsed, latencies, failures
+        cpu, own = cpu_seconds() - cpu, time.process_time() - own
+    print(f"  load generator (this process) CPU {own / total * 1000:.1f} ms/turn, on the same 2 cores")
+    return total / elapsed, latencies, failures, cpu
 
 
 CONFIGS = {
@@ -145,9 +152,13 @@ def main() -> None:
             for workers in [int(w) for w in args.workers.split(",")]:
                 server = server_for(config, fake, workers)
                 try:
-                    cpu = server.cpu_seconds()
-                    rate, lat, failures = asyncio.run(throughput(server.url, args.concurrency, args.load_turns))
-                    cpu = server.cpu_seconds() - cpu
+                    fake_cpu = fake.cpu_seconds()
+                    rate, lat, failures, cpu = asyncio.run(
+                        throughput(server.url, args.concurrency, args.load_turns, server.cpu_seconds)
+                    )
+                    fake_cpu = fake.cpu_seconds() - fake_cpu
+                    if config != "offline":
+                        print(f"  fake LLM CPU {fake_cpu / args.load_turns * 1000:.1f} ms/turn (incl. warm-up)")
                     stored = len(server.touchpoints("id"))
                 finally:
                     server.stop()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -131,6 +133,9 @@ class ChatService:
         self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
         self.spool = spool_for(settings.data_dir)
         self.open_turns = 0  # turns being answered or recorded now; shutdown waits for them (drain)
+        # SQLite takes one writer at a time and makes the others sleep and retry (1, 2, 5, 10... ms): this process's
+        # turns queue for the write here instead, and are written back to back
+        self._writing = threading.Lock() if settings.sqlalchemy_url.startswith("sqlite") else nullcontext()
         self.turns_recorded = 0  # touchpoints this process wrote (app/observability/memory.py trims after a burst)
 
     def _history(self, request: ChatRequest) -> tuple[str | None, list[tuple[str, str]]]:
@@ -392,7 +397,7 @@ class ChatService:
             data=state.data,
         )
         try:
-            with self.sessions() as session:
+            with self._writing, self.sessions() as session:
                 record_exchange(session=session, record=record)
         except DATABASE_DOWN:  # kept in the fsync'd spool, written when the database is back; the visitor is answered
             self.spool.append(record)
