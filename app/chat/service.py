@@ -168,6 +168,8 @@ class ChatService:
 
     async def prepare(self, request: ChatRequest) -> Prepared:
         """Check the conversation belongs to the visitor and load its recent turns (ConversationNotFound if not)."""
+        if not request.conversation_id:  # a new conversation: nothing to read
+            return self._load(request)
         return await to_thread.run_sync(self._load, request)
 
     def _signals(self, p: Prepared) -> StageSignals:
