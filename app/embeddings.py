@@ -192,7 +192,8 @@ class EmbeddingBatcher:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((text, future))
-        if self._worker is None or self._worker.done():
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._pending = [(t, f) for t, f in self._pending if f.get_loop() is loop]  # another loop's are gone
             self._worker = loop.create_task(self._drain())
         return await future
 
