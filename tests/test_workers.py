@@ -232,7 +232,12 @@ def test_ingest_job_started_on_one_worker_is_followed_on_the_other(cluster: Clus
     assert job["worker"].endswith(f":{a.process.pid}"), "the work ran on worker a"
     listed = cluster.staff(b, "GET", "/admin/ingest").json()["jobs"]
     assert job_id in [j["job_id"] for j in listed]
-    reply = chat(b, "Can Lumio book appointments at the lunar outpost?", visitor_id=visitor("lunar"))
+    deadline = time.monotonic() + 10  # the other worker's in-memory copy follows within LEXICAL_CHECK_SECONDS (1 s)
+    while True:
+        reply = chat(b, "Can Lumio book appointments at the lunar outpost?", visitor_id=visitor("lunar"))
+        if (reply["sources"] and reply["sources"][0]["id"] == "lunar-outpost") or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     assert reply["sources"][0]["id"] == "lunar-outpost", "the other worker retrieves what the job stored"
     wait_for_no_running_job(cluster)
 

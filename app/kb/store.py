@@ -22,7 +22,9 @@ CATALOG_TTL_SECONDS = 30.0  # the catalog is also reloaded as soon as the collec
 # Hybrid retrieval: score = cosine similarity + LEXICAL_WEIGHT * BM25 score / best BM25 score of the query.
 # 0.15 was chosen on the demo documents' own front-matter questions, not on evals/retrieval_dev.jsonl.
 LEXICAL_WEIGHT = 0.15
-LEXICAL_CHECK_SECONDS = 5.0  # how often a process looks whether another one changed the collection
+# how often a process looks whether another one changed the collection (one small Chroma call): searches run on
+# its in-memory copy, so another worker's ingestion is searched here within this time
+LEXICAL_CHECK_SECONDS = 1.0
 # Up to this many passages a query is answered by an exact scan of the in-memory copy the BM25 index already keeps
 # (0.02 ms for the demo's few hundred passages, ~8 ms at 100,000 on this machine); larger ones use Chroma's
 # HNSW query. Either way Chroma is where passages live: the copy is reloaded whenever the collection's version changes.
