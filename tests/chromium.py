@@ -49,3 +49,28 @@ def launch() -> Iterator:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         yield browser
         browser.close()
+
+
+CONTRAST = """([root, selectors]) => {
+  const scope = root ? document.querySelector(root).shadowRoot : document;
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = (c) => { const [r, g, b] = rgb(c).slice(0, 3).map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const bg = (e) => { for (; e && e.nodeType === 1; e = e.parentElement || e.getRootNode().host) {
+      const c = getComputedStyle(e).backgroundColor; if (rgb(c)[3] !== 0) return c; } return 'rgb(255, 255, 255)'; };
+  return selectors.map((css) => { const e = scope.querySelector(css); if (!e) return [css, null];
+    const a = lum(getComputedStyle(e).color), b = lum(bg(e));
+    return [css, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });
+}"""
+
+
+def assert_contrast(page, root: str | None, selectors: list[str], context: str = "") -> None:
+    """Each element's text against its background is at least 4.5:1 (WCAG AA).
+
+    root: the element whose shadow root holds the selectors (the widget), or None for the document itself.
+    """
+    ratios = dict(page.evaluate(CONTRAST, [root, selectors]))
+    assert all(ratios[css] is not None for css in selectors), ratios
+    low = {css: round(r, 2) for css, r in ratios.items() if r < 4.5}
+    assert not low, f"text below 4.5:1{context}: {low}"

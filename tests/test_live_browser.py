@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chromium import ARTIFACTS, launch
+from chromium import ARTIFACTS, assert_contrast, launch
 from conftest import Server, base_env, local_redis_url, run_cli
 
 pytestmark = pytest.mark.timeout(300)
@@ -268,28 +268,6 @@ def desk(browser) -> Iterator[Desk]:
     context.close()
 
 
-CONTRAST = """([root, selectors]) => {
-  const scope = root ? document.querySelector(root).shadowRoot : document;
-  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
-  const lum = (c) => { const [r, g, b] = rgb(c).slice(0, 3).map((v) => { v /= 255;
-    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
-  const bg = (e) => { for (; e && e.nodeType === 1; e = e.parentElement || e.getRootNode().host) {
-      const c = getComputedStyle(e).backgroundColor; if (rgb(c)[3] !== 0) return c; } return 'rgb(255, 255, 255)'; };
-  return selectors.map((css) => { const e = scope.querySelector(css); if (!e) return [css, null];
-    const a = lum(getComputedStyle(e).color), b = lum(bg(e));
-    return [css, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });
-}"""
-
-
-def assert_contrast(tab: Tab, root: str | None, selectors: list[str]) -> None:
-    """Each element's text against its background is at least 4.5:1 (WCAG AA)."""
-    ratios = dict(tab.page.evaluate(CONTRAST, [root, selectors]))
-    assert all(ratios[css] is not None for css in selectors), ratios
-    low = {css: round(r, 2) for css, r in ratios.items() if r < 4.5}
-    assert not low, f"text below 4.5:1: {low}"
-
-
 def start_live_chat(visitor: Visitor, desk: Desk, deployment: Deployment, message: str) -> str:
     """The visitor asks the guide, then for a person; the staff member sees the request arrive and claims it."""
     from playwright.sync_api import expect
@@ -355,7 +333,7 @@ def test_staff_take_over_a_conversation_live(visitor, desk, deployment):
     visitor("#jg-in").press_sequentially("Two loc", delay=40)
     expect(desk.chat().locator(".typing")).to_have_text("The visitor is typing…")
     widget_texts = [".st", ".note", ".m.ag b", ".m.ag div"]
-    assert_contrast(visitor, "journey-guide", widget_texts)
+    assert_contrast(visitor.page, "journey-guide", widget_texts)
     staff_texts = [
         "#tabs a[data-view=live]",
         ".badge.st-live",
@@ -367,7 +345,7 @@ def test_staff_take_over_a_conversation_live(visitor, desk, deployment):
         ".chat .typing",
         ".chat-note",
     ]
-    assert_contrast(desk, None, staff_texts)
+    assert_contrast(desk.page, None, staff_texts)
     expect(desk.chat().locator(".typing")).to_have_text("", timeout=10_000)
 
     # visitor → staff: no bot reply while a person holds the conversation

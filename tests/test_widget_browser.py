@@ -16,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from chromium import ARTIFACTS, launch
+from chromium import ARTIFACTS, assert_contrast, launch
 from conftest import REPO, Server, base_env, run_cli
 
 DESKTOP = {"width": 1280, "height": 800}
@@ -593,18 +593,6 @@ def test_phone_layout(browser, offline_server):
         context.close()
 
 
-CONTRAST = """(pairs) => {
-  const root = document.querySelector('journey-guide').shadowRoot;
-  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
-  const lum = (c) => { const [r, g, b] = rgb(c).slice(0, 3).map((v) => { v /= 255;
-    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
-  const bg = (e) => { for (; e && e.nodeType === 1; e = e.parentElement || e.getRootNode().host) {
-      const c = getComputedStyle(e).backgroundColor; if (rgb(c)[3] !== 0) return c; } return 'rgb(255, 255, 255)'; };
-  return pairs.map((css) => { const e = root.querySelector(css); if (!e) return [css, null];
-    const a = lum(getComputedStyle(e).color), b = lum(bg(e));
-    return [css, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });
-}"""
 TEXTS = ["h2", "header p", ".m.u", ".m.b p", ".m.b a", ".src b", ".chip", ".hb", ".fb span", ".compose textarea"]
 
 
@@ -617,7 +605,4 @@ def test_text_contrast_is_wcag_aa(widget, offline_server, site, primary):
     widget.wait_replies(1)
     widget.reply().get_by_role("button", name="Helpful", exact=True).click()
     widget.page.wait_for_timeout(300)
-    ratios = dict(widget.page.evaluate(CONTRAST, TEXTS))
-    assert all(ratios[css] is not None for css in TEXTS), ratios
-    low = {css: round(r, 2) for css, r in ratios.items() if r < 4.5}
-    assert not low, f"text below 4.5:1 with primary {primary}: {low}"
+    assert_contrast(widget.page, "journey-guide", TEXTS, f" with primary {primary}")
