@@ -214,8 +214,7 @@ class LexicalIndex:
 
     version: str | None
     bm25: BM25Index
-    rows: dict[str, int]
-    ids: list[str]
+    rows: dict[str, int]  # passage id -> its row in bm25.ids, vectors, documents and metadatas
     vectors: np.ndarray  # L2-normalised rows, so a dot product with a normalised query is the cosine
     documents: list[str]
     metadatas: list[dict]
@@ -331,7 +330,8 @@ class KnowledgeBase:
                 self._collection.delete(where={"doc_id": doc_id})
                 self._units.delete(where={"doc_id": doc_id})
             report.removed.append(doc_id)
-        if not dry_run and self._backfill_units():  # documents stored before their units were
+        kept = {d for d in stored if d not in report.updated and d not in report.removed}  # their passages as before
+        if not dry_run and self._backfill_units(kept):  # documents stored before their units were
             changed = True
         if not dry_run and (changed or report.removed):
             self._changed()
@@ -360,15 +360,17 @@ class KnowledgeBase:
             )
         return len(probes)
 
-    def _backfill_units(self) -> bool:
-        """Compute the unit vectors of stored documents that have none (their passages are not embedded again)."""
+    def _backfill_units(self, doc_ids: set[str]) -> bool:
+        """Compute the unit vectors of those stored documents that have none (their passages are not embedded again)."""
         have = {m["doc_id"] for m in self._units.get(include=["metadatas"])["metadatas"] or []}
-        got = self._collection.get(include=["documents", "metadatas"])
+        missing = sorted(doc_ids - have)
+        if not missing:
+            return False
+        got = self._collection.get(where={"doc_id": {"$in": missing}}, include=["documents", "metadatas"])
         passages: dict[str, list[tuple[int, Hit]]] = {}
         for pid, text, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-            if m["doc_id"] not in have:
-                hit = _as_hit(pid, m["doc_id"], m["title"], m["section"], m["url"], text)
-                passages.setdefault(m["doc_id"], []).append((m.get("chunk", 0), hit))
+            hit = _as_hit(pid, m["doc_id"], m["title"], m["section"], m["url"], text)
+            passages.setdefault(m["doc_id"], []).append((m.get("chunk", 0), hit))
         stored = [
             self._store_units(doc_id, [hit for _, hit in sorted(chunks, key=lambda c: c[0])])
             for doc_id, chunks in passages.items()
@@ -380,9 +382,10 @@ class KnowledgeBase:
         return self._lexical_index().units
 
     def _lexical_index(self) -> LexicalIndex:
-        """The BM25 index of the stored passages with their texts and vectors, rebuilt when the collection changes.
+        """The in-memory copy of the collection searches run on, rebuilt when the collection's version changes.
 
-        Texts and vectors let a keyword match the vector query did not return be scored without another Chroma call.
+        Passages with their texts, metadata and vectors (the exact cosine scan, and a keyword match scored without
+        another Chroma call), their BM25 index, and the composer's unit vectors.
         """
         with self._lexical_lock:
             now = time.monotonic()
@@ -400,7 +403,6 @@ class KnowledgeBase:
                     version=version,
                     bm25=BM25Index(got["ids"], texts),
                     rows={pid: i for i, pid in enumerate(got["ids"])},
-                    ids=list(got["ids"]),
                     vectors=_normalised(got["embeddings"], len(got["ids"])),
                     documents=list(got["documents"]),
                     metadatas=list(got["metadatas"]),
@@ -458,7 +460,8 @@ class KnowledgeBase:
         if index.rows and total <= self.memory_search_max:  # exact cosine over the in-memory copy: no Chroma round trip
             similarities = index.vectors @ query
             nearest = np.argpartition(-similarities, pool - 1)[:pool] if pool < total else np.arange(total)
-            found = {index.ids[i]: (index.documents[i], index.metadatas[i], float(similarities[i])) for i in nearest}
+            ids = index.bm25.ids
+            found = {ids[i]: (index.documents[i], index.metadatas[i], float(similarities[i])) for i in nearest}
         else:
             got = self._collection.query(
                 query_embeddings=[query_vector],
@@ -477,7 +480,7 @@ class KnowledgeBase:
             scores = index.bm25.scores(query_text)
             best = float(scores.max()) if len(scores) else 0.0
             if best > 0:
-                top = [index.ids[i] for i in np.argsort(-scores)[:pool] if scores[i] > 0]
+                top = [index.bm25.ids[i] for i in np.argsort(-scores)[:pool] if scores[i] > 0]
                 for pid in top:
                     if pid not in found:
                         row = rows[pid]
