@@ -220,4 +220,4 @@ class EmbeddingBatcher:
             for _, future in batch + self._pending:
                 if not future.done():
                     future.set_exception(RuntimeError("the embedding batcher stopped"))
-            self._pending = [(t, f) for t, f in self._pending if not f.done()]
+            self._pending = []
