@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -77,11 +77,12 @@ def record_exchange(*, session: Session, record: ExchangeRecord, attempts: int =
 
 
 def _add_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
-    # the conversation row is locked (PostgreSQL) so concurrent writers take turn numbers one after the other
+    # the conversation row is locked (PostgreSQL) so concurrent writers take turn numbers one after the other;
+    # `turns` is the last turn number (every writer of a touchpoint sets it under that lock)
     conversation = session.get(Conversation, record.conversation_id, with_for_update=True, populate_existing=True)
     now = record.created_at or utcnow()
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    if conversation is None:
+    if conversation is None:  # inserted with its first touchpoint in one flush (conversations first: foreign key)
         conversation = Conversation(
             id=record.conversation_id,
             visitor_id=record.visitor_id,
@@ -92,13 +93,9 @@ def _add_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
             turns=0,
         )
         session.add(conversation)
-        session.flush()
     elif conversation.visitor_id != record.visitor_id:
         raise ConversationNotFound(record.conversation_id)
-    last_turn = session.scalar(
-        select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == record.conversation_id)
-    )
-    turn = (last_turn or 0) + 1
+    turn = (conversation.turns or 0) + 1
     stage = record.stage
     touchpoint = Touchpoint(
         id=record.id,
@@ -167,8 +164,8 @@ def add_event_touchpoint(
     created_at: datetime | None = None,
 ) -> Touchpoint:
     """Add a journey event as the conversation's next touchpoint (its row locked); flushed, not committed."""
-    session.get(Conversation, conversation.id, with_for_update=True, populate_existing=True)  # one writer at a time
-    last_turn = session.scalar(select(func.max(Touchpoint.turn)).where(Touchpoint.conversation_id == conversation.id))
+    locked = session.get(Conversation, conversation.id, with_for_update=True, populate_existing=True)  # one writer
+    last_turn = (locked or conversation).turns  # the last turn number, read under that lock
     now = created_at or utcnow()
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     touchpoint = Touchpoint(

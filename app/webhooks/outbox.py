@@ -46,9 +46,12 @@ def install_outbox(sessions: sessionmaker, settings: Settings) -> None:
         if not touchpoints:
             return
         now = utcnow()
+        new_conversations = {o.id: o for o in session.new if isinstance(o, Conversation)}  # flushed with them
         with session.no_autoflush:
             for touchpoint in touchpoints:
-                conversation = session.get(Conversation, touchpoint.conversation_id)
+                conversation = new_conversations.get(touchpoint.conversation_id) or session.get(
+                    Conversation, touchpoint.conversation_id
+                )
                 for key, event_type, body in events_for(touchpoint, conversation):
                     for url in urls:
                         session.add(
