@@ -158,6 +158,8 @@ def test_each_touchpoint_writes_its_events_in_the_same_transaction(store):
     transition = bodies[event_id(STAGE_TRANSITION, "tp-second-001")]["data"]
     assert (transition["from"], transition["to"], transition["turn"]) == ("decision", "support", 2)
     assert transition["identity"]["email"] == "ann@example.com"
+    first = bodies[event_id(TOUCHPOINT_CREATED, "tp-first-0001")]["data"]  # its conversation is new in the same flush
+    assert first["turn"] == 1 and first["identity"]["email"] == "ann@example.com"
     feedback = bodies[event_id(TOUCHPOINT_CREATED, "tp-feedback-1")]["data"]
     assert feedback["kind"] == "feedback" and feedback["data"]["rating"] == "down" and feedback["turn"] == 3
 
