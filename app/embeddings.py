@@ -36,7 +36,7 @@ class LocalMiniLMEmbeddings(Embeddings):
     name = "minilm-l6-int8"
     dimensions = 384
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -45,7 +45,9 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
+        # one thread: batched questions cost 6.6 ms CPU each against 8.5-11 ms on two threads, whose second thread
+        # mostly waits for work; two cut a lone question's wall time by only ~1 ms (9.4 -> 8.3 ms, on a slow machine)
+        options.intra_op_num_threads = threads
         # no busy-waiting between ops: spinning threads doubled the CPU of a query embedding (16.8 -> 7.6 ms),
         # CPU the other requests of a loaded server need (bench/turn_overhead.py)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -124,7 +126,7 @@ def make_embeddings(settings: Settings) -> LocalMiniLMEmbeddings | OpenAIEmbeddi
     """Build the embedding model the settings ask for."""
     spec = settings.embedding_model
     if spec == "local":
-        return LocalMiniLMEmbeddings()
+        return LocalMiniLMEmbeddings(settings.embedding_threads)
     if spec.startswith("openai:") and len(spec) > len("openai:"):
         return OpenAIEmbeddingsAdapter(settings, spec.removeprefix("openai:"))
     raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local' or 'openai:<model>', got {spec!r}")

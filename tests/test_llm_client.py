@@ -376,6 +376,22 @@ def test_unreachable_llm_is_no_vote(settings: Settings, caplog: pytest.LogCaptur
     assert f"{NO_VOTE}: APIConnectionError" in caplog.text
 
 
+def test_unreachable_llm_is_an_error_not_a_timeout(settings: Settings) -> None:
+    with socket.socket() as closed:  # a port nothing listens on once this block ends
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    down = settings.model_copy(update={"openai_base_url": f"http://127.0.0.1:{port}/v1"})
+
+    async def go() -> LLMFailure:
+        with pytest.raises(LLMFailure) as failed:
+            async for _ in LLMAnswerer(down).stream(MESSAGES):
+                pass
+        return failed.value
+
+    failure = asyncio.run(go())
+    assert failure.outcome == "llm_error" and failure.detail.startswith("APIConnectionError"), failure.detail
+
+
 def completion(message: dict[str, object]) -> bytes:
     """A non-streamed chat.completion body holding `message`."""
     choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop", "logprobs": None}
