@@ -28,9 +28,7 @@ class Settings(BaseSettings):
         "local",
         description="'local' (MiniLM int8 on onnxruntime) or 'openai:<model>' e.g. openai:text-embedding-3-small",
     )
-    embedding_threads: int = Field(
-        1, ge=1, le=64, description="onnxruntime threads per local embedding (1 spends least CPU a question)"
-    )
+    embedding_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads for one local embedding call")
     llm_model: str = "gpt-4o-mini"
     llm_timeout: float = Field(20.0, gt=0, description="seconds for a whole LLM call")
     llm_token_timeout: float = Field(8.0, gt=0, description="seconds allowed between two streamed tokens")

@@ -36,7 +36,7 @@ class LocalMiniLMEmbeddings(Embeddings):
     name = "minilm-l6-int8"
     dimensions = 384
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 2) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -45,8 +45,9 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         options = ort.SessionOptions()
-        # one thread: batched questions cost 6.6 ms CPU each against 8.5-11 ms on two threads, whose second thread
-        # mostly waits for work; two cut a lone question's wall time by only ~1 ms (9.4 -> 8.3 ms, on a slow machine)
+        # two (the default) answer a lone question 1-2 ms sooner than one and give as many turns/s under load
+        # (bench/turn_overhead.py), although in isolation one thread spends less CPU a batched question (6.6 ms
+        # against 8.5-11 ms)
         options.intra_op_num_threads = threads
         # no busy-waiting between ops: spinning threads doubled the CPU of a query embedding (16.8 -> 7.6 ms),
         # CPU the other requests of a loaded server need (bench/turn_overhead.py)
