@@ -74,9 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if retention is not None:
                 retention.cancel()
             await webhooks.stop()
-            for client in (services.chat.llm, services.chat.stage_llm):
-                if client is not None:
-                    await client.close()
             services.close()
 
     app = FastAPI(title="Journey Guide", version="0.1.0", lifespan=lifespan)

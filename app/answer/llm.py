@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import aiohttp
 import httpx2
-from openai import AsyncOpenAI, DefaultAioHttpClient, RequestOptions
+from openai import AsyncOpenAI, RequestOptions
 
 from app.config import Settings
 
@@ -32,36 +31,7 @@ def openai_client(settings: Settings, *, timeout: float, max_retries: int) -> As
         base_url=settings.openai_base_url,
         timeout=timeout,
         max_retries=max_retries,
-        # the SDK's aiohttp transport: 3-4 ms less CPU a turn than its default httpx2 pool under 32 concurrent turns
-        # (two calls a turn; bench/turn_overhead.py), the pool's bookkeeping being the difference
-        http_client=DefaultAioHttpClient(),
     )
-
-
-class LoopClient:
-    """An openai client for the running event loop: its aiohttp session belongs to the loop that first used it.
-
-    A server has one loop per worker for its whole life; a caller that runs several loops one after another
-    (a script, a test) gets a fresh client in each instead of one whose connections wait on a closed loop.
-    """
-
-    def __init__(self, settings: Settings, *, timeout: float, max_retries: int) -> None:
-        self._make = lambda: openai_client(settings, timeout=timeout, max_retries=max_retries)
-        self._client: AsyncOpenAI | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def get(self) -> AsyncOpenAI:
-        """The client of the running loop."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client, self._loop = self._make(), loop
-        return self._client
-
-    async def close(self) -> None:
-        """Close the running loop's client, if it made one."""
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.close()
-        self._client = self._loop = None
 
 
 async def post_chat_completion(client: AsyncOpenAI, body: dict[str, Any], *, stream: bool) -> httpx2.Response:
@@ -85,29 +55,13 @@ class LLMFailure(Exception):
         self.detail = detail
 
 
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    """The error and the ones it wraps."""
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _refused(exc: BaseException) -> bool:
-    """True when the server could not be reached at all (refused, no route, unknown host).
-
-    The SDK's aiohttp transport reports those as a connect timeout (aiohttp's connector error derives from its
-    connection error, which it maps to httpx2.ConnectTimeout); the default transport says APIConnectionError."""
-    return any(isinstance(e, aiohttp.ClientConnectorError) and not isinstance(e, TimeoutError) for e in _chain(exc))
-
-
-def _is_timeout(exc: BaseException) -> bool:
+def _is_timeout(exc: BaseException | None) -> bool:
     """True when the error, or one it wraps, is a timeout."""
-    return not _refused(exc) and any("timeout" in type(e).__name__.lower() for e in _chain(exc))
-
-
-def error_name(exc: BaseException) -> str:
-    """The error's class name, a refused connection being APIConnectionError whatever the transport called it."""
-    return "APIConnectionError" if _refused(exc) else type(exc).__name__
+    while exc is not None:
+        if "timeout" in type(exc).__name__.lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 async def _sse_lines(response: httpx2.Response) -> AsyncIterator[bytes]:
@@ -156,11 +110,7 @@ class LLMAnswerer:
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
         # with stream=True the retries cover the request, not the stream
-        self._client = LoopClient(settings, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
-
-    async def close(self) -> None:
-        """Close the client's connections."""
-        await self._client.close()
+        self._client = openai_client(settings, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
 
     @staticmethod
     def messages(system: str, history: list[tuple[str, str]], prompt: str) -> list[dict[str, str]]:
@@ -181,7 +131,7 @@ class LLMAnswerer:
             "max_completion_tokens": self.max_tokens,  # what LangChain sent before: same request
             "temperature": self.temperature,
         }
-        return await post_chat_completion(self._client.get(), body, stream=True)
+        return await post_chat_completion(self._client, body, stream=True)
 
     async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
         """Yield text pieces; raise LLMFailure on error, stall or overrun. The HTTP response is always closed.
@@ -235,7 +185,7 @@ class LLMAnswerer:
             raise
         except Exception as exc:  # the provider's errors vary: HTTP status, connection, malformed chunk
             outcome = "llm_timeout" if _is_timeout(exc) else "llm_error"
-            raise LLMFailure(outcome, f"{error_name(exc)}: {str(exc)[:300]}") from exc
+            raise LLMFailure(outcome, f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         finally:
             if response is not None:
                 try:

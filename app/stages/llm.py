@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from app.answer.llm import LoopClient, error_name, post_chat_completion
+from app.answer.llm import openai_client, post_chat_completion
 from app.config import Settings
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageSignals, StageVote
@@ -68,12 +68,8 @@ class LLMStageClassifier:
             "type": "json_schema",
             "json_schema": {"name": "StageChoice", "strict": True, "schema": self._choice.model_json_schema()},
         }
-        self._client = LoopClient(settings, timeout=settings.llm_stage_timeout, max_retries=0)
+        self._client = openai_client(settings, timeout=settings.llm_stage_timeout, max_retries=0)
         self._stages = "\n".join(f"- {s.name}: {s.description}" for s in journey.stages)
-
-    async def close(self) -> None:
-        """Close the client's connections."""
-        await self._client.close()
 
     async def classify(self, signals: StageSignals) -> LLMStageVote | None:
         """The LLM's vote, or None when it fails or is too slow (the offline detector stands alone then)."""
@@ -93,11 +89,11 @@ class LLMStageClassifier:
         }
         try:
             async with asyncio.timeout(self.timeout):
-                response = await post_chat_completion(self._client.get(), body, stream=False)
+                response = await post_chat_completion(self._client, body, stream=False)
             content = json.loads(response.content)["choices"][0]["message"]["content"]  # None on a refusal
             choice = self._choice.model_validate_json(content or "")
         except Exception as exc:  # noqa: BLE001 - any failure (HTTP, timeout, invalid JSON or stage) means: no vote
-            log.warning("LLM stage classification failed: %s: %s", error_name(exc), str(exc)[:200])
+            log.warning("LLM stage classification failed: %s: %s", type(exc).__name__, str(exc)[:200])
             return None
         return LLMStageVote(stage=choice.stage, confidence=choice.confidence, reason=choice.reason)
 
