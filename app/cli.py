@@ -187,6 +187,48 @@ def eval_retrieval(
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.as_text())
 
 
+@cli.command("eval-answers")
+def eval_answers(
+    file: Annotated[Path, typer.Argument(help="JSON lines: {question, history?, answerable, facts: [regex]}")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures and the failures as JSON")] = False,
+    show_errors: Annotated[bool, typer.Option("--errors", help="list the failed cases with their replies")] = False,
+) -> None:
+    """Ask every question as a visitor would; print the share answered with its facts and the share declined."""
+    import asyncio
+    import json
+    import tempfile
+
+    from app.answer.evaluate import AnswerEvalError, load_cases, run_cases
+    from app.state import build_services
+
+    if not file.is_file():
+        typer.echo(f"error: evaluation file not found: {file}", err=True)
+        raise typer.Exit(2)
+    try:
+        cases = load_cases(file)
+    except AnswerEvalError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    logging.disable(logging.INFO)  # a log line per turn would bury the figures
+    with tempfile.TemporaryDirectory(prefix="journey-eval-") as scratch:
+        # the turns go to a scratch database: no touchpoints in the real one, no staff answers or corrections used
+        settings = Settings(database_url=f"sqlite:///{scratch}/eval.db", redis_url=None, webhook_urls="")
+        services = build_services(settings)
+        try:
+            if services.kb.count() == 0:
+                typer.echo(f"error: the knowledge collection {services.kb.name} is empty: run `journey ingest`", err=True)
+                raise typer.Exit(2)
+            report = asyncio.run(run_cases(services.chat, cases))
+        finally:
+            services.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    if show_errors:
+        typer.echo(report.errors_text() + "\n")
+    typer.echo(report.as_text())
+
+
 staff_cli = typer.Typer(help="Staff API tokens.", no_args_is_help=True)
 cli.add_typer(staff_cli, name="staff")
 

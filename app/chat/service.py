@@ -9,14 +9,16 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlparse
 
 import anyio
 import numpy as np
 from anyio import to_thread
 
-from app.answer.composer import compose
+from app.answer.followup import resolve
+from app.answer.offline import Tone, frustrated, offline_reply
+from app.answer.question import classify, read_question
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.answer.prompts import format_docs, neutralise, render
 from app.answer.suggestions import candidate_questions, pick_suggestions
@@ -36,6 +38,7 @@ from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
 OFFLINE_MODEL = "offline-composer"
 CURATED_MODEL = "staff-answer"
 SNIPPET_CHARS = 240
+COMPOSER_PASSAGES = 8  # passages the offline composer reads (the LLM gets JOURNEY_RETRIEVAL_K of them)
 _SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?( you)?|thank you( very much)?|ok(ay)?|"
     r"cool|great|cheers|bye|goodbye)\W*$",
@@ -61,6 +64,16 @@ Event = tuple[str, dict]
 
 class ConversationFull(Exception):
     """The conversation reached JOURNEY_MAX_TURNS; the visitor should start a new one."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a turn searches and answers: the message as corrected, with the question it leans on if a follow-up."""
+
+    text: str
+    asked: str  # the message alone, shorthand written out and misspellings corrected
+    vector: np.ndarray
+    topic: str | None = None
 
 
 @dataclass
@@ -89,6 +102,7 @@ class TurnState:
     error: str | None = None
     data: dict | None = None
     top_similarity: float | None = None
+    declined: bool = False  # the knowledge base does not cover the question: no sources, handoff no_answer
     recorded: bool = False
 
 
@@ -186,24 +200,25 @@ class ChatService:
 
     def _understand(
         self, p: Prepared, signals: StageSignals, vote: StageVote | None, vector: np.ndarray
-    ) -> tuple[StageResult, list[Hit], np.ndarray, CuratedMatch | None]:
+    ) -> tuple[StageResult, list[Hit], Query, CuratedMatch | None]:
         message = p.request.message
         if self.learning is not None:
             self.learning.refresh()
         curated = self.learning.match(vector) if self.learning is not None else None
         stage = self.detector.detect(signals, vector, vote)
-        query_vector, query_text = vector, message
-        if p.history and len(message.split()) < 5:
-            query_text = f"{p.history[-1][0]} {message}"
-            query_vector = self.vectors.embed_array([query_text])[0]
+        vocabulary = self.kb.vocabulary()
+        asked = vocabulary.normalise(message)
+        text, topic = resolve(asked, [vocabulary.normalise(q) for q, _ in p.history])
+        # a follow-up is searched and answered together with the question it leans on; a misspelt one as corrected
+        query_vector = vector if text == message else self.vectors.embed_array([text])[0]
         hits = self.kb.search(
             query_vector.tolist(),
             stage=stage.name,
-            k=self.settings.retrieval_k,
+            k=max(self.settings.retrieval_k, COMPOSER_PASSAGES),
             stage_boost=self.settings.stage_boost,
-            query_text=query_text,
+            query_text=text,
         )
-        return stage, hits, query_vector, curated
+        return stage, hits, Query(text=text, asked=asked, vector=query_vector, topic=topic), curated
 
     async def _vote(self, signals: StageSignals) -> StageVote | None:
         if self.stage_llm is None or _SMALL_TALK.match(signals.message):
@@ -213,23 +228,42 @@ class ChatService:
             return None
         return as_vote(answer, self.journey.names, self.settings.llm_stage_weight)
 
-    def _offline(self, p: Prepared, stage: StageResult, hits: list[Hit], query_vector: np.ndarray) -> tuple[str, list]:
-        if _SMALL_TALK.match(p.request.message):
+    def _offline(self, p: Prepared, stage: StageResult, hits: list[Hit], query: Query) -> tuple[str, list, bool]:
+        """The offline reply: small talk, a composed answer, or an honest decline (the last value)."""
+        message = p.request.message
+        company = self.settings.company_name
+        if _SMALL_TALK.match(message):
             text = (
-                f"Hi! I'm the {self.settings.company_name} guide. Ask me anything about "
-                f"{self.settings.company_name}: what it does, plans and pricing, setting up, or getting help."
+                f"Hi! I'm the {company} guide. Ask me anything about "
+                f"{company}: what it does, plans and pricing, setting up, or getting help."
             )
-            if re.search(r"thank|cheers|bye", p.request.message, re.IGNORECASE):
+            if re.search(r"thank|cheers|bye", message, re.IGNORECASE):
                 text = "You're welcome! Is there anything else I can help you with?"
-            return text, []
-        composed = compose(
-            question_vector=query_vector,
+            return text, [], False
+        question = read_question(query.text)
+        own_kind = classify(query.asked)
+        if own_kind not in {"what", question.kind}:  # "and how long does that take?": the kind is the message's own
+            question = replace(question, kind=own_kind)
+        vocabulary = self.kb.vocabulary()
+        reply = offline_reply(
+            question=question,
+            question_vector=query.vector,
             hits=hits,
             embed=self._unit_vectors,
-            next_step=self.journey.get(stage.name).next_step,
+            vocabulary=vocabulary,
+            passages_of=self.kb.passages_of,
             min_score=self.settings.retrieval_min_score,
+            company=company,
+            tone=Tone(
+                stage=stage.name,
+                next_step=self.journey.get(stage.name).next_step,
+                uncertain=bool(getattr(stage, "uncertain", False)),
+                upset=frustrated(message),
+                earlier_replies=[r for _, r in p.history],
+            ),
+            known_links=set(vocabulary.links),
         )
-        return composed.text, composed.cited
+        return reply.text, reply.cited, reply.declined
 
     def _unit_vectors(self, probes: list[str]) -> np.ndarray:
         """Vectors of the composer's units: computed at ingestion (app/kb/store.py), else embedded now and cached."""
@@ -239,7 +273,8 @@ class ChatService:
         return np.vstack([known[t] if t in known else fresh[t] for t in probes])
 
     def _relevant(self, hits: list[Hit]) -> list[Hit]:
-        return [h for h in hits if h.similarity >= self.settings.retrieval_min_score]
+        """The passages an LLM answers from: the best JOURNEY_RETRIEVAL_K above the minimum similarity."""
+        return [h for h in hits if h.similarity >= self.settings.retrieval_min_score][: self.settings.retrieval_k]
 
     def _suggestions(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list[str]:
         names = self.journey.names
@@ -289,7 +324,7 @@ class ChatService:
                 asking.cancel()  # only if the embedding failed or the turn was cancelled
         else:  # embedded together with the messages of other turns arriving now; cached for the suggestions
             vector = await self.batcher.embed(p.request.message)
-        stage, hits, query_vector, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
+        stage, hits, query, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
         state.stage = stage
         state.top_similarity = hits[0].similarity if hits else None
         yield "stage", stage.as_dict()
@@ -326,7 +361,7 @@ class ChatService:
             except LLMFailure as failure:
                 outcome, state.error = failure.outcome, failure.detail
                 streamed = bool(state.reply)
-                text, cited = await to_thread.run_sync(self._offline, p, stage, hits, query_vector)
+                text, cited, state.declined = await to_thread.run_sync(self._offline, p, stage, hits, query)
                 state.reply, state.mode, state.model = text, "offline", OFFLINE_MODEL
                 state.hits, state.sources = cited, [_source(h) for h in cited]
                 if not streamed:
@@ -334,7 +369,7 @@ class ChatService:
                     for token in pieces(text):
                         yield "token", {"text": token}
         else:
-            text, cited = await to_thread.run_sync(self._offline, p, stage, hits, query_vector)
+            text, cited, state.declined = await to_thread.run_sync(self._offline, p, stage, hits, query)
             state.hits, state.sources = cited, [_source(h) for h in cited]
             yield "sources", {"sources": state.sources}
             for token in pieces(text):
@@ -358,10 +393,10 @@ class ChatService:
         return hosts
 
     def _handoff(self, stage: StageResult | None, state: TurnState) -> dict:
+        if state.declined or (not state.sources and state.reply and not state.error and state.mode != "curated"):
+            return {"suggested": True, "reason": "no_answer"}
         if stage is not None and stage.name == "support":
             return {"suggested": True, "reason": "support"}
-        if not state.sources and state.reply and not state.error:
-            return {"suggested": True, "reason": "no_answer"}
         return {"suggested": False, "reason": None}
 
     def _store(self, p: Prepared, state: TurnState, outcome: str) -> dict:

@@ -17,6 +17,7 @@ import numpy as np
 from app.config import Settings
 from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument
 from app.kb.lexical import BM25Index
+from app.kb.vocabulary import Vocabulary
 
 CATALOG_TTL_SECONDS = 30.0  # the catalog is also reloaded as soon as the collection's version changes
 # Hybrid retrieval: score = cosine similarity + LEXICAL_WEIGHT * BM25 score / best BM25 score of the query.
@@ -219,6 +220,8 @@ class LexicalIndex:
     documents: list[str]
     metadatas: list[dict]
     units: dict[str, np.ndarray] = field(default_factory=dict)  # the composer's unit vectors (probe text -> vector)
+    vocabulary: Vocabulary | None = None  # built on first use: term frequencies for the composer and the decline
+    by_doc: dict[str, list[int]] | None = None  # built on first use: each document's rows in chunk order
 
 
 class KnowledgeBase:
@@ -409,6 +412,33 @@ class KnowledgeBase:
                     units=self._load_units(),
                 )
             return self._lexical
+
+    def vocabulary(self) -> Vocabulary:
+        """The passages' words and how rare each is (rebuilt with the in-memory copy)."""
+        index = self._lexical_index()
+        if index.vocabulary is None:
+            index.vocabulary = Vocabulary(
+                [f"{m['title']} {m['section']} {text}" for text, m in zip(index.documents, index.metadatas, strict=True)],
+                links=[m.get(key) or "" for m in index.metadatas for key in ("url", "doc_url")],
+            )
+        return index.vocabulary
+
+    def passages_of(self, doc_id: str) -> list[Hit]:
+        """Every passage of a document, in order (from the in-memory copy)."""
+        index = self._lexical_index()
+        if index.by_doc is None:
+            by_doc: dict[str, list[int]] = {}
+            for row, m in enumerate(index.metadatas):
+                by_doc.setdefault(m["doc_id"], []).append(row)
+            for rows in by_doc.values():
+                rows.sort(key=lambda r: index.metadatas[r].get("chunk", 0))
+            index.by_doc = by_doc
+        out = []
+        for row in index.by_doc.get(doc_id, []):
+            m = index.metadatas[row]
+            hit = _as_hit(index.bm25.ids[row], m["doc_id"], m["title"], m["section"], m["url"], index.documents[row])
+            out.append(hit)
+        return out
 
     def _load_units(self) -> dict[str, np.ndarray]:
         got = self._units.get(include=["documents", "embeddings"])

@@ -1,0 +1,105 @@
+"""The words of the knowledge base: how rare each term is, and whether a visitor's word (misspelt or not) is in it."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from functools import lru_cache
+
+from app.answer.question import GENERIC, expand_shorthand, stem, words
+
+COMMON_ZIPF = 3.0  # an English word at least this common (wordfreq's Zipf scale) is not taken for a typo
+
+_LINK = re.compile(r"https?://[^\s)<>\]]+|[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+def _within(a: str, b: str, limit: int) -> bool:
+    """Damerau-Levenshtein distance of a and b is at most limit (bounded, early exit)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    previous2: list[int] | None = None
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, start=1):
+            cost = 0 if ca == cb else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if previous2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
+
+
+class Vocabulary:
+    """Document frequencies of the stems of every passage (title, section and text), and the words themselves."""
+
+    def __init__(self, texts: list[str], links: list[str] = ()) -> None:
+        self.n = max(len(texts), 1)
+        found_links = {link.rstrip(".,;:") for text in texts for link in _LINK.findall(text)}
+        found_links.update(link.split("#")[0] for link in links if link)
+        self.links = frozenset(found_links | {link.rstrip("/") for link in found_links})
+        self.df: Counter[str] = Counter()
+        seen_words: set[str] = set()
+        for text in texts:
+            found = words(text)
+            seen_words.update(found)
+            self.df.update({stem(w) for w in found})
+        self.words = frozenset(seen_words)
+        self.by_stem: dict[str, str] = {}
+        for word in sorted(seen_words, key=len):
+            self.by_stem.setdefault(stem(word), word)
+        self._by_length: dict[int, list[str]] = {}
+        for word in self.words:
+            if len(word) >= 4 and word.isalpha():
+                self._by_length.setdefault(len(word), []).append(word)
+        self._match = lru_cache(maxsize=4096)(self._lookup)
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a stem (a stem the passages never use gets the highest)."""
+        return math.log(1 + self.n / (1 + self.df.get(term, 0)))
+
+    def _lookup(self, word: str) -> str | None:
+        if word in self.words:
+            return word
+        if stem(word) in self.by_stem:
+            return self.by_stem[stem(word)]
+        if len(word) < 5 or not word.isalpha():
+            return None
+        limit = 1 if len(word) < 8 else 2
+        found: list[tuple[int, int, int, str]] = []
+        for length in range(len(word) - limit, len(word) + limit + 1):
+            for candidate in self._by_length.get(length, ()):
+                if candidate[0] != word[0]:
+                    continue
+                for distance in range(1, limit + 1):
+                    if _within(word, candidate, distance):
+                        prefix = next((i for i, (a, b) in enumerate(zip(word, candidate)) if a != b), len(word))
+                        found.append((distance, -prefix, -self.df.get(stem(candidate), 0), candidate))
+                        break
+        return min(found)[3] if found else None
+
+    def spelled(self, word: str) -> str | None:
+        """The knowledge base's word for a visitor's word: itself, a form with the same stem, or a close misspelling."""
+        return self._match(word.lower())
+
+    def normalise(self, text: str) -> str:
+        """The text with chat shorthand written out and misspelt words in the documents' spelling."""
+        from wordfreq import zipf_frequency
+
+        text = expand_shorthand(text)
+
+        def fix(match: re.Match) -> str:
+            word = match.group(0)
+            lower = word.lower()
+            if lower in self.words or len(lower) < 4 or zipf_frequency(lower, "en") >= COMMON_ZIPF:
+                return word
+            return self.spelled(lower) or word
+
+        return re.sub(r"[A-Za-z]+", fix, text)
+
+    def unknown(self, text: str) -> list[str]:
+        """The topic words of a text that the knowledge base never uses, even allowing for a typo."""
+        return [w for w in dict.fromkeys(words(text)) if w not in GENERIC and len(w) > 1 and self.spelled(w) is None]
