@@ -34,6 +34,7 @@ class AnswerResult:
     handoff_reason: str | None
     stage: str
     missing: list[str] = field(default_factory=list)
+    message_id: str = ""
 
     @property
     def declined(self) -> bool:
@@ -103,6 +104,7 @@ def judge(case: AnswerCase, payload: dict) -> AnswerResult:
         handoff_reason=(payload.get("handoff") or {}).get("reason"),
         stage=(payload.get("stage") or {}).get("name", ""),
         missing=missing,
+        message_id=str(payload.get("message_id", "")),
     )
 
 

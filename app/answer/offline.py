@@ -8,16 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.answer.answerable import FLOOR, Evidence, answerable, evidence
 from app.answer.composer import Composed, compose
 from app.answer.question import Question
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
-# The documents are taken not to cover a question when the words it turns on are nowhere in them, or when what
-# matches says little of what was asked (the units used hold under MIN_COVERAGE of the question's term weight and
-# score under WEAK_SCORE).
-MIN_COVERAGE = 0.34
-WEAK_SCORE = 0.55
 
 _FRUSTRATED = re.compile(
     r"!!|\b(?:useless|ridiculous|unacceptable|terrible|awful|worst|furious|angry|annoy\w*|fed up|sick of|"
@@ -54,6 +50,7 @@ class OfflineReply:
     text: str
     cited: list[Hit]
     declined: bool
+    evidence: Evidence | None = None
 
 
 def decline_text(company: str, upset: bool) -> str:
@@ -91,44 +88,44 @@ def _offer_person(tone: Tone, company: str, step: str) -> str:
     return ""
 
 
-def covers(question_text: str, hits: list[Hit], composed: Composed, vocabulary: Vocabulary, min_score: float) -> bool:
-    """Whether the documents answer the question: its words are in them, and what matches speaks to it."""
-    if not hits or hits[0].similarity < min_score or not composed.text:
-        return False
-    if vocabulary.unknown(question_text):
-        return False
-    return composed.coverage >= MIN_COVERAGE or composed.best >= WEAK_SCORE
-
-
 def offline_reply(
     *,
     question: Question,
+    asked: str,
     question_vector: np.ndarray,
     hits: list[Hit],
-    embed: Callable[[list[str]], np.ndarray],
+    nearest: Callable[[list[str]], list[float]],
+    unit_vectors: Callable[[list[str]], np.ndarray],
     vocabulary: Vocabulary,
     passages_of: Callable[[str], list[Hit]],
-    min_score: float,
     company: str,
     tone: Tone,
     known_links: set[str],
 ) -> OfflineReply:
     """Compose from the passages, or decline; then acknowledge, offer a person and the stage's next step as fits."""
-    relevant = [h for h in hits if h.similarity >= min_score]
+    near = [h for h in hits if h.similarity >= FLOOR]
     composed = (
         compose(
             question=question,
             question_vector=question_vector,
-            hits=relevant,
-            embed=embed,
+            hits=near,
+            embed=unit_vectors,
             idf=vocabulary.idf,
             passages_of=passages_of,
         )
-        if relevant
+        if near
         else Composed(text="", cited=[])
     )
-    if not covers(question.text, relevant, composed, vocabulary, min_score):
-        return OfflineReply(text=decline_text(company, tone.upset), cited=[], declined=True)
+    found = evidence(
+        question_text=question.text,
+        asked=asked,
+        hits=near,
+        composed=composed,
+        vocabulary=vocabulary,
+        nearest=nearest,
+    )
+    if not answerable(found, near, composed):
+        return OfflineReply(text=decline_text(company, tone.upset), cited=[], declined=True, evidence=found)
     step = _next_step(tone, known_links)
     parts = [_acknowledge(tone), composed.text, _offer_person(tone, company, step), step]
-    return OfflineReply(text="\n\n".join(p for p in parts if p), cited=composed.cited, declined=False)
+    return OfflineReply(text="\n\n".join(p for p in parts if p), cited=composed.cited, declined=False, evidence=found)

@@ -17,7 +17,7 @@ import numpy as np
 from anyio import to_thread
 
 from app.answer.followup import resolve
-from app.answer.offline import Tone, frustrated, offline_reply
+from app.answer.offline import OfflineReply, Tone, frustrated, offline_reply
 from app.answer.question import classify, read_question
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.answer.prompts import format_docs, neutralise, render
@@ -228,7 +228,7 @@ class ChatService:
             return None
         return as_vote(answer, self.journey.names, self.settings.llm_stage_weight)
 
-    def _offline(self, p: Prepared, stage: StageResult, hits: list[Hit], query: Query) -> tuple[str, list, bool]:
+    def _offline(self, p: Prepared, stage: StageResult, hits: list[Hit], query: Query) -> OfflineReply:
         """The offline reply: small talk, a composed answer, or an honest decline (the last value)."""
         message = p.request.message
         company = self.settings.company_name
@@ -239,7 +239,7 @@ class ChatService:
             )
             if re.search(r"thank|cheers|bye", message, re.IGNORECASE):
                 text = "You're welcome! Is there anything else I can help you with?"
-            return text, [], False
+            return OfflineReply(text=text, cited=[], declined=False)
         question = read_question(query.text)
         own_kind = classify(query.asked)
         if own_kind not in {"what", question.kind}:  # "and how long does that take?": the kind is the message's own
@@ -247,12 +247,13 @@ class ChatService:
         vocabulary = self.kb.vocabulary()
         reply = offline_reply(
             question=question,
+            asked=query.asked,
             question_vector=query.vector,
             hits=hits,
-            embed=self._unit_vectors,
+            nearest=self._nearest_words,
+            unit_vectors=self._unit_vectors,
             vocabulary=vocabulary,
             passages_of=self.kb.passages_of,
-            min_score=self.settings.retrieval_min_score,
             company=company,
             tone=Tone(
                 stage=stage.name,
@@ -263,7 +264,25 @@ class ChatService:
             ),
             known_links=set(vocabulary.links),
         )
-        return reply.text, reply.cited, reply.declined
+        return reply
+
+    def _nearest_words(self, words: list[str]) -> list[float]:
+        """For each word, the similarity of the knowledge base's word closest to it in meaning."""
+        vocabulary = self.kb.vocabulary()
+        cache = self.settings.data_dir / "cache"
+        return [
+            vocabulary.nearest(vector, self.vectors.embed_array, cache, self.kb.embeddings.name)[1]
+            for vector in self.vectors.embed_array(words)
+        ]
+
+    @staticmethod
+    def _took(state: TurnState, reply: OfflineReply) -> str:
+        """Keep an offline reply's sources, whether it declined and why in the turn's state; return its text."""
+        state.reply, state.declined = reply.text, reply.declined
+        state.hits, state.sources = reply.cited, [_source(h) for h in reply.cited]
+        if reply.evidence is not None:  # why it answered or declined: for staff, and for fitting the decline model
+            state.data = {**(state.data or {}), "answerability": {**reply.evidence.as_dict(), "declined": reply.declined}}
+        return reply.text
 
     def _unit_vectors(self, probes: list[str]) -> np.ndarray:
         """Vectors of the composer's units: computed at ingestion (app/kb/store.py), else embedded now and cached."""
@@ -361,16 +380,16 @@ class ChatService:
             except LLMFailure as failure:
                 outcome, state.error = failure.outcome, failure.detail
                 streamed = bool(state.reply)
-                text, cited, state.declined = await to_thread.run_sync(self._offline, p, stage, hits, query)
-                state.reply, state.mode, state.model = text, "offline", OFFLINE_MODEL
-                state.hits, state.sources = cited, [_source(h) for h in cited]
+                reply = await to_thread.run_sync(self._offline, p, stage, hits, query)
+                text = self._took(state, reply)
+                state.mode, state.model = "offline", OFFLINE_MODEL
                 if not streamed:
                     yield "sources", {"sources": state.sources}
                     for token in pieces(text):
                         yield "token", {"text": token}
         else:
-            text, cited, state.declined = await to_thread.run_sync(self._offline, p, stage, hits, query)
-            state.hits, state.sources = cited, [_source(h) for h in cited]
+            text = self._took(state, await to_thread.run_sync(self._offline, p, stage, hits, query))
+            state.reply = ""
             yield "sources", {"sources": state.sources}
             for token in pieces(text):
                 state.reply += token

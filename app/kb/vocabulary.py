@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import threading
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
 
 from app.answer.question import GENERIC, expand_shorthand, stem, words
 
 COMMON_ZIPF = 3.0  # an English word at least this common (wordfreq's Zipf scale) is not taken for a typo
+MAX_EMBEDDED_WORDS = 30_000  # the commonest words of a large knowledge base get vectors (nearest-word lookups)
 
 _LINK = re.compile(r"https?://[^\s)<>\]]+|[\w.+-]+@[\w-]+\.[\w.-]+")
 
@@ -56,6 +63,39 @@ class Vocabulary:
             if len(word) >= 4 and word.isalpha():
                 self._by_length.setdefault(len(word), []).append(word)
         self._match = lru_cache(maxsize=4096)(self._lookup)
+        self._vectors: np.ndarray | None = None
+        self._embedded: list[str] = []
+        self._vectors_lock = threading.Lock()
+
+    def vectors(self, embed: Callable[[list[str]], np.ndarray], cache_dir: Path | None = None, model: str = "") -> np.ndarray:
+        """Unit vectors of the knowledge base's words (computed once, kept in cache_dir when given)."""
+        with self._vectors_lock:
+            if self._vectors is None:
+                counts = Counter({w: self.df.get(stem(w), 0) for w in self.words if w.isalpha() and len(w) > 2})
+                self._embedded = sorted(w for w, _ in counts.most_common(MAX_EMBEDDED_WORDS))
+                key = hashlib.sha256("\n".join([model, *self._embedded]).encode())
+                path = cache_dir / f"kb-words-{key.hexdigest()[:24]}.npy" if cache_dir else None
+                if path is not None and path.is_file():
+                    self._vectors = np.load(path)
+                else:
+                    self._vectors = embed(self._embedded) if self._embedded else np.zeros((0, 1), dtype=np.float32)
+                    if path is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = path.with_suffix(".tmp.npy")
+                        np.save(tmp, self._vectors)
+                        tmp.replace(path)
+            return self._vectors
+
+    def nearest(
+        self, vector: np.ndarray, embed: Callable[[list[str]], np.ndarray], cache_dir: Path | None = None, model: str = ""
+    ) -> tuple[str, float]:
+        """The knowledge base's word closest in meaning to a vector, and the cosine similarity."""
+        vectors = self.vectors(embed, cache_dir, model)
+        if not len(self._embedded):
+            return "", 0.0
+        sims = vectors @ vector
+        best = int(np.argmax(sims))
+        return self._embedded[best], float(sims[best])
 
     def idf(self, term: str) -> float:
         """Inverse document frequency of a stem (a stem the passages never use gets the highest)."""

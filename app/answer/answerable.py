@@ -1,0 +1,113 @@
+"""Whether the documents answer a question: a small logistic model over what retrieval and the composer found.
+
+The features say how close the best passages are, how much of the question's term weight the reply holds, and
+whether the question turns on words the documents never use (rare ones count more than common English, and less when
+the chosen passage has something close in meaning). The weights are fitted by `evals/fit_decline.py` on
+evals/answers_dev.jsonl; `journey eval-answers` measures them, evals/answers_heldout.jsonl included.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.answer.composer import Composed
+from app.answer.question import GENERIC, words
+from app.kb.store import Hit
+from app.kb.vocabulary import Vocabulary
+
+COMMON_ENGLISH = 5.0  # wordfreq Zipf at or above which an unknown word is everyday language, not a missing term
+FLOOR = 0.15  # below this cosine similarity nothing is close enough to answer from
+FEATURES = ("top", "best", "coverage", "key", "keys", "terms")
+VERB_FORM_ZIPF = 2.8  # a word whose -ed or -ing form is this common is taken for a verb
+SYNONYM_SIMILARITY, SYNONYM_MARGIN = 0.72, 0.12  # a KB word this close in meaning stands in for an unknown word
+# Fitted by evals/fit_decline.py (standardised features; the intercept last).
+WEIGHTS = (0.0,) * len(FEATURES) + (-3.0,)
+MEANS = (0.0,) * len(FEATURES)
+SCALES = (1.0,) * len(FEATURES)
+THRESHOLD = 0.5
+
+
+def rarity(word: str) -> float:
+    """0 for everyday English words, up to 1 for jargon, names and codes the language barely uses."""
+    from wordfreq import zipf_frequency
+
+    if re.search(r"\d", word):
+        return 1.0
+    return min(max((COMMON_ENGLISH - zipf_frequency(word, "en")) / 2.0, 0.0), 1.0)
+
+
+def verb_like(word: str) -> bool:
+    """The word reads as a verb, adverb or adjective (filler around a question) rather than a thing asked about."""
+    from wordfreq import zipf_frequency
+
+    if re.search(r"(?:ing|ed|ly|ous|ful|ive|able|ible|est)$", word):
+        return True
+    forms = {word + "ed", word + "d", word + word[-1] + "ed", word + "ing", word + word[-1] + "ing"}
+    if word.endswith("e"):
+        forms.add(word[:-1] + "ing")
+    return max(zipf_frequency(form, "en") for form in forms) >= VERB_FORM_ZIPF
+
+
+def key_weight(word: str, closest: float) -> float:
+    """How much an unknown word looks like the thing asked about: rare, a noun or name, nothing similar in the KB."""
+    if re.fullmatch(r"\d+(?:st|nd|rd|th|am|pm|h|k)?", word):
+        return 0.5 if len(word) >= 3 and word.isdigit() else 0.0  # a code such as 27001 or 403; not "6th", "2pm"
+    if verb_like(word):
+        return 0.0
+    far = min(max((SYNONYM_SIMILARITY - closest) / SYNONYM_MARGIN, 0.0), 1.0)
+    return rarity(word) * far
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The features of one question, in FEATURES order, with the unknown words behind them."""
+
+    values: tuple[float, ...]
+    unknown: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        """Readable form, for evaluation output."""
+        return {**dict(zip(FEATURES, (round(v, 3) for v in self.values), strict=True)), "unknown": list(self.unknown)}
+
+
+def evidence(
+    *,
+    asked: str,
+    question_text: str,
+    hits: list[Hit],
+    composed: Composed,
+    vocabulary: Vocabulary,
+    nearest: Callable[[list[str]], list[float]],
+) -> Evidence:
+    """Measure what the model looks at; `nearest` gives each word's similarity to its closest knowledge-base word."""
+    unknown = [w for w in vocabulary.unknown(question_text) if rarity(w) > 0]
+    keys = [key_weight(w, s) for w, s in zip(unknown, nearest(unknown), strict=True)] if unknown else []
+    values = (
+        hits[0].similarity if hits else 0.0,
+        composed.best if composed.text else 0.0,
+        composed.coverage,
+        max(keys, default=0.0),
+        sum(keys),
+        math.log1p(len({w for w in words(asked) if w not in GENERIC})),
+    )
+    return Evidence(values=values, unknown=tuple(unknown))
+
+
+def probability(found: Evidence) -> float:
+    """The model's probability that the documents do not answer the question."""
+    z = WEIGHTS[-1] + sum(
+        w * (v - m) / s for w, v, m, s in zip(WEIGHTS[:-1], found.values, MEANS, SCALES, strict=True)
+    )
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def answerable(found: Evidence, hits: list[Hit], composed: Composed) -> bool:
+    """Answer unless nothing is close at all, or the model says the documents don't cover it."""
+    if not hits or hits[0].similarity < FLOOR or not composed.text:
+        return False
+    return probability(found) < THRESHOLD
