@@ -109,3 +109,23 @@ def test_visitors_never_see_a_corrected_visitors_words(corrected):
     first = json.loads(next(line for line in chunks.splitlines() if line.startswith("data:"))[5:])
     assert_configured_examples(first["journey"]["stage"])
 
+
+def test_erasing_a_visitor_removes_their_words_from_other_turns(corrected):
+    server, tokens, a_turn = corrected
+    b_turn = chat(server, B_MESSAGE, visitor_id="visitor-b-erasure")
+    [before] = staff_evidence(server, tokens, b_turn["conversation_id"])
+    assert any(e.get("text") == A_MESSAGE for e in before), "the learned example is stored with B's turn"
+
+    erased = api(server, tokens["admin"], "DELETE", f"/visitors/{a_turn['visitor_id']}")
+    assert erased.status_code == 200
+
+    [after] = staff_evidence(server, tokens, b_turn["conversation_id"])
+    assert_no_words_of_a(json.dumps(after))
+    assert erased.json()["erased"]["quoted_elsewhere"] == 1
+    assert any(e.get("erased") and e["learned"] for e in after), "staff see that a learned example counted"
+    assert [e for e in after if e.get("text") in CONFIGURED] == [e for e in before if e.get("text") in CONFIGURED]
+    for row in server.touchpoints():
+        assert_no_words_of_a(json.dumps(row))
+    again = chat(server, B_MESSAGE, visitor_id="visitor-b-erasure", conversation_id=b_turn["conversation_id"])
+    [_, newest] = staff_evidence(server, tokens, again["conversation_id"])
+    assert not any(e.get("learned") for e in newest), "the erased visitor's correction no longer trains the detector"
