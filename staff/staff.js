@@ -481,12 +481,15 @@
 
   const EVIDENCE_NAMES = {example: 'Similar example', words: 'Telling words', page_rule: 'Page rule',
     known_customer: 'Known customer', context: 'Read with the previous message', kept_previous: 'Kept previous stage',
-    vague: 'Vague message', transition: 'Transition', llm: 'LLM vote'};
+    vague: 'Vague message', transition: 'Transition', llm: 'LLM vote',
+    correction: 'Staff correction'};
   const evidenceName = (type) => `${EVIDENCE_NAMES[type] || type}:`;
 
   function evidenceText(e) {
     const to = e.stage ? ` → ${label(e.stage)}` : '';
-    if (e.type === 'example') return `“${e.text}”${to} (similarity ${Number(e.similarity).toFixed(2)})`;
+    if (e.type === 'example' && e.erased) return `a learned example, erased with its visitor${to}`;
+    const learned = e.learned ? ', learned from a staff correction' : '';
+    if (e.type === 'example') return `“${e.text}”${to} (similarity ${Number(e.similarity).toFixed(2)}${learned})`;
     if (e.type === 'words') return `${(e.words || []).join(', ')}${to}`;
     if (e.type === 'page_rule') return `${e.detail || `page matches '${e.pattern}'`}${to}`;
     if (e.type === 'llm') return `${label(e.stage)} at ${pct(e.confidence)}${e.detail ? `: ${e.detail}` : ''}`;

@@ -10,7 +10,8 @@ from conftest import REPO, base_env, run_cli
 
 from app.embeddings import LocalMiniLMEmbeddings
 from app.stages.config import StageConfigError, load_journey
-from app.stages.detector import EnsembleStageDetector, StageSignals
+from app.stages.detector import TOP_K, EnsembleStageDetector, StageSignals
+from app.stages.evidence import visitor_evidence
 
 STAGES_FILE = REPO / "knowledge" / "stages.yaml"
 
@@ -128,6 +129,22 @@ def test_corrections_are_learned_without_restart(detector):
     target = "advocacy" if before.name != "advocacy" else "onboarding"
     detector.set_learned([(message, target)])
     assert detector.detect(StageSignals(message=message)).name == target
+
+
+def test_evidence_from_learned_examples_is_marked_and_kept_from_visitors(embeddings):
+    journey = load_journey(STAGES_FILE)
+    configured = {text for stage in journey.stages for text in stage.examples}
+    detector = EnsembleStageDetector(journey, embeddings)
+    learned = "my calendar sync stopped working and bookings are missing, ana.lopez@example.com"
+    detector.set_learned([(learned, "support")])
+    result = detector.detect(StageSignals(message="my calendar sync stopped working and bookings are missing"))
+    assert result.name == "support"
+    quoting = [e for e in result.evidence if e.get("text") == learned]
+    assert {e["type"] for e in quoting} == {"example", "correction"} and all(e["learned"] for e in quoting)
+    shown = visitor_evidence(result.evidence)
+    examples = [e["text"] for e in shown if e["type"] == "example"]
+    assert len(examples) == TOP_K and set(examples) <= configured, "visitors still get the nearest configured examples"
+    assert learned not in json.dumps(shown) and "correction" not in [e["type"] for e in shown]
 
 
 def test_eval_stages_command(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,7 +26,15 @@ from app.security.retention import purge
 from app.staff import analytics
 from app.staff.auth import _lookup, create_token, revoke_token
 from app.staff.export import touchpoint_rows
-from app.staff.service import ConversationFilter, erase_visitor, list_conversations, thumbs_down_condition
+from app.staff.service import (
+    ConversationFilter,
+    correct_stage,
+    erase_visitor,
+    learned_examples,
+    list_conversations,
+    save_answer,
+    thumbs_down_condition,
+)
 from app.store import schema
 from app.store.db import make_engine, make_sessionmaker
 from app.store.models import Base, Conversation, Touchpoint
@@ -269,6 +278,38 @@ def test_erase_a_visitor_and_retention(sessions):
         assert purge(session=session, days=30) == {"touchpoints": 1, "conversations": 1}
     with sessions() as session:
         assert session.scalars(select(Conversation.id)).all() == ["conv-b"]
+
+
+def test_erasure_removes_the_visitors_words_quoted_on_other_turns(sessions):
+    """Issue 17: A's corrected message and curated question, quoted on B's touchpoints, go when A is erased."""
+    quoted = "I'm ana.lopez@example.com and my invoice is wrong"
+    configured = {"type": "example", "stage": "support", "text": "my invoice is wrong", "similarity": 0.7}
+    evidence = [
+        {"type": "example", "stage": "support", "text": quoted, "similarity": 0.9, "learned": True},
+        configured,
+        {"type": "example", "stage": "support", "text": quoted, "similarity": 0.9},  # stored before items were marked
+        {"type": "correction", "stage": "support", "text": quoted, "similarity": 0.95, "learned": True},
+    ]
+    with sessions() as session:
+        record_exchange(session=session, record=exchange(1, question=quoted))
+        correct_stage(session=session, touchpoint_id="tp-conv-a-0001", stage="support", by="staff")
+        answer_id = save_answer(
+            session=session, question=quoted, answer="We will fix it.", by="staff", touchpoint_id="tp-conv-a-0001"
+        ).id
+        stage = {"name": "support", "confidence": 0.9, "evidence": evidence}
+        data = {"curated_answer_id": answer_id, "curated_question": quoted}
+        b = {"conversation": "conv-b", "visitor": "visitor-b"}
+        record_exchange(session=session, record=exchange(1, **b, stage=stage, data=data))
+        record_exchange(session=session, record=exchange(2, **b))
+        counts = erase_visitor(session=session, visitor_id="visitor-a")
+    with sessions() as session:
+        quoting, other = conversation_touchpoints(session=session, conversation_id="conv-b")
+        assert "ana.lopez" not in json.dumps([quoting.stage_evidence, quoting.data])
+        assert [e.get("erased") for e in quoting.stage_evidence] == [True, None, True, True]
+        assert quoting.stage_evidence[1] == configured and quoting.data == {"curated_answer_id": answer_id}
+        assert other.stage_evidence == [{"signal": "keyword", "text": "cost"}]
+        assert learned_examples(session=session) == []
+    assert counts["quoted_elsewhere"] == 1 and counts["stage_examples"] == 1 and counts["curated_answers"] == 1
 
 
 def test_staff_queries(sessions):

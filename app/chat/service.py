@@ -31,6 +31,7 @@ from app.security.redact import redact
 from app.staff.learning import CuratedMatch, Learning
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
+from app.stages.evidence import visitor_stage
 from app.stages.llm import LLMStageClassifier, as_vote
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
@@ -346,7 +347,7 @@ class ChatService:
         stage, hits, query, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
         state.stage = stage
         state.top_similarity = hits[0].similarity if hits else None
-        yield "stage", stage.as_dict()
+        yield "stage", visitor_stage(stage.as_dict())
         relevant = self._relevant(hits)
         use_llm = self.llm is not None and relevant and not _SMALL_TALK.match(p.request.message)
         outcome = "ok"
@@ -464,7 +465,7 @@ class ChatService:
             "visitor_id": p.visitor_id,
             "message_id": p.message_id,
             "reply": state.reply,
-            "stage": stage,
+            "stage": visitor_stage(stage),
             "sources": state.sources,
             "suggestions": suggestions,
             "handoff": self._handoff(state.stage, state),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.staff.erasure import forget_quotes
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
 from app.store.models import Conversation, Touchpoint, utcnow
 from app.webhooks.outbox import erase_visitor_events
@@ -336,9 +337,10 @@ def delete_answer(*, session: Session, answer_id: int) -> None:
 
 
 def erase_visitor(*, session: Session, visitor_id: str) -> dict[str, int]:
-    """Remove every stored trace of a visitor: conversations, touchpoints, annotations, learned examples, webhooks."""
+    """Remove every stored trace of a visitor, their words quoted on other visitors' touchpoints included."""
     conversation_ids = select(Conversation.id).where(Conversation.visitor_id == visitor_id)
     counts = {
+        "quoted_elsewhere": forget_quotes(session=session, visitor_id=visitor_id),
         "annotations": session.execute(
             delete(TurnAnnotation).where(TurnAnnotation.conversation_id.in_(conversation_ids))
         ).rowcount,

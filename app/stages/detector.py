@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from app.stages.config import JourneyConfig
+from app.stages.evidence import LEARNED, nearest_examples
 from app.stages.lexical import NaiveBayes
 from app.stages.linear import SoftmaxRegression
 
@@ -64,7 +65,7 @@ class StageResult:
         return self.previous is not None and self.previous != self.name
 
     def as_dict(self) -> dict:
-        """The public shape: {name, confidence, evidence, scores, previous}."""
+        """The stored shape, all evidence included (visitors get app.stages.evidence.visitor_stage of it)."""
         return {
             "name": self.name,
             "confidence": round(self.confidence, 3),
@@ -299,6 +300,7 @@ class EnsembleStageDetector:
                         "text": text,
                         "similarity": round(float(learned_sims[nearest_learned]), 3),
                         "detail": "staff corrected a message like this one",
+                        LEARNED: True,
                     }
                 )
         previous = signals.previous if signals.previous in names else None
@@ -319,12 +321,14 @@ class EnsembleStageDetector:
         confidence = float(probs[chosen])
         if vague and previous is None:
             confidence = min(confidence, 0.5)
-        label_idx = fit.class_index[chosen]
-        nearest = label_idx[np.argsort(sims[label_idx])[::-1][:TOP_K]]
-        examples = [
-            {"type": "example", "stage": names[chosen], "text": fit.texts[i], "similarity": round(float(sims[i]), 3)}
-            for i in nearest
-        ]
+        examples = nearest_examples(
+            texts=fit.texts,
+            sims=sims,
+            indices=fit.class_index[chosen],
+            configured=len(fit.texts) - len(fit.learned),
+            stage=names[chosen],
+            k=TOP_K,
+        )
         telling = fit.bayes.telling_words(signals.message, chosen)
         if telling:
             examples.append({"type": "words", "stage": names[chosen], "words": telling})
