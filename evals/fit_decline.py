@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -26,13 +27,13 @@ from app.state import build_services
 from app.store.models import Touchpoint
 
 
-def features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def features(path: Path, dump: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The features of every case's last turn, and 1 for the cases that should be declined."""
     cases = load_cases(path)
     with tempfile.TemporaryDirectory() as scratch:
         services = build_services(Settings(database_url=f"sqlite:///{scratch}/fit.db", redis_url=None, webhook_urls=""))
         report = asyncio.run(run_cases(services.chat, cases))
-        rows, labels = [], []
+        rows, labels, dumped = [], [], []
         with services.chat.sessions() as session:
             for result in report.results:
                 data = (session.get(Touchpoint, result.message_id).data or {}).get("answerability")
@@ -40,7 +41,10 @@ def features(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     continue
                 rows.append([data[name] for name in FEATURES])
                 labels.append(0 if result.case.answerable else 1)
+                dumped.append({"question": result.case.question, "answerable": result.case.answerable, **data})
         services.close()
+    if dump is not None:
+        dump.write_text(json.dumps(dumped, indent=1))
     return np.array(rows, dtype=float), np.array(labels)
 
 
@@ -76,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("file", type=Path)
     parser.add_argument("--max-declined", type=float, default=0.03)
+    parser.add_argument("--dump", type=Path, help="write every case's features to this JSON file")
     args = parser.parse_args()
-    x, y = features(args.file)
+    x, y = features(args.file, args.dump)
     folds = np.arange(len(y)) % 5
     held = np.zeros(len(y))
     for k in range(5):

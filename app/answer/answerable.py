@@ -22,14 +22,14 @@ from app.kb.vocabulary import Vocabulary
 
 COMMON_ENGLISH = 5.0  # wordfreq Zipf at or above which an unknown word is everyday language, not a missing term
 FLOOR = 0.15  # below this cosine similarity nothing is close enough to answer from
-FEATURES = ("top", "best", "coverage", "key", "keys", "terms")
+FEATURES = ("top", "best", "coverage", "key", "keys")
 VERB_FORM_ZIPF = 2.8  # a word whose -ed or -ing form is this common is taken for a verb
 SYNONYM_SIMILARITY, SYNONYM_MARGIN = 0.72, 0.12  # a KB word this close in meaning stands in for an unknown word
 # Fitted by evals/fit_decline.py (standardised features; the intercept last).
-WEIGHTS = (0.0,) * len(FEATURES) + (-3.0,)
-MEANS = (0.0,) * len(FEATURES)
-SCALES = (1.0,) * len(FEATURES)
-THRESHOLD = 0.5
+WEIGHTS = (0.229, -0.338, -0.581, 0.205, 0.402, -0.372)
+MEANS = (0.5012, 2.0443, 0.5604, 0.0655, 0.0712)
+SCALES = (0.1248, 0.4872, 0.2835, 0.2059, 0.234)
+THRESHOLD = 0.82
 
 
 def rarity(word: str) -> float:
@@ -56,7 +56,7 @@ def verb_like(word: str) -> bool:
 def key_weight(word: str, closest: float) -> float:
     """How much an unknown word looks like the thing asked about: rare, a noun or name, nothing similar in the KB."""
     if re.fullmatch(r"\d+(?:st|nd|rd|th|am|pm|h|k)?", word):
-        return 0.5 if len(word) >= 3 and word.isdigit() else 0.0  # a code such as 27001 or 403; not "6th", "2pm"
+        return 0.3 if len(word) >= 3 and word.isdigit() else 0.0  # a code (27001, 403) or a count (800); not "6th"
     if verb_like(word):
         return 0.0
     far = min(max((SYNONYM_SIMILARITY - closest) / SYNONYM_MARGIN, 0.0), 1.0)
@@ -93,7 +93,6 @@ def evidence(
         composed.coverage,
         max(keys, default=0.0),
         sum(keys),
-        math.log1p(len({w for w in words(asked) if w not in GENERIC})),
     )
     return Evidence(values=values, unknown=tuple(unknown))
 

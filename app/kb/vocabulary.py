@@ -16,6 +16,7 @@ import numpy as np
 from app.answer.question import GENERIC, expand_shorthand, stem, words
 
 COMMON_ZIPF = 3.0  # an English word at least this common (wordfreq's Zipf scale) is not taken for a typo
+_ADDRESS = re.compile(r"\S+@\S+|https?://\S+|\b(?:[\w-]+\.)+(?:com|net|org|io|co|uk|de|fr|app|example)\b\S*", re.I)
 MAX_EMBEDDED_WORDS = 30_000  # the commonest words of a large knowledge base get vectors (nearest-word lookups)
 
 _LINK = re.compile(r"https?://[^\s)<>\]]+|[\w.+-]+@[\w-]+\.[\w.-]+")
@@ -141,5 +142,7 @@ class Vocabulary:
         return re.sub(r"[A-Za-z]+", fix, text)
 
     def unknown(self, text: str) -> list[str]:
-        """The topic words of a text that the knowledge base never uses, even allowing for a typo."""
-        return [w for w in dict.fromkeys(words(text)) if w not in GENERIC and len(w) > 1 and self.spelled(w) is None]
+        """The topic words of a text that the knowledge base never uses, even allowing for a typo (links left out)."""
+        text = _ADDRESS.sub(" ", text)
+        found = (re.sub(r"'s$", "", w) for w in words(text))
+        return [w for w in dict.fromkeys(found) if w not in GENERIC and len(w) > 1 and self.spelled(w) is None]
