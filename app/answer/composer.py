@@ -138,6 +138,7 @@ def split_units(hits: list[Hit]) -> list[Unit]:
     units: list[Unit] = []
     for h_index, hit in enumerate(hits):
         lead = ""
+        units.append(Unit(h_index, len(units), hit.section, "heading", f"{hit.title}: {hit.section}"))
         for kind, lines in _blocks(hit.text):
             if kind == "para":
                 for sentence in _sentences(lines):
@@ -176,8 +177,9 @@ def _term_share(stems: frozenset[str] | set[str], weights: dict[str, float], tot
 # How a passage is chosen: its retrieval scores, its best units' similarity, the question's terms in its text and
 # in its heading, and whether it holds a unit of the asked-for shape. The weights were fitted (a pairwise logistic
 # ranker, 5-fold cross-validated) on evals/answers_dev.jsonl: which of the retrieved passages holds the asked facts.
-P_SIMILARITY, P_SCORE, P_BEST_UNIT, P_TWO_UNITS, P_TERMS, P_HEADING, P_SHAPE = 0.4, 0.7, 0.7, 0.55, 1.0, 0.4, 0.25
-SECOND_PASSAGE_GAP = 0.12  # a runner-up passage this close adds its best unit
+P_SIMILARITY, P_SCORE, P_BEST_UNIT, P_TWO_UNITS, P_TERMS, P_HEADING, P_SHAPE = 0.5, 0.92, 0.95, 0.75, 1.05, 0.45, 0.38
+P_HEADING_MEANING, P_UNIT_TERMS = 0.58, 0.9
+SECOND_PASSAGE_GAP = 0.5  # a runner-up passage this close adds its best unit (0.3 when of the same document)
 
 
 @dataclass
@@ -206,9 +208,10 @@ def _score(question: Question, vector: np.ndarray, hits: list[Hit], units: list[
             unit_scores[i] -= 0.05
     passage_scores = np.full(len(hits), -np.inf)
     for h, hit in enumerate(hits):
-        own = [i for i, u in enumerate(units) if u.hit_index == h]
+        own = [i for i, u in enumerate(units) if u.hit_index == h and u.kind != "heading"]
         if not own:
             continue
+        heading = next((float(cosines[i]) for i, u in enumerate(units) if u.hit_index == h and u.kind == "heading"), 0)
         best = sorted((float(cosines[i]) for i in own), reverse=True)
         passage_scores[h] = (
             P_SIMILARITY * hit.similarity
@@ -218,6 +221,8 @@ def _score(question: Question, vector: np.ndarray, hits: list[Hit], units: list[
             + P_TERMS * _term_share(set(terms(hit.text)), weights, total)
             + P_HEADING * _term_share(set(terms(f"{hit.section} {hit.title}")), weights, total)
             + P_SHAPE * max(fits(question.kind, units[i].text, units[i].kind) for i in own)
+            + P_HEADING_MEANING * heading
+            + P_UNIT_TERMS * max(_term_share(units[i].stems, weights, total) for i in own)
         )
     return _Scored(units, unit_scores, passage_scores, hits)
 
@@ -244,14 +249,19 @@ def _follower(units: list[Unit], i: int) -> int | None:
 
 
 def _best_in(scored: _Scored, hit_index: int, skip: set[int] = frozenset()) -> int | None:
-    own = [i for i in scored.of_passage(hit_index) if i not in skip and scored.units[i].kind != "row"]
+    own = [i for i in scored.of_passage(hit_index) if i not in skip and scored.units[i].kind not in {"row", "heading"}]
     rows = [i for i in scored.of_passage(hit_index) if i not in skip and scored.units[i].kind == "row"]
     candidates = own + rows
     return max(candidates, key=lambda i: scored.unit_scores[i]) if candidates else None
 
 
-def _passage_parts(scored: _Scored, hit_index: int, lead: int, passages_of) -> list[tuple[int, str]]:
-    """The passage with its leading unit first and the rest in order; rows give way to their whole table."""
+def _passage_parts(
+    scored: _Scored, hit_index: int, lead: int, passages_of, asked: frozenset[str] = frozenset()
+) -> list[tuple[int, str]]:
+    """The passage with its leading unit first and the rest in order; rows give way to their whole table.
+
+    Lists and tables other than the leading one come only when they hold one of the `asked` terms.
+    """
     units = scored.units
     own = scored.of_passage(hit_index)
     lead_unit = units[lead]
@@ -264,7 +274,9 @@ def _passage_parts(scored: _Scored, hit_index: int, lead: int, passages_of) -> l
         if i in taken:
             return
         taken.add(i)
-        if unit.kind == "row" or (unit.kind == "table" and unit.table in tables_used):
+        if unit.kind in {"row", "heading"} or (unit.kind == "table" and unit.table in tables_used):
+            return
+        if i != lead and unit.kind in {"list", "table"} and asked and not unit.stems & asked:
             return
         if unit.kind == "table" and i in tables_used:
             return
@@ -339,12 +351,13 @@ def _runner_up(question: Question, scored: _Scored, first: int, used: set[int], 
     if len(order) < 2:
         return None
     second = order[1]
-    if scored.passage_scores[second] < scored.passage_scores[first] - SECOND_PASSAGE_GAP:
+    same = scored.hits[second].doc_id == scored.hits[first].doc_id
+    if scored.passage_scores[second] < scored.passage_scores[first] - SECOND_PASSAGE_GAP * (2 if same else 1):
         return None
     unit = _best_in(scored, second, used)
     if unit is None:
         return None
-    if scored.hits[second].doc_id == scored.hits[first].doc_id:
+    if same or scored.passage_scores[second] >= scored.passage_scores[first] - SECOND_PASSAGE_GAP / 2:
         return unit
     covered = set().union(*(scored.units[i].stems for i in used)) if used else set()
     missing = {t for t in question.terms if t not in covered and idf(t) >= 1.0}
@@ -358,7 +371,7 @@ def _sides(question: Question, scored: _Scored, used: set[int]) -> list[int]:
         key = stem(side)
         if any(key in scored.units[i].stems for i in used | set(extra)):
             continue
-        covering = [i for i in range(len(scored.units)) if key in scored.units[i].stems]
+        covering = [i for i, u in enumerate(scored.units) if key in u.stems and u.kind != "heading"]
         if covering:
             extra.append(max(covering, key=lambda i: scored.unit_scores[i]))
     return extra
@@ -382,14 +395,15 @@ def compose(
     lead = _best_in(scored, first)
     if lead is None:
         return Composed(text="", cited=[])
-    parts = _budget(units, _passage_parts(scored, first, lead, passages_of))
+    asked = frozenset(question.terms)
+    parts = _budget(units, _passage_parts(scored, first, lead, passages_of, asked))
     used = {i for i, _ in parts}
     extra = [*_sides(question, scored, used)]
     runner = _runner_up(question, scored, first, used | set(extra), idf)
     if runner is not None and runner not in extra:
         extra.append(runner)
     for i in extra:
-        for j, text in _passage_parts(scored, units[i].hit_index, i, passages_of)[:1]:
+        for j, text in _passage_parts(scored, units[i].hit_index, i, passages_of, asked)[:2]:
             if j not in used:
                 parts.append((j, text))
                 used.add(j)

@@ -10,7 +10,7 @@ import numpy as np
 
 from app.answer.answerable import FLOOR, Evidence, answerable, evidence
 from app.answer.composer import Composed, compose
-from app.answer.question import Question
+from app.answer.question import Question, head_count, total_for
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -127,5 +127,7 @@ def offline_reply(
     if not answerable(found, near, composed):
         return OfflineReply(text=decline_text(company, tone.upset), cited=[], declined=True, evidence=found)
     step = _next_step(tone, known_links)
-    parts = [_acknowledge(tone), composed.text, _offer_person(tone, company, step), step]
+    count = head_count(asked) or head_count(question.text)
+    total = total_for(count, composed.text) if count and question.kind in {"price", "what", "quantity"} else ""
+    parts = [_acknowledge(tone), composed.text, total, _offer_person(tone, company, step), step]
     return OfflineReply(text="\n\n".join(p for p in parts if p), cited=composed.cited, declined=False, evidence=found)

@@ -104,7 +104,9 @@ class Question:
 
 
 _COMPARE = re.compile(
-    r"\b(?:vs\.?|versus|compared? (?:to|with)|difference between|better than|cheaper than|or)\b", re.IGNORECASE
+    r"\b(?:vs\.?|versus|compared? (?:to|with)|difference between|better than|cheaper than)\b"
+    r"|\b(?:which|better|cheaper|rather|difference)\b.*\bor\b|\bor\b.*\b(?:which|better|cheaper)\b",
+    re.IGNORECASE,
 )
 _SIDE_SPLIT = re.compile(r"\s*(?:\bvs\.?|\bversus\b|\bcompared? (?:to|with)\b|\bbetter than\b|\bcheaper than\b|\band\b|\bor\b|,)\s*")
 
@@ -117,7 +119,7 @@ def _sides(text: str) -> tuple[str, ...]:
     found = [p[-1] for p in parts if p]  # the last topic word of each side: "the pro plan" -> "plan"? use the head
     heads = []
     for p in parts:
-        named = [t for t in p if t not in {"plan", "option", "tier", "account", "version", "lumio"}]
+        named = [t for t in p if t not in {"plan", "option", "tier", "account", "version"}]
         if named:
             heads.append(named[-1] if len(named) == 1 else named[0])
     sides = tuple(dict.fromkeys(heads or found))
@@ -181,3 +183,38 @@ def fits(kind: str, text: str, unit_kind: str) -> float:
     if kind in {"which", "compare"}:
         return 1.0 if unit_kind in {"row", "table"} else 0.5 if re.search(r"\b(plan|plans)\b", text, re.I) else 0.0
     return 0.0
+
+
+_COUNT = re.compile(
+    r"\b(\d{1,3})\s*(?:of us|people|persons?|staff|stylists?|therapists?|practitioners?|instructors?|trainers?|"
+    r"tutors?|teachers?|coaches?|barbers?|employees?|users?|seats?|members?|team members?|calendars?|"
+    r"staff calendars?|chairs?|physios?|doctors?|dentists?|consultants?|locations?)\b"
+    r"|\bfor (\d{1,3})\b|\bwe(?:'re| are) (\d{1,3})\b",
+    re.IGNORECASE,
+)
+_UNIT_PRICE = re.compile(
+    r"([$€£])\s?(\d+(?:\.\d{1,2})?) (?:per|a|each) (staff calendar|staff member|user|seat|person|member|"
+    r"licen[cs]e|calendar|location)\b(?: (?:per|a) (month|year))?",
+    re.IGNORECASE,
+)
+
+
+def head_count(text: str) -> int | None:
+    """The number of people (staff, users, seats...) a question is about, if it says."""
+    match = _COUNT.search(text)
+    if not match:
+        return None
+    count = int(next(g for g in match.groups() if g))
+    return count if 1 < count <= 500 else None
+
+
+def total_for(count: int, reply: str) -> str:
+    """ "For 4, that comes to 4 x $12 = $48 per month." from the first per-person price in the reply, if any."""
+    match = _UNIT_PRICE.search(reply)
+    if not match:
+        return ""
+    symbol, price, unit, period = match.groups()
+    total = count * float(price)
+    amount = f"{total:,.2f}".removesuffix(".00")
+    per = f" per {period}" if period else ""
+    return f"For {count} {unit}s, that comes to {count} x {symbol}{price} = {symbol}{amount}{per}."
