@@ -50,7 +50,7 @@ SHORTHAND = {
     "min": "minimum", "hrs": "hours", "hr": "hour", "yr": "year", "yrs": "years", "mo": "month", "pw": "password",
     "info": "information", "whats": "what is", "dont": "don't", "doesnt": "doesn't", "cant": "can't",
     "wont": "won't", "isnt": "isn't", "didnt": "didn't", "havent": "haven't", "hasnt": "hasn't", "im": "i'm",
-    "ive": "i've", "max": "maximum", "approx": "about", "w/": "with", "b4": "before", "2day": "today",
+    "ive": "i've", "max": "maximum", "approx": "about", "amex": "american express", "w/": "with", "b4": "before", "2day": "today",
 }
 _SHORT_WORD = re.compile(r"(?<![\w'])(" + "|".join(re.escape(k) for k in SHORTHAND) + r")(?![\w'])", re.IGNORECASE)
 
