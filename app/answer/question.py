@@ -111,18 +111,23 @@ _COMPARE = re.compile(
 _SIDE_SPLIT = re.compile(r"\s*(?:\bvs\.?|\bversus\b|\bcompared? (?:to|with)\b|\bbetter than\b|\bcheaper than\b|\band\b|\bor\b|,)\s*")
 
 
+_NOT_A_SIDE = frozenset(
+    "plan plans option options tier tiers account version difference differences better cheaper best cheapest which "
+    "compare comparison price prices cost costs extra get pay".split()
+)
+
+
 def _sides(text: str) -> tuple[str, ...]:
-    lowered = text.lower()
-    match = re.search(r"difference(?:s)? between (.+)", lowered)
+    """The compared things, one word each: "pro vs business, whats the difference" -> ("pro", "business")."""
+    lowered = " ".join(words(text))
+    match = re.search(r"differences? between (.+)", lowered)
     body = match.group(1) if match else lowered
-    parts = [terms(p) for p in _SIDE_SPLIT.split(body)]
-    found = [p[-1] for p in parts if p]  # the last topic word of each side: "the pro plan" -> "plan"? use the head
     heads = []
-    for p in parts:
-        named = [t for t in p if t not in {"plan", "option", "tier", "account", "version"}]
+    for part in _SIDE_SPLIT.split(body):
+        named = [w for w in words(part) if w not in GENERIC and w not in _NOT_A_SIDE and len(w) > 1]
         if named:
-            heads.append(named[-1] if len(named) == 1 else named[0])
-    sides = tuple(dict.fromkeys(heads or found))
+            heads.append(named[0])
+    sides = tuple(dict.fromkeys(heads))
     return sides if len(sides) >= 2 else ()
 
 

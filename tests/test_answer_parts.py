@@ -1,0 +1,153 @@
+"""The parts of an offline answer: reading the question, follow-ups, the vocabulary, units, the evaluation format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import base_env, run_cli
+
+from app.answer.answerable import asked_about, key_weight, verb_like
+from app.answer.composer import split_units
+from app.answer.evaluate import AnswerCase, AnswerEvalError, judge, load_cases
+from app.answer.followup import leans_on_context, resolve
+from app.answer.question import classify, expand_shorthand, head_count, read_question, total_for
+from app.kb.store import Hit
+from app.kb.vocabulary import Vocabulary
+
+
+def hit(text: str, section: str = "Section", doc_id: str = "doc") -> Hit:
+    return Hit(f"{doc_id}#0", doc_id, "Title", section, "https://help.example/doc#section", (), text, 0.6, 0.6)
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("how much is pro", "price"),
+        ("whats the price of the business plan", "price"),
+        ("how long does a refund take", "duration"),
+        ("how do i connect outlook", "howto"),
+        ("can i pause my plan", "yesno"),
+        ("what happens if i dont pay after the trial", "happens"),
+        ("why was i charged twice", "why"),
+        ("lumio vs bookbee", "compare"),
+        ("which plan has sso", "which"),
+        ("do reminders really cut no shows or is that just marketing talk", "yesno"),
+    ],
+)
+def test_the_kind_of_answer_a_question_asks_for(question, kind):
+    assert classify(question) == kind
+
+
+def test_a_comparison_knows_its_sides():
+    assert read_question("pro vs business, whats the difference").sides == ("pro", "business")
+
+
+def test_shorthand_is_written_out():
+    assert expand_shorthand("hw much r u charging per appt") == "how much are you charging per appointment"
+
+
+@pytest.mark.parametrize(
+    ("message", "leans"),
+    [
+        ("and for 3 people?", True),
+        ("ok how do i set that up", True),
+        ("is it on starter", True),
+        ("we're 10 therapists", True),
+        ("how long till its approved", True),
+        ("how do I cancel?", False),
+        ("how much does the pro plan cost per month", False),
+    ],
+)
+def test_which_messages_lean_on_the_conversation(message, leans):
+    assert leans_on_context(message) is leans
+
+
+def test_a_follow_up_is_read_with_the_question_the_conversation_is_about():
+    text, topic = resolve("ok how do i set that up", ["do you have a waitlist", "is it on starter"])
+    assert topic == "do you have a waitlist" and text.endswith("ok how do i set that up")
+    assert resolve("how do I cancel?", ["my sms reminders are not sent"]) == ("how do I cancel?", None)
+
+
+def test_vocabulary_corrects_misspellings_to_the_documents_words_only():
+    vocabulary = Vocabulary(["Connect your calendar to your account", "Cancel your plan from Billing"])
+    assert vocabulary.normalise("how do i conect my calender to my acount") == (
+        "how do i connect my calendar to my account"
+    )
+    assert vocabulary.unknown("can my clients pay in bitcoin") == ["clients", "pay", "bitcoin"]
+    assert "bitcoin" in Vocabulary(["Clients pay by card"]).unknown("can my clients pay in bitcoin")
+    assert Vocabulary(["x"]).unknown("see book.mysalon.com or mail me@salon.example") == ["mail"]
+
+
+def test_a_missing_thing_asked_about_weighs_more_than_filler():
+    assert asked_about("can my clients pay in bitcoin") == {"bitcoin"}
+    assert {"iso", "27001"} <= asked_about("are you ISO 27001 certified?")
+    assert verb_like("swamped") and not verb_like("kiosk")
+    assert key_weight("hubspot", closest=0.3) > 0.9
+    assert key_weight("yesterday", closest=0.3) < 0.2  # everyday English
+    assert key_weight("doctors", closest=0.85) == 0.0  # the documents have a word that means the same
+
+
+def test_a_short_decisive_sentence_leads_into_the_next():
+    units = split_units([hit("No. One account is on one plan, and every staff calendar gets the same features.")])
+    sentences = [u.text for u in units if u.kind == "sentence"]
+    assert sentences == ["No. One account is on one plan, and every staff calendar gets the same features."]
+
+
+def test_meta_sentences_are_not_units_and_tables_give_rows():
+    text = "This article explains plans.\n\n| Plan | Price |\n|---|---|\n| Pro | $29 |\n| Business | $49 |"
+    units = split_units([hit(text)])
+    assert not any("This article" in u.text for u in units)
+    assert [u.text for u in units if u.kind == "row"] == ["**Pro**: Price: $29", "**Business**: Price: $49"]
+
+
+def test_a_per_person_price_is_totalled_for_the_count_asked():
+    assert head_count("and for 4 people?") == 4 and head_count("do you have 2fa") is None
+    assert total_for(4, "Starter costs $12 per staff calendar per month.") == (
+        "For 4 staff calendars, that comes to 4 x $12 = $48 per month."
+    )
+    assert total_for(4, "Starter costs $12 a month.") == ""
+
+
+def test_an_answer_case_is_judged_by_its_facts_and_a_citation():
+    case = AnswerCase(question="how much is pro", answerable=True, facts=(r"\$29",))
+    assert judge(case, {"reply": "Pro is $29 [1]", "sources": [{"id": "pricing/plans"}]}).correct
+    assert not judge(case, {"reply": "Pro is $29", "sources": []}).correct
+    assert not judge(case, {"reply": "Pro is great [1]", "sources": [{"id": "pricing/plans"}]}).correct
+    unanswerable = AnswerCase(question="bitcoin?", answerable=False)
+    declined = {"reply": "not covered", "sources": [], "handoff": {"suggested": True, "reason": "no_answer"}}
+    assert judge(unanswerable, declined).correct
+    assert not judge(unanswerable, {**declined, "handoff": {"suggested": True, "reason": "support"}}).correct
+
+
+def test_a_bad_answer_file_names_its_line(tmp_path: Path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        '{"question": "ok", "answerable": true, "facts": ["$29"]}\n{"question": "x", "answerable": true, "facts": ["("]}\n'
+    )
+    with pytest.raises(AnswerEvalError, match=r"bad.jsonl:2: fact '\(' is not a valid regular expression"):
+        load_cases(path)
+    path.write_text('{"question": "ok", "answerable": true}\n')
+    with pytest.raises(AnswerEvalError, match="needs at least one fact"):
+        load_cases(path)
+
+
+def test_eval_answers_prints_the_figures_last(make_data_dir, tmp_path: Path):
+    cases = [
+        {"question": "how much is pro", "answerable": True, "facts": [r"\$29"], "stage": "decision"},
+        {
+            "question": "and for 4 people?",
+            "history": [{"role": "user", "content": "how much is starter"}],
+            "answerable": True,
+            "facts": [r"\$48"],
+            "stage": "decision",
+        },
+        {"question": "are you ISO 27001 certified?", "answerable": False, "facts": [], "stage": "consideration"},
+    ]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in cases))
+    result = run_cli("eval-answers", str(path), "--errors", env=base_env(make_data_dir()))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "correct: 1.000 (n=2) declined: 1.000 (n=1)", result.stdout
+    assert "decision" in result.stdout and "follow-ups correct: 1.000 (n=1)" in result.stdout
