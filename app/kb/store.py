@@ -30,6 +30,9 @@ LEXICAL_CHECK_SECONDS = 1.0
 # (0.02 ms for the demo's few hundred passages, ~8 ms at 100,000 on this machine); larger ones use Chroma's
 # HNSW query. Either way Chroma is where passages live: the copy is reloaded whenever the collection's version changes.
 MEMORY_SEARCH_MAX = 100_000
+# The composer's way of splitting passages into units (app/answer/composer.py split_units): documents whose stored
+# unit vectors are of another version get them again at the next ingestion (their passages are not embedded again).
+UNITS_VERSION = 2
 
 
 CHROMA_CONNECT_SECONDS = 5.0  # a Chroma server that does not accept the connection by then is down
@@ -359,13 +362,14 @@ class KnowledgeBase:
                 ids=[f"{doc_id}#{i}" for i in range(len(probes))],
                 embeddings=self.embeddings.embed_documents(probes),
                 documents=probes,
-                metadatas=[{"doc_id": doc_id} for _ in probes],
+                metadatas=[{"doc_id": doc_id, "units": UNITS_VERSION} for _ in probes],
             )
         return len(probes)
 
     def _backfill_units(self, doc_ids: set[str]) -> bool:
-        """Compute the unit vectors of those stored documents that have none (their passages are not embedded again)."""
-        have = {m["doc_id"] for m in self._units.get(include=["metadatas"])["metadatas"] or []}
+        """Compute the unit vectors of stored documents that have none of this UNITS_VERSION (passages are kept)."""
+        metadatas = self._units.get(include=["metadatas"])["metadatas"] or []
+        have = {m["doc_id"] for m in metadatas if m.get("units") == UNITS_VERSION}
         missing = sorted(doc_ids - have)
         if not missing:
             return False
