@@ -20,6 +20,7 @@ from app.security.output import looks_like_injection
 
 MAX_LIST_ITEMS = 10
 MAX_WORDS = 110  # sentences and rows; a list of steps is kept whole
+LONG_LIST = 5  # a list of more items than this that is not steps keeps only the items that hold an asked term
 W_TERMS = 0.30  # the question's terms found in the unit
 W_SHAPE = 0.10  # the unit has the shape of the asked-for answer
 SHORT_SENTENCE = 14  # sentences shorter than this ("No.", "Yes, it is.") lead into the next one
@@ -307,10 +308,24 @@ def _passage_parts(
     return parts
 
 
-def _budget(units: list[Unit], parts: list[tuple[int, str]], limit: int = MAX_WORDS) -> list[tuple[int, str]]:
+def _trim_list(text: str, asked: frozenset[str], keep: int = LONG_LIST) -> str:
+    """A long list that is not steps: the items holding an asked-for term, else the first few."""
+    items = text.split("\n")
+    if len(items) <= keep or re.match(r"^\s*1[.)]", items[0]):
+        return text
+    holding = [item for item in items if frozenset(terms(item)) & asked]
+    return "\n".join(holding[:keep] if holding else items[:keep])
+
+
+def _budget(
+    units: list[Unit], parts: list[tuple[int, str]], limit: int = MAX_WORDS, count_lists: bool = False
+) -> list[tuple[int, str]]:
+    """The parts in order while they fit in `limit` words (lists count 40 at most, unless count_lists)."""
     kept, words = [], 0
     for n, (i, text) in enumerate(parts):
-        size = len(text.split()) if units[i].kind not in {"list", "table"} else min(len(text.split()), 40)
+        size = len(text.split())
+        if units[i].kind in {"list", "table"} and not count_lists:
+            size = min(size, 40)
         if n and words + size > limit:
             continue
         kept.append((i, text))
@@ -396,7 +411,8 @@ def compose(
     if lead is None:
         return Composed(text="", cited=[])
     asked = frozenset(question.terms)
-    parts = _budget(units, _passage_parts(scored, first, lead, passages_of, asked))
+    parts = _passage_parts(scored, first, lead, passages_of, asked)
+    parts = _budget(units, [(i, _trim_list(t, asked) if units[i].kind in {"list", "table"} else t) for i, t in parts])
     used = {i for i, _ in parts}
     extra = [*_sides(question, scored, used)]
     runner = _runner_up(question, scored, first, used | set(extra), idf)
@@ -405,7 +421,7 @@ def compose(
     for i in extra:
         for j, text in _passage_parts(scored, units[i].hit_index, i, passages_of, asked)[:2]:
             if j not in used:
-                parts.append((j, text))
+                parts.append((j, _trim_list(text, asked, 3) if units[j].kind in {"list", "table"} else text))
                 used.add(j)
     parts = _budget(units, parts, MAX_WORDS + 40)
     if not parts:
