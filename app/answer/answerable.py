@@ -22,16 +22,15 @@ from app.kb.vocabulary import Vocabulary
 
 COMMON_ENGLISH = 5.0  # wordfreq Zipf at or above which an unknown word is everyday language, not a missing term
 RARITY_SPAN = 2.0  # ... and this far below it, a word is as rare as names and jargon get
-OBJECT_KEY = 0.25  # ... and so does one with at least this weight that stands where the asked-about thing stands
-KEY_TERM = 0.9  # a word this surely the missing thing asked about declines on its own ("ISO 27001", "bitcoin")
+OBJECT_KEY = 0.25  # a missing word of this weight where the asked-about thing stands declines on its own
 FLOOR = 0.15  # below this cosine similarity nothing is close enough to answer from
 FEATURES = ("top", "best", "coverage", "key", "keys")
 VERB_FORM_ZIPF = 2.8  # a word whose -ed or -ing form is this common is taken for a verb
 SYNONYM_SIMILARITY, SYNONYM_MARGIN = 0.72, 0.12  # a KB word this close in meaning stands in for an unknown word
 # Fitted by evals/fit_decline.py (standardised features; the intercept last).
-WEIGHTS = (0.311, -0.564, -0.364, 0.253, 0.374, -0.364)
-MEANS = (0.5014, 3.2747, 0.5839, 0.0654, 0.0731)
-SCALES = (0.1242, 0.7889, 0.2856, 0.2087, 0.2512)
+WEIGHTS = (0.033, -0.489, -0.516, 0.832, -0.351, -0.376)
+MEANS = (0.4991, 3.1476, 0.5292, 0.1395, 0.1772)
+SCALES = (0.1239, 0.8156, 0.2906, 0.3, 0.4196)
 THRESHOLD = 0.82
 
 
@@ -87,10 +86,12 @@ class Evidence:
 
     values: tuple[float, ...]
     unknown: tuple[str, ...]
+    missing_asked: tuple[str, ...] = ()  # unknown words standing where the asked-about thing stands
 
     def as_dict(self) -> dict:
-        """Readable form, for evaluation output."""
-        return {**dict(zip(FEATURES, (round(v, 3) for v in self.values), strict=True)), "unknown": list(self.unknown)}
+        """Readable form, stored with the turn and printed by evaluations."""
+        values = dict(zip(FEATURES, (round(v, 3) for v in self.values), strict=True))
+        return {**values, "unknown": list(self.unknown), "missing_asked": list(self.missing_asked)}
 
 
 def evidence(
@@ -106,8 +107,8 @@ def evidence(
     unknown = [w for w in vocabulary.unknown(question_text) if rarity(w) > 0]
     keys = [key_weight(w, s) for w, s in zip(unknown, nearest(unknown), strict=True)] if unknown else []
     objects = asked_about(asked)
-    # a missing word in the place of the thing asked about counts in full ("pay in bitcoin", "ISO 27001 certified")
-    keys = [max(k, 1.0) if w in objects and k >= OBJECT_KEY else k for w, k in zip(unknown, keys, strict=True)]
+    # a missing word in the place of the thing asked about ("pay in bitcoin", "ISO 27001 certified") decides alone
+    asked_missing = [w for w, k in zip(unknown, keys, strict=True) if w in objects and k >= OBJECT_KEY]
     values = (
         hits[0].similarity if hits else 0.0,
         composed.best if composed.text else 0.0,
@@ -115,7 +116,7 @@ def evidence(
         max(keys, default=0.0),
         sum(keys),
     )
-    return Evidence(values=values, unknown=tuple(unknown))
+    return Evidence(values=values, unknown=tuple(unknown), missing_asked=tuple(asked_missing))
 
 
 def probability(found: Evidence) -> float:
@@ -130,5 +131,4 @@ def answerable(found: Evidence, hits: list[Hit], composed: Composed) -> bool:
     """Answer unless nothing is close at all, or the model says the documents don't cover it."""
     if not hits or hits[0].similarity < FLOOR or not composed.text:
         return False
-    key = found.values[FEATURES.index("key")]
-    return key < KEY_TERM and probability(found) < THRESHOLD
+    return not found.missing_asked and probability(found) < THRESHOLD

@@ -25,6 +25,7 @@ GENERIC = frozenset(
     arent didnt wasnt thats theres whats hows wheres whos youre theyre lemme gonna wanna gotta kinda sorta
     anyway anyways actually basically exactly possible able option options way ways work works working
     long soon often till until later fast quickly exactly right correct true
+    ngl tbh imo imho btw lol lmao asap fyi idk omg ty xx x pls plz thx cheers mate hiya
     """.split()
 )
 _CURRENCY = re.compile(r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(?:usd|eur|gbp|dollars?|euros?|pounds?)\b|\bfree\b|\d\s?%", re.I)
@@ -50,7 +51,8 @@ SHORTHAND = {
     "min": "minimum", "hrs": "hours", "hr": "hour", "yr": "year", "yrs": "years", "mo": "month", "pw": "password",
     "info": "information", "whats": "what is", "dont": "don't", "doesnt": "doesn't", "cant": "can't",
     "wont": "won't", "isnt": "isn't", "didnt": "didn't", "havent": "haven't", "hasnt": "hasn't", "im": "i'm",
-    "ive": "i've", "max": "maximum", "approx": "about", "amex": "american express", "w/": "with", "b4": "before", "2day": "today",
+    "ive": "i've", "max": "maximum", "approx": "about", "amex": "american express", "sub": "subscription", "hols": "holidays",
+    "arvo": "afternoon", "w/": "with", "b4": "before", "2day": "today",
 }
 _SHORT_WORD = re.compile(r"(?<![\w'])(" + "|".join(re.escape(k) for k in SHORTHAND) + r")(?![\w'])", re.IGNORECASE)
 
