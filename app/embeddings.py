@@ -15,6 +15,17 @@ from app.config import Settings
 
 MAX_TOKENS = 384
 BATCH = 32
+SPREAD = 1.5  # a batch ends before a text this many times longer than its first (every text is padded to the longest)
+
+
+def _batches(ordered: list[str]) -> list[list[str]]:
+    """Texts sorted by length, in batches of at most BATCH whose lengths stay within SPREAD of each other."""
+    batches: list[list[str]] = []
+    for text in ordered:
+        if not batches or len(batches[-1]) >= BATCH or len(text) > SPREAD * len(batches[-1][0]) + 20:
+            batches.append([])
+        batches[-1].append(text)
+    return batches
 
 
 def _model_files() -> tuple[Path, Path]:
@@ -79,7 +90,7 @@ class LocalMiniLMEmbeddings(Embeddings):
             return np.zeros((0, self.dimensions), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch with less padding
         ordered = [texts[i] for i in order]
-        vectors = np.vstack([self._embed(ordered[i : i + BATCH]) for i in range(0, len(ordered), BATCH)])
+        vectors = np.vstack([self._embed(batch) for batch in _batches(ordered)])
         out = np.empty_like(vectors)
         out[order] = vectors
         return out
