@@ -82,10 +82,11 @@ def test_reingest_replaces_removes_and_skips(tmp_path, embeddings):
     (docs_dir / "gold.md").unlink()
     report = kb.ingest(load_folder(docs_dir)[0])
     assert report.updated == ["plans/premium"] and report.removed == ["gold"]
-    # only the changed document: its 2 passages and the 2 sentences the offline composer scores (one per passage)
-    assert embeddings.embedded == 2 + 2, "only the changed document's passages and units are embedded"
+    # only the changed document: its 2 passages and the 4 units the offline composer scores (a heading and a sentence
+    # per passage)
+    assert embeddings.embedded == 2 + 4, "only the changed document's passages and units are embedded"
     units = kb._units.get(include=["metadatas"])["metadatas"]
-    assert sorted(m["doc_id"] for m in units) == ["plans/basic"] * 2 + ["plans/premium"] * 2, "gold's units removed"
+    assert sorted(m["doc_id"] for m in units) == ["plans/basic"] * 4 + ["plans/premium"] * 4, "gold's units removed"
     texts = stored(kb)
     assert set(texts) == {"plans/basic#0", "plans/basic#1", "plans/premium#0", "plans/premium#1"}
     assert "The premium plan costs $60 per month." in texts["plans/premium#0"]
@@ -169,6 +170,6 @@ def test_the_composer_s_unit_vectors_are_stored_at_ingestion_and_backfilled(tmp_
     kb._units.delete(where={"doc_id": "basic"})  # as if basic were stored before units were
     embeddings.embedded = 0
     report = kb.ingest(load_folder(docs_dir)[0])
-    assert len(report.unchanged) == 2 and embeddings.embedded == 2, "only basic's two units are embedded"
+    assert len(report.unchanged) == 2 and embeddings.embedded == 4, "only basic's four units are embedded"
     fresh = build_knowledge_base(settings, embeddings)  # another process sees them
     assert all(p in fresh.unit_vectors() for p in probes)

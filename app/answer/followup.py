@@ -11,7 +11,11 @@ _CONTINUES = re.compile(
     r"how about|same|even)\b",
     re.IGNORECASE,
 )
-_REFERS = re.compile(r"\b(?:it|its|it's|that|this|those|these|them|there|one|ones|same|such|then|too|also)\b", re.I)
+_REFERS = re.compile(
+    r"\b(?:it|its|it's|that|this|those|these|them|one|ones|same|such|then|too|also)\b"
+    r"|(?<!\bis )(?<!\bare )\bthere\b(?! (?:is|are|a|an|any)\b)",  # "over there", not "is there a..."
+    re.IGNORECASE,
+)
 _STANDALONE_TERMS = 4  # a message with this many topic words of its own reads on its own, even with "it" in it
 _ASKS = re.compile(
     r"^\s*(?:who|what|whats|when|where|which|why|how|can|could|do|does|did|is|are|was|were|will|would|should|"
