@@ -32,6 +32,7 @@ from app.staff.learning import CuratedMatch, Learning
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.llm import LLMStageClassifier, as_vote
+from app.stages.passages import nearest
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
 
@@ -205,7 +206,8 @@ class ChatService:
         if self.learning is not None:
             self.learning.refresh()
         curated = self.learning.match(vector) if self.learning is not None else None
-        stage = self.detector.detect(signals, vector, vote)
+        passages = nearest(self.kb, vector)  # what the message is about: the stages of the passages that answer it
+        stage = self.detector.detect(replace(signals, passages=passages), vector, vote)
         vocabulary = self.kb.vocabulary()
         asked = vocabulary.normalise(message)
         text, topic = resolve(asked, [vocabulary.normalise(q) for q, _ in p.history])

@@ -308,12 +308,10 @@ class EnsembleStageDetector:
         probs = _softmax(logits)
         chosen = int(np.argmax(probs))
         uncertain = vague or float(probs[chosen]) < UNSURE_BELOW
-        if uncertain and not vague and previous is not None and names[chosen] != previous:
-            guess = names[chosen]
-            chosen = names.index(previous)
-            evidence.append(
-                {"type": "kept_previous", "stage": previous, "detail": f"kept the stage: unsure of {guess}"}
-            )
+        if uncertain and not vague and previous is not None:
+            guess, chosen = names[chosen], names.index(previous)
+            detail = f"unsure of {guess}" if guess != previous else "the message alone is not clear"
+            evidence.append({"type": "kept_previous", "stage": previous, "detail": f"kept the stage: {detail}"})
         elif uncertain and not vague:
             evidence.append({"type": "uncertain", "detail": "no stage is likely enough to be sure of"})
         elif vague and previous is not None:
