@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint ingest bench clean
+.PHONY: setup run test lint ingest bench eval-stages clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest
+
+eval-stages: ingest  # the two stage development sets (the held-out ones are measured once, by hand)
+	$(VENV)/bin/journey eval-stages evals/stages_dev.jsonl
+	$(VENV)/bin/journey eval-stages evals/stages_real_dev.jsonl
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -127,14 +127,19 @@ def eval_stages(
     file: Annotated[Path, typer.Argument(help="JSON lines: {messages: [{role, content}], page?, stage}")],
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
     show_errors: Annotated[bool, typer.Option("--errors", help="list the cases classified wrong")] = False,
+    no_passages: Annotated[
+        bool, typer.Option("--no-passages", help="leave out the stages of the knowledge passages near each message")
+    ] = False,
 ) -> None:
     """Classify the last user message of each case; print precision, recall, confusion, calibration, accuracy."""
     import json
 
-    from app.embeddings import make_embeddings
+    from app.embeddings import VectorCache, make_embeddings
     from app.stages.config import load_journey
     from app.stages.detector import EnsembleStageDetector
     from app.stages.evaluate import EvalFileError, evaluate, load_cases
+    from app.stages.passages import nearest
+    from app.state import build_knowledge_base
 
     settings = Settings()
     journey = load_journey(settings.knowledge_dir / "stages.yaml")
@@ -146,8 +151,13 @@ def eval_stages(
     except EvalFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    detector = EnsembleStageDetector(journey, make_embeddings(settings), cache_dir=settings.data_dir / "cache")
-    report = evaluate(detector, cases, journey.names)
+    embeddings = make_embeddings(settings)
+    detector = EnsembleStageDetector(journey, embeddings, cache_dir=settings.data_dir / "cache")
+    lookup = None
+    if not no_passages:  # as the chat service does: the passages nearest to each message (its own embedding here)
+        kb, vectors = build_knowledge_base(settings, embeddings), VectorCache(embeddings)
+        lookup = lambda text: nearest(kb, vectors.embed_array([text])[0])  # noqa: E731
+    report = evaluate(detector, cases, journey.names, lookup)
     if as_json:
         typer.echo(json.dumps({**report.as_dict(), "fitted": detector.fitted}, indent=2))
         return
@@ -216,7 +226,9 @@ def eval_answers(
         services = build_services(settings)
         try:
             if services.kb.count() == 0:
-                typer.echo(f"error: the knowledge collection {services.kb.name} is empty: run `journey ingest`", err=True)
+                typer.echo(
+                    f"error: the knowledge collection {services.kb.name} is empty: run `journey ingest`", err=True
+                )
                 raise typer.Exit(2)
             report = asyncio.run(run_cases(services.chat, cases))
         finally:

@@ -123,9 +123,8 @@ def test_an_answer_case_is_judged_by_its_facts_and_a_citation():
 
 def test_a_bad_answer_file_names_its_line(tmp_path: Path):
     path = tmp_path / "bad.jsonl"
-    path.write_text(
-        '{"question": "ok", "answerable": true, "facts": ["$29"]}\n{"question": "x", "answerable": true, "facts": ["("]}\n'
-    )
+    good = '{"question": "ok", "answerable": true, "facts": ["$29"]}'
+    path.write_text(good + '\n{"question": "x", "answerable": true, "facts": ["("]}\n')
     with pytest.raises(AnswerEvalError, match=r"bad.jsonl:2: fact '\(' is not a valid regular expression"):
         load_cases(path)
     path.write_text('{"question": "ok", "answerable": true}\n')

@@ -6,6 +6,7 @@ import json
 
 import httpx
 import pytest
+from sse import stream_chat
 
 PRICING = "How much does the pro plan cost?"
 
@@ -64,6 +65,16 @@ def test_conversation_continues_for_its_visitor(offline_server):
     assert data["stage"]["previous"] == "decision"
     turns = [r["turn"] for r in offline_server.touchpoints(conversation_id=first["conversation_id"])]
     assert turns == [1, 2]
+
+
+def test_stage_says_when_the_detector_is_unsure(offline_server):
+    first = chat(offline_server, message=PRICING).json()
+    assert first["stage"]["uncertain"] is False
+    follow = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    unsure = chat(offline_server, message="hmm", **follow).json()
+    assert unsure["stage"]["name"] == "decision" and unsure["stage"]["uncertain"] is True
+    events = dict(stream_chat(offline_server.url, {"message": "hmm", **follow}))
+    assert events["stage"]["uncertain"] is True and events["done"]["stage"]["uncertain"] is True
 
 
 def test_support_question_offers_a_person(offline_server):

@@ -13,10 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from app.answer.composer import Composed
-from app.answer.question import GENERIC, words
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -121,9 +118,7 @@ def evidence(
 
 def probability(found: Evidence) -> float:
     """The model's probability that the documents do not answer the question."""
-    z = WEIGHTS[-1] + sum(
-        w * (v - m) / s for w, v, m, s in zip(WEIGHTS[:-1], found.values, MEANS, SCALES, strict=True)
-    )
+    z = WEIGHTS[-1] + sum(w * (v - m) / s for w, v, m, s in zip(WEIGHTS[:-1], found.values, MEANS, SCALES, strict=True))
     return 1.0 / (1.0 + math.exp(-z))
 
 

@@ -115,7 +115,9 @@ class AnswerReport:
     results: list[AnswerResult]
 
     def _share(self, answerable: bool, stage: str | None = None) -> tuple[float, int]:
-        chosen = [r for r in self.results if r.case.answerable == answerable and (stage is None or r.case.stage == stage)]
+        chosen = [
+            r for r in self.results if r.case.answerable == answerable and (stage is None or r.case.stage == stage)
+        ]
         return sum(r.correct for r in chosen) / max(len(chosen), 1), len(chosen)
 
     def as_dict(self) -> dict:
@@ -183,8 +185,14 @@ class AnswerReport:
         for r in self.results:
             if r.correct:
                 continue
-            what = f"missing {r.missing}" if r.case.answerable and r.missing else (
-                "no source" if r.case.answerable else f"not declined (sources {r.sources}, handoff {r.handoff_reason})"
+            what = (
+                f"missing {r.missing}"
+                if r.case.answerable and r.missing
+                else (
+                    "no source"
+                    if r.case.answerable
+                    else f"not declined (sources {r.sources}, handoff {r.handoff_reason})"
+                )
             )
             before = " | ".join(m.get("content", "")[:60] for m in r.case.history if m.get("role") == "user")
             out.append(f"- {r.case.question!r}" + (f" after [{before}]" if before else "") + f": {what}")

@@ -14,7 +14,6 @@ from app.answer.question import Question, head_count, total_for
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
-
 _FRUSTRATED = re.compile(
     r"!!|\b(?:useless|ridiculous|unacceptable|terrible|awful|worst|furious|angry|annoy\w*|fed up|sick of|"
     r"because of you|your fault|waste|again|still (?:not|isn't|doesn't|won't|can't)|(?:2nd|3rd|second|third) time|"

@@ -39,20 +39,61 @@ _NUMBER = re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eigh
 _STEPS = re.compile(
     r"\b(?:go to|click|tap|open|choose|select|sign in|turn on|switch on|enable|under settings|then)\b|, then ", re.I
 )
-_DECISIVE = re.compile(r"^(?:yes|no|not|only|yes,|no,)\b|\b(?:can(?:not|'t)?|does not|doesn't|only|never|always)\b", re.I)
+_DECISIVE = re.compile(
+    r"^(?:yes|no|not|only|yes,|no,)\b|\b(?:can(?:not|'t)?|does not|doesn't|only|never|always)\b", re.I
+)
 _CAUSE = re.compile(r"\b(?:because|reasons?|causes?|usually|most often|common|means|so that|due to)\b", re.I)
 _CONDITION = re.compile(r"\b(?:if|when|after|once|unless|otherwise|automatically|will)\b", re.I)
 
 # Chat shorthand and the commonest dropped apostrophes, written out before a question is read or searched.
 SHORTHAND = {
-    "hw": "how", "u": "you", "ur": "your", "r": "are", "y": "why", "wat": "what", "wht": "what", "cn": "can",
-    "pls": "please", "plz": "please", "thx": "thanks", "appt": "appointment", "appts": "appointments",
-    "acct": "account", "msg": "message", "msgs": "messages", "txt": "text", "txts": "texts", "mins": "minutes",
-    "min": "minimum", "hrs": "hours", "hr": "hour", "yr": "year", "yrs": "years", "mo": "month", "pw": "password",
-    "info": "information", "whats": "what is", "dont": "don't", "doesnt": "doesn't", "cant": "can't",
-    "wont": "won't", "isnt": "isn't", "didnt": "didn't", "havent": "haven't", "hasnt": "hasn't", "im": "i'm",
-    "ive": "i've", "max": "maximum", "approx": "about", "amex": "american express", "sub": "subscription", "hols": "holidays",
-    "arvo": "afternoon", "w/": "with", "b4": "before", "2day": "today",
+    "hw": "how",
+    "u": "you",
+    "ur": "your",
+    "r": "are",
+    "y": "why",
+    "wat": "what",
+    "wht": "what",
+    "cn": "can",
+    "pls": "please",
+    "plz": "please",
+    "thx": "thanks",
+    "appt": "appointment",
+    "appts": "appointments",
+    "acct": "account",
+    "msg": "message",
+    "msgs": "messages",
+    "txt": "text",
+    "txts": "texts",
+    "mins": "minutes",
+    "min": "minimum",
+    "hrs": "hours",
+    "hr": "hour",
+    "yr": "year",
+    "yrs": "years",
+    "mo": "month",
+    "pw": "password",
+    "info": "information",
+    "whats": "what is",
+    "dont": "don't",
+    "doesnt": "doesn't",
+    "cant": "can't",
+    "wont": "won't",
+    "isnt": "isn't",
+    "didnt": "didn't",
+    "havent": "haven't",
+    "hasnt": "hasn't",
+    "im": "i'm",
+    "ive": "i've",
+    "max": "maximum",
+    "approx": "about",
+    "amex": "american express",
+    "sub": "subscription",
+    "hols": "holidays",
+    "arvo": "afternoon",
+    "w/": "with",
+    "b4": "before",
+    "2day": "today",
 }
 _SHORT_WORD = re.compile(r"(?<![\w'])(" + "|".join(re.escape(k) for k in SHORTHAND) + r")(?![\w'])", re.IGNORECASE)
 
@@ -110,7 +151,9 @@ _COMPARE = re.compile(
     r"|\b(?:which|better|cheaper|rather|difference)\b.*\bor\b|\bor\b.*\b(?:which|better|cheaper)\b",
     re.IGNORECASE,
 )
-_SIDE_SPLIT = re.compile(r"\s*(?:\bvs\.?|\bversus\b|\bcompared? (?:to|with)\b|\bbetter than\b|\bcheaper than\b|\band\b|\bor\b|,)\s*")
+_SIDE_SPLIT = re.compile(
+    r"\s*(?:\bvs\.?|\bversus\b|\bcompared? (?:to|with)\b|\bbetter than\b|\bcheaper than\b|\band\b|\bor\b|,)\s*"
+)
 
 
 _NOT_A_SIDE = frozenset(
@@ -136,12 +179,18 @@ def _sides(text: str) -> tuple[str, ...]:
 def classify(text: str) -> str:
     """The kind of answer a question asks for."""
     t = " " + " ".join(words(text)) + " "
-    if re.search(r" how (much|expensive|pricey)|\b(price|pricing|cost|costs|fee|fees|charge for|pay for|per month|"
-                 r"per year|cheapest|cheaper|discount)\b", t):
+    if re.search(
+        r" how (much|expensive|pricey)|\b(price|pricing|cost|costs|fee|fees|charge for|pay for|per month|"
+        r"per year|cheapest|cheaper|discount)\b",
+        t,
+    ):
         if not re.search(r" (why|how do i|how can i|where) ", t):
             return "price"
-    if re.search(r" how (long|soon|fast|quickly)| when (will|do|does|can|is|are)| how many (days|hours|weeks|minutes)"
-                 r"| what time", t):
+    if re.search(
+        r" how (long|soon|fast|quickly)| when (will|do|does|can|is|are)| how many (days|hours|weeks|minutes)"
+        r"| what time",
+        t,
+    ):
         return "duration"
     if _COMPARE.search(t) and _sides(text) and not re.search(r" (how do|how can|how to) ", t):
         return "compare"
@@ -149,12 +198,17 @@ def classify(text: str) -> str:
         return "quantity"
     if re.search(r" (which|what) (plan|plans|tier|tiers|version) ", t):
         return "which"
-    if re.search(r" what (happens|if|will happen)| what about if | if i (dont|don't|do not|stop|miss|cancel|forget)", t):
+    if re.search(
+        r" what (happens|if|will happen)| what about if | if i (dont|don't|do not|stop|miss|cancel|forget)", t
+    ):
         return "happens"
     if re.search(r"^ why | why (is|are|was|were|do|does|did|would|cant|can't|isnt|isn't|wont|won't|has|have) ", t):
         return "why"
-    if re.search(r" how (do|can|should|would) (i|we|you|my|our|one)| how to | steps? | set ?up | setup |"
-                 r" where (do|can|is|are) (i|we)| turn (on|off) | enable | connect | add | change | import ", t):
+    if re.search(
+        r" how (do|can|should|would) (i|we|you|my|our|one)| how to | steps? | set ?up | setup |"
+        r" where (do|can|is|are) (i|we)| turn (on|off) | enable | connect | add | change | import ",
+        t,
+    ):
         return "howto"
     if re.match(r" (can|could|do|does|did|is|are|will|would|should|am|has|have|may|must) ", t) or re.search(
         r" (is there|are there|do you|does it|does lumio|can i|can we|can my|can clients) ", t

@@ -86,6 +86,7 @@ class StageOut(BaseModel):
     evidence: list[dict]
     scores: dict[str, float] = {}
     previous: str | None = None
+    uncertain: bool = Field(False, description="the detector is unsure of this turn: it kept the conversation's stage")
 
 
 class SourceOut(BaseModel):

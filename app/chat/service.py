@@ -17,10 +17,10 @@ import numpy as np
 from anyio import to_thread
 
 from app.answer.followup import resolve
-from app.answer.offline import OfflineReply, Tone, frustrated, offline_reply
-from app.answer.question import classify, read_question
 from app.answer.llm import LLMAnswerer, LLMFailure
+from app.answer.offline import OfflineReply, Tone, frustrated, offline_reply
 from app.answer.prompts import format_docs, neutralise, render
+from app.answer.question import classify, read_question
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
 from app.config import Settings
@@ -33,6 +33,7 @@ from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.evidence import visitor_stage
 from app.stages.llm import LLMStageClassifier, as_vote
+from app.stages.passages import nearest
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
 
@@ -206,7 +207,8 @@ class ChatService:
         if self.learning is not None:
             self.learning.refresh()
         curated = self.learning.match(vector) if self.learning is not None else None
-        stage = self.detector.detect(signals, vector, vote)
+        passages = nearest(self.kb, vector)  # what the message is about: the stages of the passages that answer it
+        stage = self.detector.detect(replace(signals, passages=passages), vector, vote)
         vocabulary = self.kb.vocabulary()
         asked = vocabulary.normalise(message)
         text, topic = resolve(asked, [vocabulary.normalise(q) for q, _ in p.history])
@@ -282,7 +284,10 @@ class ChatService:
         state.reply, state.declined = reply.text, reply.declined
         state.hits, state.sources = reply.cited, [_source(h) for h in reply.cited]
         if reply.evidence is not None:  # why it answered or declined: for staff, and for fitting the decline model
-            state.data = {**(state.data or {}), "answerability": {**reply.evidence.as_dict(), "declined": reply.declined}}
+            state.data = {
+                **(state.data or {}),
+                "answerability": {**reply.evidence.as_dict(), "declined": reply.declined},
+            }
         return reply.text
 
     def _unit_vectors(self, probes: list[str]) -> np.ndarray:

@@ -422,7 +422,10 @@ class KnowledgeBase:
         index = self._lexical_index()
         if index.vocabulary is None:
             index.vocabulary = Vocabulary(
-                [f"{m['title']} {m['section']} {text}" for text, m in zip(index.documents, index.metadatas, strict=True)],
+                [
+                    f"{m['title']} {m['section']} {text}"
+                    for text, m in zip(index.documents, index.metadatas, strict=True)
+                ],
                 links=[m.get(key) or "" for m in index.metadatas for key in ("url", "doc_url")],
             )
         return index.vocabulary

@@ -68,7 +68,9 @@ class Vocabulary:
         self._embedded: list[str] = []
         self._vectors_lock = threading.Lock()
 
-    def vectors(self, embed: Callable[[list[str]], np.ndarray], cache_dir: Path | None = None, model: str = "") -> np.ndarray:
+    def vectors(
+        self, embed: Callable[[list[str]], np.ndarray], cache_dir: Path | None = None, model: str = ""
+    ) -> np.ndarray:
         """Unit vectors of the knowledge base's words (computed once, kept in cache_dir when given)."""
         with self._vectors_lock:
             if self._vectors is None:
@@ -88,7 +90,11 @@ class Vocabulary:
             return self._vectors
 
     def nearest(
-        self, vector: np.ndarray, embed: Callable[[list[str]], np.ndarray], cache_dir: Path | None = None, model: str = ""
+        self,
+        vector: np.ndarray,
+        embed: Callable[[list[str]], np.ndarray],
+        cache_dir: Path | None = None,
+        model: str = "",
     ) -> tuple[str, float]:
         """The knowledge base's word closest in meaning to a vector, and the cosine similarity."""
         vectors = self.vectors(embed, cache_dir, model)
@@ -117,7 +123,7 @@ class Vocabulary:
                     continue
                 for distance in range(1, limit + 1):
                     if _within(word, candidate, distance):
-                        prefix = next((i for i, (a, b) in enumerate(zip(word, candidate)) if a != b), len(word))
+                        prefix = next((i for i, (a, b) in enumerate(zip(word, candidate, strict=False)) if a != b), len(word))
                         found.append((distance, -prefix, -self.df.get(stem(candidate), 0), candidate))
                         break
         return min(found)[3] if found else None

@@ -1,10 +1,11 @@
 """Stage detection: which journey stage a visitor's message puts them in, with confidence and evidence.
 
-The offline detector is an ensemble fitted at start-up on the labelled examples of stages.yaml:
-nearest labelled examples and a linear classifier (local embeddings) and a word/bigram naive Bayes,
-weighted and calibrated on
-their out-of-fold predictions; then the page rule, whether the visitor is a known customer, a short
-follow-up read together with the previous message, and hysteresis towards the conversation's stage.
+The offline detector is an ensemble fitted at start-up on the labelled examples of stages.yaml: the nearest
+labelled examples and a linear classifier over local embeddings, and a word/bigram naive Bayes, in fixed
+proportions chosen on the development sets, with one temperature fitted on their out-of-fold predictions so the
+confidence is a probability. Then what the message is about (the stages of the knowledge passages that answer it),
+the page rule, whether the visitor is a known customer, a short follow-up read together with the previous message,
+and hysteresis towards the conversation's stage. A turn it is unsure of is flagged and keeps the conversation's stage.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from typing import Protocol
 
 import numpy as np
 
+from app.stages.calibration import fit_temperature
 from app.stages.config import JourneyConfig
 from app.stages.evidence import LEARNED, nearest_examples
 from app.stages.lexical import NaiveBayes
 from app.stages.linear import SoftmaxRegression
+from app.stages.passages import PassageSignal, passage_logits
 
 TOP_K = 3
 FOLDS = 5
-KNN_SCALES = (10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0)
-NB_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
-LINEAR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
-LINEAR_L2 = 1e-3
+# The ensemble's proportions, chosen on evals/stages_dev.jsonl and evals/stages_real_dev.jsonl (README, Journey stages):
+KNN_WEIGHT = 30.0  # times the mean similarity of the 3 nearest examples of each stage
+LINEAR_WEIGHT = 1.0  # times the softmax regression's logits
+NB_WEIGHT = 0.5  # times the naive Bayes log posterior (surface words: more of it hurt real customers' language)
+LINEAR_L2 = 1e-4
+UNSURE_BELOW = 0.5  # a stage less probable than this is uncertain: the conversation keeps its stage
 STICKINESS = 1.0  # logits added to the conversation's current stage
 KNOWN_CUSTOMER_PENALTY = 1.0  # logits taken from before-purchase stages when the host says "customer"
 FOLLOW_UP_WORDS = 6  # messages this short, and unsure on their own, are read with the previous one
@@ -47,17 +52,19 @@ class StageSignals:
     page_title: str = ""
     known_customer: bool = False
     previous: str | None = None
+    passages: tuple[PassageSignal, ...] = ()  # the knowledge passages nearest to the message
 
 
 @dataclass
 class StageResult:
-    """The stage of a turn, its confidence, every stage's probability and readable evidence."""
+    """The stage of a turn, its confidence, every stage's probability, readable evidence and whether it is unsure."""
 
     name: str
     confidence: float
     scores: dict[str, float]
     evidence: list[dict] = field(default_factory=list)
     previous: str | None = None
+    uncertain: bool = False
 
     @property
     def changed(self) -> bool:
@@ -65,13 +72,15 @@ class StageResult:
         return self.previous is not None and self.previous != self.name
 
     def as_dict(self) -> dict:
-        """The stored shape, all evidence included (visitors get app.stages.evidence.visitor_stage of it)."""
+        """The stored shape {name, confidence, evidence, scores, previous, uncertain}, all evidence included (visitors
+        get app.stages.evidence.visitor_stage of it)."""
         return {
             "name": self.name,
             "confidence": round(self.confidence, 3),
             "evidence": self.evidence,
             "scores": {k: round(v, 3) for k, v in self.scores.items()},
             "previous": self.previous,
+            "uncertain": self.uncertain,
         }
 
 
@@ -109,9 +118,7 @@ class _Fit:
     neutral: np.ndarray
     bayes: NaiveBayes
     linear: SoftmaxRegression
-    knn_scale: float
-    nb_weight: float
-    linear_weight: float
+    temperature: float
     oof_accuracy: float
     oof_nll: float
     learned: list[tuple[str, int]] = field(default_factory=list)
@@ -119,7 +126,7 @@ class _Fit:
 
 
 class EnsembleStageDetector:
-    """Nearest examples + naive Bayes, calibrated on out-of-fold predictions, with page, customer and context."""
+    """Nearest examples, a linear model and naive Bayes, calibrated out of fold; with passages, page and context."""
 
     def __init__(self, journey: JourneyConfig, embeddings, *, cache_dir: Path | None = None) -> None:
         self.journey = journey
@@ -169,33 +176,21 @@ class EnsembleStageDetector:
         if learned_vectors is not None:
             vectors = np.vstack([vectors, learned_vectors])
         class_index = [np.flatnonzero(labels == c) for c in range(len(self.names))]
-        sims = vectors @ vectors.T
-        np.fill_diagonal(sims, -1.0)
-        knn_oof = self._knn(sims, class_index)
-        nb_oof = np.zeros_like(knn_oof)
-        linear_oof = np.zeros_like(knn_oof)
-        folds = np.arange(len(texts)) % FOLDS
         n_classes = len(self.names)
+        oof = np.zeros((len(texts), n_classes))
+        folds = np.arange(len(texts)) % FOLDS
         for fold in range(FOLDS):
             train = folds != fold
             held = np.flatnonzero(~train)
+            train_index = [idx[train[idx]] for idx in class_index]
             bayes = NaiveBayes(n_classes).fit([texts[i] for i in np.flatnonzero(train)], labels[train].tolist())
-            for i in held:
-                nb_oof[i] = bayes.log_posterior(texts[i])
             linear = SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors[train], labels[train])
-            linear_oof[held] = linear.logits(vectors[held])
-        best = (np.inf, 0.0, 0.0, 0.0, 0.0)
-        rows = np.arange(len(texts))
-        for scale in (0.0, *KNN_SCALES):
-            for weight in NB_WEIGHTS:
-                for linear_weight in LINEAR_WEIGHTS:
-                    logits = scale * knn_oof + weight * nb_oof + linear_weight * linear_oof
-                    logp = logits - logits.max(axis=1, keepdims=True)
-                    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-                    nll = float(-logp[rows, labels].mean())
-                    if nll < best[0]:
-                        accuracy = float((logits.argmax(axis=1) == labels).mean())
-                        best = (nll, scale, weight, linear_weight, accuracy)
+            oof[held] = (
+                KNN_WEIGHT * self._knn(vectors[held] @ vectors.T, train_index)
+                + LINEAR_WEIGHT * linear.logits(vectors[held])
+                + NB_WEIGHT * np.array([bayes.log_posterior(texts[i]) for i in held])
+            )
+        temperature, nll = fit_temperature(oof, labels)
         neutral = self._embed(list(self.journey.neutral)) if self.journey.neutral else np.zeros((0, vectors.shape[1]))
         return _Fit(
             texts=texts,
@@ -205,11 +200,9 @@ class EnsembleStageDetector:
             neutral=neutral,
             bayes=NaiveBayes(n_classes).fit(texts, labels.tolist()),
             linear=SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors, labels),
-            knn_scale=best[1],
-            nb_weight=best[2],
-            linear_weight=best[3],
-            oof_accuracy=best[4],
-            oof_nll=best[0],
+            temperature=temperature,
+            oof_accuracy=float((oof.argmax(axis=1) == labels).mean()),
+            oof_nll=nll,
             learned=learned,
             learned_vectors=learned_vectors,
         )
@@ -222,13 +215,14 @@ class EnsembleStageDetector:
 
     @property
     def fitted(self) -> dict:
-        """How the ensemble was fitted: weights and out-of-fold accuracy on the labelled examples."""
+        """How the ensemble was fitted: weights, temperature and out-of-fold figures on the labelled examples."""
         fit = self._fit
         return {
             "examples": len(fit.texts),
-            "knn_scale": fit.knn_scale,
-            "nb_weight": fit.nb_weight,
-            "linear_weight": fit.linear_weight,
+            "knn_weight": KNN_WEIGHT,
+            "linear_weight": LINEAR_WEIGHT,
+            "nb_weight": NB_WEIGHT,
+            "temperature": round(fit.temperature, 4),
             "oof_accuracy": round(fit.oof_accuracy, 4),
             "oof_nll": round(fit.oof_nll, 4),
         }
@@ -236,10 +230,14 @@ class EnsembleStageDetector:
     # -- detection -------------------------------------------------------------------------------
 
     def _message_logits(self, fit: _Fit, vector: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The message's calibrated logits (log-probabilities up to a constant) and its similarity to each example."""
         sims = fit.vectors @ vector
-        knn = self._knn(sims, fit.class_index)[0]
-        lexical = fit.nb_weight * fit.bayes.log_posterior(text)
-        return fit.knn_scale * knn + lexical + fit.linear_weight * fit.linear.logits(vector)[0], sims
+        logits = (
+            KNN_WEIGHT * self._knn(sims, fit.class_index)[0]
+            + LINEAR_WEIGHT * fit.linear.logits(vector)[0]
+            + NB_WEIGHT * fit.bayes.log_posterior(text)
+        )
+        return logits / fit.temperature, sims
 
     def detect(
         self, signals: StageSignals, vector: np.ndarray | None = None, vote: StageVote | None = None
@@ -264,6 +262,10 @@ class EnsembleStageDetector:
             evidence.append(
                 {"type": "context", "detail": "a short, unclear follow-up, read together with the previous message"}
             )
+        if signals.passages:
+            lent, passage_evidence = passage_logits(signals.passages, names)
+            logits = logits + lent
+            evidence.extend(passage_evidence)
         page_stage = None
         for rule in self.journey.page_rules:
             if rule.matches(signals.page_url, signals.page_title):
@@ -308,7 +310,14 @@ class EnsembleStageDetector:
             logits[names.index(previous)] += STICKINESS
         probs = _softmax(logits)
         chosen = int(np.argmax(probs))
-        if vague and previous is not None:
+        uncertain = vague or float(probs[chosen]) < UNSURE_BELOW
+        if uncertain and not vague and previous is not None:
+            guess, chosen = names[chosen], names.index(previous)
+            detail = f"unsure of {guess}" if guess != previous else "the message alone is not clear"
+            evidence.append({"type": "kept_previous", "stage": previous, "detail": f"kept the stage: {detail}"})
+        elif uncertain and not vague:
+            evidence.append({"type": "uncertain", "detail": "no stage is likely enough to be sure of"})
+        elif vague and previous is not None:
             chosen = names.index(previous)
             detail = "small talk" if neutral_similarity >= best_similarity else "no labelled example is close"
             evidence.append({"type": "kept_previous", "stage": previous, "detail": f"kept the stage: {detail}"})
@@ -338,4 +347,5 @@ class EnsembleStageDetector:
             scores={n: float(p) for n, p in zip(names, probs, strict=True)},
             evidence=examples + evidence,
             previous=previous,
+            uncertain=uncertain,
         )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.stages.detector import StageDetector, StageSignals
+from app.stages.passages import PassageSignal
+
+PassageLookup = Callable[[str], tuple[PassageSignal, ...]]  # a message -> the knowledge passages nearest to it
 
 CALIBRATION_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0001)
 
@@ -59,7 +63,7 @@ def load_cases(path: Path, stage_names: list[str]) -> list[StageCase]:
     return cases
 
 
-def classify_case(detector: StageDetector, case: StageCase) -> tuple[str, float]:
+def classify_case(detector: StageDetector, case: StageCase, passages: PassageLookup | None = None) -> tuple[str, float]:
     """Replay the user turns in order (so the conversation's stage builds up) and classify the last one."""
     users = [str(m["content"]) for m in case.messages if m["role"] == "user"]
     previous = None
@@ -74,6 +78,7 @@ def classify_case(detector: StageDetector, case: StageCase) -> tuple[str, float]
                 page_title=str(case.page.get("title", "")) if last else "",
                 known_customer=case.known_customer,
                 previous=previous,
+                passages=passages(message) if passages is not None else (),
             )
         )
         previous = result.name
@@ -163,12 +168,14 @@ class StageReport:
         return "\n".join(lines)
 
 
-def evaluate(detector: StageDetector, cases: list[StageCase], names: list[str]) -> StageReport:
-    """Classify every case and collect the figures."""
+def evaluate(
+    detector: StageDetector, cases: list[StageCase], names: list[str], passages: PassageLookup | None = None
+) -> StageReport:
+    """Classify every case (with the knowledge passages near each message, if given) and collect the figures."""
     gold, predicted, confidence = [], [], []
     start = time.perf_counter()
     for case in cases:
-        name, conf = classify_case(detector, case)
+        name, conf = classify_case(detector, case, passages)
         gold.append(case.stage)
         predicted.append(name)
         confidence.append(conf)
