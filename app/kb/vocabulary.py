@@ -123,7 +123,8 @@ class Vocabulary:
                     continue
                 for distance in range(1, limit + 1):
                     if _within(word, candidate, distance):
-                        prefix = next((i for i, (a, b) in enumerate(zip(word, candidate, strict=False)) if a != b), len(word))
+                        pairs = enumerate(zip(word, candidate, strict=False))
+                        prefix = next((i for i, (a, b) in pairs if a != b), len(word))
                         found.append((distance, -prefix, -self.df.get(stem(candidate), 0), candidate))
                         break
         return min(found)[3] if found else None
