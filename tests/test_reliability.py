@@ -31,8 +31,9 @@ def llm_env(fake: FakeLLMServer, **extra: str) -> dict[str, str]:
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_API_KEY": "test-key",
         "JOURNEY_LLM_MODEL": "fake-model",
-        "JOURNEY_LLM_TIMEOUT": "4",
-        "JOURNEY_LLM_TOKEN_TIMEOUT": "1.5",
+        # short, but not so short that 50 turns at once on a loaded 2-core runner look like a stalled LLM
+        "JOURNEY_LLM_TIMEOUT": "10",
+        "JOURNEY_LLM_TOKEN_TIMEOUT": "3",
         "JOURNEY_LLM_MAX_RETRIES": "0",
         "JOURNEY_LLM_STAGE": "false",
         **UNLIMITED,

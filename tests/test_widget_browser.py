@@ -403,7 +403,7 @@ def test_markup_from_the_llm_is_inert(widget, llm_server, fake_llm):
     from playwright.sync_api import expect
 
     fake_llm.reply = (
-        "**Bold** [bad](javascript:alert(1)) [data](data:text/html,hi) <img src=x onerror=alert(1)> "
+        "**Bold** my__file__name [bad](javascript:alert(1)) [data](data:text/html,hi) <img src=x onerror=alert(1)> "
         "<script>alert(2)</script> [mail](mailto:help@lumio.example) [ok](https://www.lumio.example/a) [1]\n\n"
         "```\nif (a < b && **c**) { x = '<'; }\n```"
     )
@@ -412,6 +412,7 @@ def test_markup_from_the_llm_is_inert(widget, llm_server, fake_llm):
     widget.ask(PRICING)
     widget.wait_replies(1)
     reply = widget.reply()
+    expect(reply.locator("strong")).to_have_count(1)  # underscores inside a word are not emphasis
     expect(reply.locator("strong")).to_have_text("Bold")
     expect(reply.locator("pre code")).to_have_text("if (a < b && **c**) { x = '<'; }\n")
     assert reply.locator("a", has_text="bad").count() == 0 and reply.locator("a", has_text="data").count() == 0

@@ -282,7 +282,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     return a;
   };
   const INLINE =
-    /`([^`]+)`|\*\*(.+?)\*\*|__(.+?)__|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\((\S+?)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
+    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\((\S+?)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
   const inline = (parent, text, sources) => {
     let last = 0;
     for (const m of text.matchAll(INLINE)) {
