@@ -388,6 +388,7 @@ def test_the_bot_asks_for_a_person_when_the_visitor_wants_one_or_it_cannot_answe
     server, tokens = desk
     plain = chat(server, "This is useless, can I talk to a human please?")
     assert plain["handoff"] == {"suggested": True, "reason": "bot_frustrated", "requested": True, "status": "waiting"}
+    assert "join this chat" in plain["next_steps"], "POST /v1/chat says what happens next, as the stream does"
     queue = staff(server, tokens["viewer"], "GET", "/handoffs").json()["handoffs"]
     assert {h["conversation_id"]: h["reason"] for h in queue}[plain["conversation_id"]] == "bot_frustrated"
 

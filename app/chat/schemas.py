@@ -122,3 +122,6 @@ class ChatResponse(BaseModel):
     model: str | None
     outcome: str
     latency_ms: int
+    next_steps: str | None = Field(
+        None, description="when the guide asked for a person itself: what happens next, as the stream's done event says"
+    )
