@@ -133,7 +133,12 @@ def stem(word: str) -> str:
 
 def terms(text: str) -> list[str]:
     """The stems of a text's topic words, in order, without repeats."""
-    return list(dict.fromkeys(stem(w) for w in words(text) if w not in GENERIC and len(w) > 1))
+    return list(_terms(text))
+
+
+@lru_cache(maxsize=50_000)  # the same passages' sentences come back turn after turn
+def _terms(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(stem(w) for w in words(text) if w not in GENERIC and len(w) > 1))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
 OFFLINE_MODEL = "offline-composer"
 CURATED_MODEL = "staff-answer"
 SNIPPET_CHARS = 240
+WORD_CACHE = 20_000  # unknown words whose closest knowledge-base word is remembered
 COMPOSER_PASSAGES = 8  # passages the offline composer reads (the LLM gets JOURNEY_RETRIEVAL_K of them)
 _SMALL_TALK = re.compile(
     r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)|thanks?( you)?|thank you( very much)?|ok(ay)?|"
@@ -152,6 +153,7 @@ class ChatService:
         # SQLite takes one writer at a time and makes the others sleep and retry (1, 2, 5, 10... ms): this process's
         # turns queue for the write here instead, and are written back to back
         self._writing = threading.Lock() if settings.sqlalchemy_url.startswith("sqlite") else nullcontext()
+        self._word_similarity: tuple[object, dict[str, float]] = (None, {})  # word -> closest KB word's similarity
         self.turns_recorded = 0  # touchpoints this process wrote (app/observability/memory.py trims after a burst)
 
     def _history(self, request: ChatRequest) -> tuple[str | None, list[tuple[str, str]]]:
@@ -272,11 +274,18 @@ class ChatService:
     def _nearest_words(self, words: list[str]) -> list[float]:
         """For each word, the similarity of the knowledge base's word closest to it in meaning."""
         vocabulary = self.kb.vocabulary()
-        cache = self.settings.data_dir / "cache"
-        return [
-            vocabulary.nearest(vector, self.vectors.embed_array, cache, self.kb.embeddings.name)[1]
-            for vector in self.vectors.embed_array(words)
-        ]
+        owner, table = self._word_similarity
+        if owner is not vocabulary or len(table) > WORD_CACHE:  # a new ingestion brings new words
+            table = {}
+            self._word_similarity = (vocabulary, table)
+        found = {w: table[w] for w in words if w in table}
+        missing = [w for w in dict.fromkeys(words) if w not in found]
+        if missing:
+            cache = self.settings.data_dir / "cache"
+            for word, vector in zip(missing, self.vectors.embed_array(missing), strict=True):
+                similar = vocabulary.nearest(vector, self.vectors.embed_array, cache, self.kb.embeddings.name)[1]
+                found[word] = table[word] = similar
+        return [found[w] for w in words]
 
     @staticmethod
     def _took(state: TurnState, reply: OfflineReply) -> str:
