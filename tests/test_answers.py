@@ -101,3 +101,9 @@ def test_the_next_step_comes_once_per_conversation(offline_server):
 def test_a_decline_has_no_next_step(offline_server):
     reply = ask(offline_server, "do you integrate with hubspot")["reply"]
     assert "lumio.example" not in reply, reply
+
+
+def test_a_first_message_with_nothing_to_go_on_asks_what_it_is_about(offline_server):
+    """Regression: "how long is it?" as a first message was answered from the free-trial page."""
+    body = ask(offline_server, "how long is it?")
+    assert body["sources"] == [] and "tell me a bit more" in body["reply"], body

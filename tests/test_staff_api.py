@@ -250,9 +250,9 @@ def test_export_streams_filtered_csv_and_jsonl(staff):
 
 def test_erasure_removes_every_trace(staff):
     server, tokens = staff
-    first = chat(server, "the orange gizmo is wobbling on my screen")
+    first = chat(server, "the orange gizmo is wobbling on my screen, is it iso 27001 certified")
     ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
-    chat(server, "still wobbling", **ids)
+    chat(server, "still wobbling, can I pay in dogecoin", **ids)  # two turns the documents don't cover
     api(server, tokens["editor"], "PUT", f"/touchpoints/{first['message_id']}/stage", json={"stage": "support"})
     erased = api(server, tokens["admin"], "DELETE", f"/visitors/{first['visitor_id']}")
     assert erased.status_code == 200

@@ -61,6 +61,14 @@ def decline_text(company: str, upset: bool) -> str:
     )
 
 
+def clarify_text(company: str) -> str:
+    """For a question with nothing to go on ("how long is it?" as a first message): ask what it is about."""
+    return (
+        "Could you tell me a bit more about what you'd like to know? For example a plan, a feature or a problem "
+        f"you're having with {company}."
+    )
+
+
 def documented_links(text: str, known: set[str]) -> bool:
     """Every link and email address in the text is one the documents contain."""
     return all(link.rstrip(".,;") in known for link in _LINK.findall(text))
@@ -123,6 +131,8 @@ def offline_reply(
         vocabulary=vocabulary,
         nearest=nearest,
     )
+    if not question.terms:  # not one topic word, even with the turns it leans on: any passage would be a guess
+        return OfflineReply(text=clarify_text(company), cited=[], declined=True, evidence=found)
     if not answerable(found, near, composed):
         return OfflineReply(text=decline_text(company, tone.upset), cited=[], declined=True, evidence=found)
     step = _next_step(tone, known_links)
