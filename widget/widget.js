@@ -9,7 +9,8 @@
   w.__journeyGuideLoaded = true;
 
   const given = w.JourneyGuide;
-  const cfg = given && typeof given === "object" && !given.open ? given : {};
+  // a config object, not the API of a copy already loaded (whose `open` is a function): `open: true` is config
+  const cfg = given && typeof given === "object" && typeof given.open !== "function" ? given : {};
   const script = d.currentScript || d.querySelector('script[src*="widget.js"]');
   const base = String(cfg.apiUrl || (script && script.src.replace(/widget\.js([?#].*)?$/, "")) || "/").replace(
     /\/?$/,

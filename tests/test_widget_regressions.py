@@ -1,0 +1,54 @@
+"""Regressions in the widget that site owners hit (issue 19), each pinned in headless Debian chromium.
+
+Skipped without /usr/bin/chromium or playwright, unless JOURNEY_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chromium import launch
+from widget_page import Site, Widget, desktop_widget, serve_site
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the module (skipped without it, unless JOURNEY_REQUIRE_SERVICES=1)."""
+    yield from launch()
+
+
+@pytest.fixture()
+def widget(browser) -> Iterator[Widget]:
+    """A fresh desktop browser context (own storage)."""
+    yield from desktop_widget(browser)
+
+
+@pytest.fixture()
+def site(tmp_path: Path) -> Iterator[Site]:
+    """A customer's website on its own origin."""
+    yield from serve_site(tmp_path)
+
+
+# 1. `open: true` in the config
+
+
+def test_open_true_opens_the_chat_and_keeps_the_rest_of_the_config(widget, offline_server, site):
+    from playwright.sync_api import expect
+
+    config = """{open: true, title: 'Glow salon help', subtitle: 'We answer fast', greeting: 'Hello from Glow!',
+      colors: {primary: '#0f766e'}, identity: {email: 'owner@glow.example'},
+      on: {open: function () { window.__opened = (window.__opened || 0) + 1; }},
+      onReady: function () { window.__ready = true; }}"""
+    widget.goto(site.page("open", "<h1>Glow</h1>", config=config, widget_url=offline_server.url))
+    expect(widget(".panel")).to_be_visible()
+    expect(widget("h2")).to_have_text("Glow salon help")
+    expect(widget("header p")).to_have_text("We answer fast")
+    expect(widget(".m.b").first).to_have_text("Hello from Glow!")
+    assert widget("header").evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(15, 118, 110)"
+    assert widget.page.evaluate("[window.__opened, window.__ready]") == [1, True]
+    widget(".hb").click()
+    expect(widget("form.card")).to_contain_text("We'll reply to owner@glow.example.")
+    assert widget.page.evaluate("typeof JourneyGuide.open") == "function"
+    widget.assert_clean()
