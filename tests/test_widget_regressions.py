@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from chromium import launch
-from widget_page import Site, Widget, desktop_widget, serve_site
+from widget_page import PHONE, Site, Widget, desktop_widget, serve_site
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +52,42 @@ def test_open_true_opens_the_chat_and_keeps_the_rest_of_the_config(widget, offli
     expect(widget("form.card")).to_contain_text("We'll reply to owner@glow.example.")
     assert widget.page.evaluate("typeof JourneyGuide.open") == "function"
     widget.assert_clean()
+
+
+# 2. focus on a phone, where the open panel covers the whole page
+
+
+@pytest.fixture()
+def phone(browser) -> Iterator[Widget]:
+    """A fresh 360×740 touch browser context."""
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, reduced_motion="reduce")
+    context.set_default_timeout(30_000)
+    yield Widget(context.new_page())
+    context.close()
+
+
+VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
+INSIDE = "() => document.activeElement === document.querySelector('journey-guide')"
+
+
+def test_tab_stays_in_the_full_screen_panel_on_a_phone(phone, offline_server, site):
+    from playwright.sync_api import expect
+
+    links = "".join(f"<p><a href='#l{i}'>Host link {i}</a></p>" for i in range(5))
+    phone.goto(site.page("phone", f"<h1>Salon</h1>{links}", head=VIEWPORT, widget_url=offline_server.url))
+    phone(".launch").tap()
+    expect(phone(".panel")).to_be_visible()
+    expect(phone(".panel")).to_have_attribute("aria-modal", "true")
+    expect(phone(".chips .chip").first).to_be_visible()
+    seen = []
+    for _ in range(12):  # around the panel more than once: close, chips, input, send, "Talk to a person"
+        phone.page.keyboard.press("Tab")
+        assert phone.page.evaluate(INSIDE), f"Tab left the panel after {seen}"
+        seen.append(phone.focused())
+    assert "hb" in seen and seen.count("x") >= 2, seen
+    phone(".x").focus()
+    phone.page.keyboard.press("Shift+Tab")
+    assert phone.focused() == "hb", "Shift+Tab from the first control goes to the last one"
+    phone.page.keyboard.press("Tab")
+    assert phone.focused() == "x"
+    phone.assert_clean()

@@ -879,6 +879,21 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     launcher.setAttribute("aria-label", unread ? `${T.open} (${unread} ${T.unread})` : isOpen() ? T.close : T.open);
   };
   const icon = $(".ic");
+  // On a phone the open panel covers the page (the CSS's max-width:480px): it is modal, Tab cycles inside it.
+  const phone = w.matchMedia("(max-width:480px)");
+  const modal = () => panel.setAttribute("aria-modal", phone.matches);
+  modal();
+  phone.addEventListener("change", modal);
+  const trap = (ev) => {
+    const all = [...panel.querySelectorAll("button,a[href],input,textarea")].filter(
+      (e) => !e.disabled && e.getClientRects().length
+    );
+    const at = root.activeElement;
+    if (all.length && (ev.shiftKey ? at === all[0] || !at : at === all[all.length - 1])) {
+      ev.preventDefault();
+      all[ev.shiftKey ? all.length - 1 : 0].focus();
+    }
+  };
   const open = (focus) => {
     if (isOpen()) return;
     panel.hidden = false;
@@ -943,6 +958,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         ev.preventDefault();
         close();
       }
+      if (type === "keydown" && ev.key === "Tab" && isOpen() && phone.matches) trap(ev);
       ev.stopPropagation();
     })
   );
