@@ -91,3 +91,62 @@ def test_tab_stays_in_the_full_screen_panel_on_a_phone(phone, offline_server, si
     phone.page.keyboard.press("Tab")
     assert phone.focused() == "x"
     phone.assert_clean()
+
+
+# 3. messages sent during an outage
+
+STREAM = "**/v1/chat/stream"
+LOG_ORDER = """() => [...document.querySelector('journey-guide').shadowRoot.querySelector('.log').children]
+  .filter((e) => e.matches('.m.u, .m.b:has(.fb), .err'))
+  .map((e) => e.matches('.err') ? 'err' : e.matches('.u') ? 'Q:' + e.textContent.replace(/^You: /, '') : 'A')"""
+
+
+def outage(widget: Widget, questions: list[str]) -> None:
+    """Send each question while the server cannot be reached: each one shows "Not sent."."""
+    from playwright.sync_api import expect
+
+    widget.page.route(STREAM, lambda route: route.abort("connectionrefused"))
+    for i, question in enumerate(questions):
+        widget.ask(question)
+        expect(widget(".err")).to_have_count(i + 1)
+    expect(widget(".err").first).to_contain_text("Not sent.")
+
+
+def test_retrying_the_first_of_two_unsent_messages_answers_each_under_its_question(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    first, second = "Can I cancel anytime?", "How much does the pro plan cost?"
+    outage(widget, [first, second])
+    assert widget.page.evaluate(LOG_ORDER) == [f"Q:{first}", "err", f"Q:{second}", "err"]
+    widget.page.unroute(STREAM)
+    widget(".err button").first.click()
+    widget.wait_replies(2)
+    expect(widget(".err")).to_have_count(0)
+    assert widget.page.evaluate(LOG_ORDER) == [f"Q:{first}", "A", f"Q:{second}", "A"]
+    rows = offline_server.touchpoints(conversation_id=widget.state()["conversation"])
+    assert [r["question"] for r in rows if r["kind"] == "exchange"] == [first, second]
+    widget.assert_clean()
+
+
+def test_unsent_messages_survive_a_reload_and_go_out_in_order_when_the_server_is_back(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    first, second = "Can I cancel anytime?", "Is there a discount if I pay yearly?"
+    outage(widget, [first, second])
+    widget.page.reload()
+    expect(widget(".err")).to_have_count(2)
+    assert widget.page.evaluate(LOG_ORDER) == [f"Q:{first}", "err", f"Q:{second}", "err"]
+    widget.page.unroute(STREAM)  # the server is back: the widget resends by itself, nobody clicks Retry
+    widget.wait_replies(2)
+    expect(widget(".err")).to_have_count(0)
+    assert widget.page.evaluate(LOG_ORDER) == [f"Q:{first}", "A", f"Q:{second}", "A"]
+    rows = offline_server.touchpoints(conversation_id=widget.state()["conversation"])
+    assert [r["question"] for r in rows if r["kind"] == "exchange"] == [first, second]
+    widget.page.reload()
+    widget.wait_replies(2)
+    expect(widget(".err")).to_have_count(0)
+    widget.assert_clean()

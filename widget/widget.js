@@ -402,8 +402,10 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     for (let i = 0; i < 3; i++) el(body, "span");
     return body;
   };
-  const addBot = () => {
-    const m = el(log, "div", "m b");
+  const addBot = (after) => {
+    const m = el(null, "div", "m b");
+    if (after) after.after(m);
+    else log.appendChild(m);
     el(m, "span", "sr", T.bot + " ");
     dots(m).setAttribute("aria-label", T.busy);
     m.setAttribute("aria-busy", "true");
@@ -483,14 +485,32 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (turn.message_id) feedback(m, turn.message_id, turn.feedback);
   };
 
-  const failed = (bubble, text, why) => {
-    const bar = el(null, "div", "m err", (why || T.failed) + " ");
-    bubble.after(bar);
-    button(bar, "", T.retry, () => {
-      input.focus();
-      bar.remove();
-      send(text, bubble);
+  // Messages not sent yet, oldest first ({text, bubble}); kept across reloads, sent in order, each answer under its
+  // question. After a network or server failure they go out again by themselves, with a growing pause.
+  let queue = [];
+  let again = 0;
+  let pause = 0;
+  const keep = () => store.set("pending", queue.length ? JSON.stringify(queue.map((q) => q.text)) : null);
+  const unsent = () => {
+    const v = store.get("pending");
+    try {
+      const a = JSON.parse(v);
+      if (Array.isArray(a)) return a.map(String);
+    } catch (e) {}
+    return v ? [v] : []; // one message, as stored by earlier versions
+  };
+  const failed = (why, auto) => {
+    root.querySelectorAll(".err").forEach((e) => e.remove());
+    queue.forEach((q) => {
+      const bar = el(null, "div", "m err", (why || T.failed) + " ");
+      q.bubble.after(bar);
+      button(bar, "", T.retry, () => {
+        input.focus();
+        flush();
+      });
     });
+    clearTimeout(again);
+    if (auto) again = setTimeout(flush, (pause = Math.min(2 * pause || 5000, 60000)));
     scroll(true);
   };
 
@@ -520,17 +540,40 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
   };
 
-  const send = async (text, bubble) => {
+  // A new message from the visitor: it joins the unsent ones, which all go out in order.
+  const send = async (text) => {
     text = String(text || "").trim();
     if (!text || busy) return null;
+    chips([]);
+    const item = { text, bubble: addUser(text) };
+    emit("message", { text, conversationId: conversation });
+    queue.push(item);
+    keep();
+    return flush(item);
+  };
+  // Sends the unsent messages oldest first, stopping at the first failure; the reply to `want`, or null.
+  const flush = async (want) => {
+    if (busy || !queue.length) return null;
+    clearTimeout(again);
+    root.querySelectorAll(".err").forEach((e) => e.remove());
+    let out = null;
+    while (queue.length) {
+      const item = queue[0];
+      const done = await deliver(item);
+      if (!done) return null;
+      queue = queue.filter((q) => q !== item);
+      keep();
+      pause = 0;
+      if (item === want) out = done;
+    }
+    return out;
+  };
+  const deliver = async ({ text, bubble: user }) => {
     busy = true;
     sendBtn.disabled = true;
     chips([]);
-    const user = bubble || addUser(text);
-    if (!bubble) emit("message", { text, conversationId: conversation });
-    store.set("pending", text);
     typed(false);
-    let m = lstate === "live" ? null : addBot(); // a person answers a live conversation: no bot bubble
+    let m = lstate === "live" ? null : addBot(user); // a person answers a live conversation: no bot bubble
     let done = null;
     try {
       for (let attempt = 0; attempt < 2 && !done; attempt++) {
@@ -564,7 +607,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
               frame = requestAnimationFrame(() => {
                 frame = 0;
                 if (done) return;
-                const body = (m = m || addBot()).querySelector("div");
+                const body = (m = m || addBot(user)).querySelector("div");
                 body.className = "md";
                 markdown(body, streamed, sources);
                 scroll();
@@ -575,7 +618,6 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (!done) throw {};
       }
       store.set("conversation", (conversation = done.conversation_id));
-      store.set("pending", null);
       const h = done.handoff || {};
       if (h.requested && !active()) {
         lstate = h.status; // the guide asked for a person itself
@@ -586,7 +628,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (m) m.remove();
         return done;
       }
-      finish((m = m || addBot()), done);
+      finish((m = m || addBot(user)), done);
       chips(done.suggestions || [], "", h.suggested && !active());
       announce(T.bot + " " + m.querySelector(".md").textContent);
       if (!isOpen()) {
@@ -597,7 +639,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       return done;
     } catch (e) {
       if (m) m.remove();
-      failed(user, text, e.shown);
+      failed(e.shown, !e.shown);
       emit("error", { text, error: e.shown || "network" });
       return null;
     } finally {
@@ -748,6 +790,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   w.addEventListener("online", () => {
     retry = 0;
     listen();
+    flush();
   });
   // Typing while live: at most one "typing" every 2 s, "stopped" after 3 s without a key or on send.
   let typedAt = 0;
@@ -839,7 +882,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const restore = async () => {
     loaded = true;
     log.textContent = "";
-    const pending = store.get("pending");
+    const pending = unsent();
     let turns = [];
     if (conversation) {
       try {
@@ -858,16 +901,17 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         agent = (lv.agent && (lv.agent.name || lv.agent)) || agent;
         if (saved[0] === conversation) lastId = Math.max(lastId, +saved[1] || 0);
         const last = turns[turns.length - 1];
-        if (last) chips(pending || active() ? [] : last.suggestions, "", false);
-        if (last && pending === last.question) store.set("pending", null);
+        if (last) chips(pending.length || active() ? [] : last.suggestions, "", false);
+        if (last && pending[0] === last.question) pending.shift(); // it reached the server before the reload
         listen();
       } catch (e) {
         if (e.status === 404) store.set("conversation", (conversation = null));
       }
     }
     if (!turns.length) empty();
-    const still = store.get("pending");
-    if (still) failed(addUser(still), still);
+    queue = pending.map((text) => ({ text, bubble: addUser(text) })).concat(queue); // + any sent meanwhile
+    keep();
+    if (queue.length) failed("", 1);
     scroll(true);
   };
 
@@ -976,6 +1020,8 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const reset = () => {
     store.set("visitor", (visitor = rid()));
     ["conversation", "pending", "draft", "utm", "live"].forEach((k) => store.set(k, null));
+    queue = [];
+    clearTimeout(again);
     unlisten();
     typed(false);
     conversation = identity = handForm = askForm = chipsBox = lstate = typingBox = null;
