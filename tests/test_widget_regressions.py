@@ -150,3 +150,26 @@ def test_unsent_messages_survive_a_reload_and_go_out_in_order_when_the_server_is
     widget.wait_replies(2)
     expect(widget(".err")).to_have_count(0)
     widget.assert_clean()
+
+
+# 4. "Not sent" for screen readers
+
+POLITE = "journey-guide .sr[aria-live=polite][aria-atomic=true]"
+
+
+def test_not_sent_is_announced_as_an_alert(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    widget.ask("How much does the pro plan cost?")
+    widget.wait_replies(1)
+    expect(widget.page.locator(POLITE)).to_contain_text("$29")
+    outage(widget, ["Can I cancel anytime?", "Is there a discount if I pay yearly?"])
+    alert = widget(".err[role=alert]")
+    expect(alert).to_have_count(1)  # one alert, not one per unsent message
+    expect(alert).to_contain_text("Not sent.")
+    expect(widget.page.locator(POLITE)).not_to_contain_text("$29")  # the previous reply is not read out again
+    widget.page.reload()
+    expect(widget(".err[role=alert]")).to_have_count(1)
+    widget.assert_clean()

@@ -501,8 +501,10 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   };
   const failed = (why, auto) => {
     root.querySelectorAll(".err").forEach((e) => e.remove());
-    queue.forEach((q) => {
+    live.textContent = ""; // the polite region must not read the previous reply again
+    queue.forEach((q, i) => {
       const bar = el(null, "div", "m err", (why || T.failed) + " ");
+      if (!i) bar.setAttribute("role", "alert"); // announced once, however many are unsent
       q.bubble.after(bar);
       button(bar, "", T.retry, () => {
         input.focus();
