@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from chromium import launch
-from widget_page import PHONE, Site, Widget, desktop_widget, serve_site
+from widget_page import PHONE, PRICING, Site, Widget, assert_inert, desktop_widget, serve_site
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,30 @@ def test_not_sent_is_announced_as_an_alert(widget, offline_server):
     widget.page.reload()
     expect(widget(".err[role=alert]")).to_have_count(1)
     widget.assert_clean()
+
+
+# 5. rendering: code with tags in it, links with parentheses, tables
+
+
+def test_code_with_tags_javascript_links_with_parentheses_and_tables_render(widget, llm_server, fake_llm):
+    from playwright.sync_api import expect
+
+    fake_llm.reply = (
+        'Paste this before the end of the body:\n\n```html\n<script src="https://cdn.lumio.example/w.js"></script>\n```\n\n'
+        "Not [bad](javascript:alert(1)) but [pricing](https://www.lumio.example/pricing).\n\n"
+        "| Plan | Price |\n|------|------:|\n| Starter | $9 |\n| **Pro** | $29 |\n\nThat's all."
+    )
+    widget.goto(f"{llm_server.url}/")
+    widget.open()
+    widget.ask(PRICING)
+    widget.wait_replies(1)
+    reply = widget.reply()
+    expect(reply.locator("pre code")).to_have_text('<script src="https://cdn.lumio.example/w.js"></script>\n')
+    expect(reply.locator(".md")).to_contain_text("Not bad but pricing.")
+    assert reply.locator("a", has_text="bad").count() == 0
+    expect(reply.locator("table th")).to_have_text(["Plan", "Price"])
+    expect(reply.locator("table tbody tr")).to_have_count(2)
+    expect(reply.locator("table tbody td")).to_have_text(["Starter", "$9", "Pro", "$29"])
+    expect(reply.locator("table strong")).to_have_text("Pro")
+    expect(reply.locator(".md p").last).to_have_text("That's all.")
+    assert_inert(widget)

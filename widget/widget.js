@@ -148,7 +148,11 @@ header p{margin:2px 0 0;font-size:13px}
 .u{align-self:flex-end;background:${primary};color:${onPrimary};border-bottom-right-radius:4px;white-space:pre-wrap}
 .b{align-self:flex-start;background:#f3f4f6;border-bottom-left-radius:4px}
 .b a{color:${accent}}
-.b p,.b ul,.b ol,.b pre{margin:0 0 8px}
+.b p,.b ul,.b ol,.b pre,.tw{margin:0 0 8px}
+.tw{overflow-x:auto}
+table{border-collapse:collapse;font-size:14px}
+th,td{border:1px solid #d1d5db;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#e5e7eb}
 .md>:last-child{margin-bottom:0}
 .b ul,.b ol{padding-left:20px}
 code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#e5e7eb;border-radius:4px;padding:1px 4px}
@@ -283,7 +287,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     return a;
   };
   const INLINE =
-    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\((\S+?)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
+    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
   const inline = (parent, text, sources) => {
     let last = 0;
     for (const m of text.matchAll(INLINE)) {
@@ -302,13 +306,25 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
     parent.append(text.slice(last));
   };
+  // a table row: "| a | b |" or "a | b" (cells trimmed, outer pipes optional)
+  const cells = (line) => line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+  const rule = (line) => /^[\s|:-]*\|[\s|:-]*$/.test(line) && /-/.test(line); // |---|:--:|
   const markdown = (target, text, sources) => {
     target.textContent = "";
     let list = null;
     let para = null;
     let code = null;
-    for (const line of String(text).replace(/\r/g, "").split("\n")) {
+    let table = null; // the tbody that rows go into
+    let skip = false;
+    const lines = String(text).replace(/\r/g, "").split("\n");
+    lines.forEach((line, i) => {
       let m;
+      if (skip) return void (skip = false); // the |---| line under a table's header
+      if (table && line.includes("|")) {
+        const tr = el(table, "tr");
+        return cells(line).forEach((c) => inline(el(tr, "td"), c, sources));
+      }
+      table = null;
       if (code) {
         if (/^\s*```/.test(line)) code = null;
         else code.append(line + "\n");
@@ -316,6 +332,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         code = el(el(target, "pre"), "code");
         list = para = null;
       } else if (!line.trim()) {
+        list = para = null;
+      } else if (line.includes("|") && rule(lines[i + 1] || "")) {
+        const t = el(el(target, "div", "tw"), "table");
+        const tr = el(el(t, "thead"), "tr");
+        cells(line).forEach((c) => inline(el(tr, "th"), c, sources));
+        table = el(t, "tbody");
+        skip = true;
         list = para = null;
       } else if ((m = /^\s*([-*+•]|(\d{1,3})[.)])\s+(.*)$/.exec(line))) {
         const tag = m[2] ? "OL" : "UL";
@@ -338,7 +361,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         list = null;
         inline(para, line.trim(), sources);
       }
-    }
+    });
   };
 
   // ---- events and the page ----
