@@ -200,3 +200,33 @@ def test_code_with_tags_javascript_links_with_parentheses_and_tables_render(widg
     expect(reply.locator("table strong")).to_have_text("Pro")
     expect(reply.locator(".md p").last).to_have_text("That's all.")
     assert_inert(widget)
+
+
+# 6. host pages that move or cover the launcher
+
+HIT = "([x, y]) => document.elementFromPoint(x, y).tagName.toLowerCase()"
+
+
+def test_launcher_stays_in_view_and_on_top_of_transformed_bodies_and_later_overlays(widget, offline_server, site):
+    from playwright.sync_api import expect
+
+    head = "<style>body { transform: translateZ(0); margin: 0; } .tall { height: 4000px; }</style>"
+    widget.goto(site.page("moved", "<div class='tall'>Long page</div>", head=head, widget_url=offline_server.url))
+    widget.page.mouse.wheel(0, 1500)
+    launcher = widget(".launch")
+    expect(launcher).to_be_visible()
+    box = launcher.bounding_box()
+    assert (round(box["x"]), round(box["y"])) == (1280 - 20 - 60, 800 - 20 - 60), box
+    widget.page.evaluate(
+        """() => { const cover = document.createElement('div'); cover.id = 'cover';
+        cover.style.cssText = 'position:fixed;inset:0;z-index:2147483647;background:rgba(0,0,0,.2)';
+        document.body.appendChild(cover); }"""
+    )
+    assert widget.page.evaluate(HIT, [box["x"] + 30, box["y"] + 30]) == "journey-guide"
+    assert widget.page.evaluate(HIT, [300, 300]) == "div", "the rest of the page is the host's (no backdrop)"
+    launcher.click()  # Playwright clicks only what is on top at that point
+    expect(widget(".panel")).to_be_visible()
+    panel = widget(".panel").bounding_box()
+    assert panel["y"] >= 0 and panel["y"] + panel["height"] <= 800, panel
+    assert widget.page.evaluate(HIT, [panel["x"] + 100, panel["y"] + 100]) == "journey-guide"
+    widget.assert_clean()

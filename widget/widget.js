@@ -1088,7 +1088,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   w.JourneyGuide = publicApi;
 
   const mount = () => {
-    (d.body || d.documentElement).appendChild(host);
+    // In the top layer (a manual popover) nothing on the host page can cover it or move it: not a later overlay at
+    // the highest z-index, not a transformed <body> (which would make position:fixed relative to itself).
+    if (host.showPopover) {
+      host.popover = "manual";
+      (d.body || d.documentElement).appendChild(host);
+      host.showPopover();
+    } else d.documentElement.appendChild(host); // at least outside a transformed <body>
     if (store.get("open") || cfg.open) open(false);
     else if ((store.get("live") || "").split(" ")[2]) restore(); // a person may write while the chat is closed
     emit("ready", publicApi);
