@@ -230,3 +230,47 @@ def test_launcher_stays_in_view_and_on_top_of_transformed_bodies_and_later_overl
     assert panel["y"] >= 0 and panel["y"] + panel["height"] <= 800, panel
     assert widget.page.evaluate(HIT, [panel["x"] + 100, panel["y"] + 100]) == "journey-guide"
     widget.assert_clean()
+
+
+# 7. what scrolls: only the conversation, and a long answer shows its start
+
+GEOMETRY = """() => { const root = document.querySelector('journey-guide').shadowRoot;
+  const [panel, head, log] = ['.panel', 'header', '.log'].map((s) => root.querySelector(s));
+  const reply = [...root.querySelectorAll('.m.b')].pop();
+  return { overflow: panel.scrollHeight - panel.clientHeight, panelTop: panel.getBoundingClientRect().top,
+           headTop: head.getBoundingClientRect().top, logTop: log.getBoundingClientRect().top,
+           replyTop: reply.getBoundingClientRect().top, logScroll: log.scrollTop }; }"""
+
+
+def test_only_the_log_scrolls_so_scroll_into_view_keeps_the_header(widget, offline_server):
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    for i, question in enumerate([PRICING, "Can I cancel anytime?", "Is there a discount if I pay yearly?"]):
+        widget.ask(question)
+        widget.wait_replies(i + 1)
+    widget.page.evaluate(
+        "() => document.querySelector('journey-guide').shadowRoot.querySelector('.m.b .fb').scrollIntoView()"
+    )
+    g = widget.page.evaluate(GEOMETRY)
+    assert g["overflow"] <= 0, f"the panel itself must not scroll: {g}"
+    assert g["headTop"] == g["panelTop"], f"the header and its close button stay in view: {g}"
+    widget.assert_clean()
+
+
+def test_a_long_answer_shows_its_start_when_it_arrives_and_after_a_reload(widget, llm_server, fake_llm):
+    fake_llm.reply = "The Pro plan costs $29 per staff calendar per month [1].\n\n" + "\n\n".join(
+        f"Point {i}: more detail about the plan." for i in range(1, 41)
+    )
+    widget.goto(f"{llm_server.url}/")
+    widget.open()
+    widget.ask(PRICING)
+    widget.wait_replies(1)
+    for moment in ("arrived", "reloaded"):
+        g = widget.page.evaluate(GEOMETRY)
+        assert g["logScroll"] > 0, f"{moment}: the log scrolled down to the answer: {g}"
+        assert g["logTop"] <= g["replyTop"] <= g["logTop"] + 40, f"{moment}: the answer's start is in view: {g}"
+        if moment == "arrived":
+            widget.page.reload()
+            widget.wait_replies(1)
+            widget.page.wait_for_timeout(300)
+    widget.assert_clean()

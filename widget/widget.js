@@ -127,12 +127,12 @@ button,input,textarea{font:inherit;color:inherit}
 button{cursor:pointer}
 :focus-visible{outline:2px solid ${accent};outline-offset:2px}
 header :focus-visible{outline-color:currentColor}
-.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .launch{position:fixed;${side}:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;background:${primary};color:${onPrimary};box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;padding:0}
 .launch svg{width:28px;height:28px;display:block}
 .compose svg{width:20px;height:20px}
 .badge{position:absolute;top:-4px;${side === "right" ? "left" : "right"}:-4px;min-width:22px;height:22px;border-radius:11px;background:#b91c1c;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center;padding:0 6px;border:2px solid #fff}
-.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;animation:in .18s ease-out}
+.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;overflow:clip;animation:in .18s ease-out}
 @keyframes in{from{opacity:0;transform:translateY(12px)}}
 [hidden]{display:none!important}
 header{background:${primary};color:${onPrimary};padding:14px 12px 14px 18px;display:flex;align-items:center;gap:8px}
@@ -143,7 +143,7 @@ header p{margin:2px 0 0;font-size:13px}
 .x svg{width:24px;height:24px;display:block}
 .foot{text-align:center;padding:0 12px 8px}
 .hb{background:none;border:0;color:#374151;font-size:13px;text-decoration:underline;padding:4px 8px;border-radius:6px}
-.log{flex:1;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:10px;overscroll-behavior:contain}
+.log{flex:1;min-height:0;position:relative;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:10px;overscroll-behavior:contain}
 .m{max-width:86%;padding:9px 13px;border-radius:14px;overflow-wrap:anywhere}
 .u{align-self:flex-end;background:${primary};color:${onPrimary};border-bottom-right-radius:4px;white-space:pre-wrap}
 .b{align-self:flex-start;background:#f3f4f6;border-bottom-left-radius:4px}
@@ -405,8 +405,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   let chipsBox = null;
   let stick = true; // follow new text unless the visitor scrolled up to read
   log.onscroll = () => (stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40);
+  // To the end, but a long latest answer (followed by nothing but its suggestions) shows its start.
+  let pin = null;
   const scroll = (force) => {
-    if (force || stick) log.scrollTop = log.scrollHeight;
+    if (!(force || stick)) return;
+    log.scrollTop = log.scrollHeight;
+    const next = pin && pin.nextElementSibling;
+    if (pin && pin.isConnected && (!next || next === chipsBox)) log.scrollTop = Math.min(log.scrollTop, pin.offsetTop - 12);
   };
   const announce = (text) => {
     live.textContent = "";
@@ -432,6 +437,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     el(m, "span", "sr", T.bot + " ");
     dots(m).setAttribute("aria-label", T.busy);
     m.setAttribute("aria-busy", "true");
+    pin = m;
     scroll(true);
     return m;
   };
