@@ -5,11 +5,14 @@ Skipped without /usr/bin/chromium or playwright, unless JOURNEY_REQUIRE_SERVICES
 
 from __future__ import annotations
 
+import gzip
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chromium import launch
+from chromium import assert_contrast, launch
+from conftest import REPO
 from widget_page import PHONE, PRICING, Site, Widget, assert_inert, desktop_widget, serve_site
 
 
@@ -274,3 +277,109 @@ def test_a_long_answer_shows_its_start_when_it_arrives_and_after_a_reload(widget
             widget.wait_replies(1)
             widget.page.wait_for_timeout(300)
     widget.assert_clean()
+
+
+# 8. config of the wrong type, the handoff form, the brand colour, what the README promises
+
+
+def test_wrong_typed_config_falls_back_to_defaults_without_errors(widget, offline_server, site):
+    from playwright.sync_api import expect
+
+    console = []
+
+    def note(message) -> None:
+        if message.type in ("error", "warning") and "favicon" not in message.location["url"]:  # the site has none
+            console.append(message.text)
+
+    widget.page.on("console", note)
+    config = """{title: {en: 'Help'}, subtitle: ['a'], greeting: {text: 'Hi'}, locale: {}, apiUrl: {},
+      strings: {placeholder: {}, send: 5, human: null, title: 'Strings win'}, on: {reply: 'x', open: 42},
+      onReady: 'nope'}"""
+    widget.goto(site.page("typed", "<h1>Typed</h1>", config=config, widget_url=offline_server.url))
+    widget.page.wait_for_function("window.JourneyGuide && typeof window.JourneyGuide.open === 'function'")
+    widget.page.evaluate("JourneyGuide.on('reply', 'not a function')")
+    widget.open()
+    expect(widget("h2")).to_have_text("Strings win")
+    expect(widget("header p")).to_have_text("Answers from our help centre")
+    expect(widget(".m.b").first).to_contain_text("Hi! I can answer questions")
+    expect(widget("#jg-in")).to_have_attribute("placeholder", "Type your question…")
+    expect(widget(".hb")).to_have_text("Talk to a person")
+    widget.ask(PRICING)
+    widget.wait_replies(1)
+    shown = widget.page.evaluate(
+        """() => { const root = document.querySelector('journey-guide').shadowRoot;
+        return [...root.querySelectorAll('*')].map((e) => e.textContent + ' ' +
+          [...e.attributes].map((a) => a.value).join(' ')).join(' '); }"""
+    )
+    assert "[object" not in shown and "undefined" not in shown and "null" not in shown
+    assert widget.page.evaluate("document.querySelector('journey-guide').shadowRoot.querySelector('.jg').lang") == "en"
+    assert console == [], console
+    widget.assert_clean()
+
+
+def test_escape_in_the_handoff_form_closes_the_form_not_the_chat(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    widget(".hb").click()
+    expect(widget("form.card input[type=email]")).to_be_focused()
+    widget.page.keyboard.press("Escape")
+    expect(widget("form.card")).to_have_count(0)
+    expect(widget(".panel")).to_be_visible()
+    expect(widget(".hb")).to_be_focused()
+    widget.page.keyboard.press("Escape")
+    expect(widget(".panel")).to_be_hidden()
+    widget.assert_clean()
+
+
+def test_talk_to_a_person_is_hidden_while_its_form_is_open(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    widget(".hb").click()
+    expect(widget("form.card")).to_be_visible()
+    expect(widget(".hb")).to_be_hidden()
+    widget("form.card .sec").click()  # Cancel
+    expect(widget(".hb")).to_be_visible()
+    expect(widget(".hb")).to_be_focused()
+    widget.assert_clean()
+
+
+def test_chip_hover_uses_the_brand_colour(widget, offline_server, site):
+    from playwright.sync_api import expect
+
+    widget.goto(site.page("brand", "<h1>Brand</h1>", config="{color: '#0f766e'}", widget_url=offline_server.url))
+    widget.open()
+    chip = widget(".chips .chip").first
+    expect(chip).to_be_visible()
+    chip.hover()
+    assert chip.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(15, 118, 110)"
+    assert_contrast(widget.page, "journey-guide", [".chip:hover"], " on a hovered chip")
+    widget.assert_clean()
+
+
+def test_no_globals_besides_journey_guide_and_a_second_copy_does_nothing(widget, offline_server, site):
+    head = "<script>window.__before = Object.getOwnPropertyNames(window);</script>"
+    widget.goto(site.page("globals", "<h1>Globals</h1>", head=head, widget_url=offline_server.url))
+    widget.page.wait_for_function("window.JourneyGuide && typeof window.JourneyGuide.open === 'function'")
+    added = widget.page.evaluate(
+        "() => Object.getOwnPropertyNames(window).filter((n) => !window.__before.includes(n) && n !== '__before')"
+    )
+    assert added == ["JourneyGuide"], added
+    widget.page.evaluate(
+        """(src) => new Promise((done) => { const s = document.createElement('script'); s.src = src;
+        s.onload = done; document.body.appendChild(s); })""",
+        f"{offline_server.url}/widget.js?again",
+    )
+    assert widget.page.evaluate("document.querySelectorAll('journey-guide').length") == 1
+    widget.assert_clean()
+
+
+def test_readme_states_the_widget_gzipped_size():
+    size = len(gzip.compress((REPO / "widget" / "widget.js").read_bytes(), compresslevel=9)) / 1024
+    stated = re.search(r"about (\d+(?:\.\d)?) KB gzipped", (REPO / "README.md").read_text(encoding="utf-8"))
+    assert stated, "the README states the widget's gzipped size"
+    assert abs(float(stated.group(1)) - size) <= 0.3, f"README says {stated.group(1)} KB, it is {size:.1f} KB"
+    assert size <= 16, f"{size:.1f} KB gzipped: the widget must stay at most 16 KB"

@@ -5,20 +5,19 @@
   "use strict";
   const w = window;
   const d = document;
-  if (w.__journeyGuideLoaded) return;
-  w.__journeyGuideLoaded = true;
-
+  const LOADED = Symbol.for("journey-guide"); // marks the API of a copy already running (no other global)
   const given = w.JourneyGuide;
+  if ((given && given[LOADED]) || d.querySelector("journey-guide")) return;
   // a config object, not the API of a copy already loaded (whose `open` is a function): `open: true` is config
   const cfg = given && typeof given === "object" && typeof given.open !== "function" ? given : {};
+  const str = (v) => (typeof v === "string" && v ? v : ""); // text settings of another type are ignored
   const script = d.currentScript || d.querySelector('script[src*="widget.js"]');
-  const base = String(cfg.apiUrl || (script && script.src.replace(/widget\.js([?#].*)?$/, "")) || "/").replace(
+  const base = (str(cfg.apiUrl) || (script && script.src.replace(/widget\.js([?#].*)?$/, "")) || "/").replace(
     /\/?$/,
     "/"
   );
 
-  const T = Object.assign(
-    {
+  const T = {
       title: "Ask us anything",
       subtitle: "Answers from our help centre",
       greeting: "Hi! I can answer questions about our product, plans and getting set up.",
@@ -58,12 +57,9 @@
       returned: "{name} handed you back to the guide.",
       closed: "{name} closed the conversation.",
       sent: "Thanks! We'll reply to {email}.",
-    },
-    cfg.strings
-  );
-  ["title", "subtitle", "greeting"].forEach((k) => {
-    if (cfg[k]) T[k] = String(cfg[k]);
-  });
+  };
+  const strings = Object(cfg.strings);
+  for (const k in T) T[k] = (/^(title|subtitle|greeting)$/.test(k) && str(cfg[k])) || str(strings[k]) || T[k];
 
   // ---- storage that falls back to memory (private modes, blocked storage) ----
   const mem = {};
@@ -178,7 +174,7 @@ sup a{text-decoration:none;font-size:11px}
 .chips{display:flex;flex-wrap:wrap;gap:6px}
 .chips p{width:100%;margin:0;font-size:13px;color:#4b5563}
 .chip{background:#fff;border:1.5px solid ${accent};color:${accent};border-radius:16px;padding:6px 12px;font-size:14px;text-align:left}
-.chip:hover{background:#eef2ff}
+.chip:hover{background:${accent};color:#fff}
 .dots span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#6b7280;animation:bl 1s infinite}
 .dots span:nth-child(2){animation-delay:.2s}.dots span:nth-child(3){animation-delay:.4s}
 @keyframes bl{50%{opacity:.25}}
@@ -243,7 +239,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const live = $("[aria-live]");
   const closeBtn = $(".x");
   const contactBtn = $(".hb");
-  jg.lang = cfg.locale || d.documentElement.lang || "en";
+  jg.lang = str(cfg.locale) || d.documentElement.lang || "en";
   $("h2").textContent = T.title;
   $("header p").textContent = T.subtitle;
   contactBtn.textContent = T.human;
@@ -365,10 +361,11 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   };
 
   // ---- events and the page ----
-  const handlers = {};
+  const handlers = Object.create(null);
   const emit = (name, detail) => {
-    const fns = (handlers[name] || []).concat((cfg.on && cfg.on[name]) || []);
+    const fns = (handlers[name] || []).concat(Object(cfg.on)[name] || []);
     fns.forEach((fn) => {
+      if (typeof fn !== "function") return;
       try {
         fn(detail);
       } catch (e) {
@@ -697,7 +694,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     const s = lstate === "waiting" ? T.waiting : lstate === "live" ? fill(T.chatting, agent) : "";
     if (status.textContent !== s) status.textContent = s;
     status.hidden = !s;
-    contactBtn.hidden = active();
+    contactBtn.hidden = active() || !!handForm; // not under its own open form
     if (lastId) store.set("live", [conversation, lastId, active() ? 1 : ""].join(" ")); // resume point
   };
   const validEmail = (v) => /^[^@\s<>"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/.test(v);
@@ -842,6 +839,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (handForm) return handForm.querySelector("input,textarea").focus();
     chips([]);
     const f = (handForm = card(T.human));
+    showState();
     const known = knownEmail();
     let email = null;
     if (known) el(f, "small", "", fill(T.known, known));
@@ -859,6 +857,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     button(row, "sec", T.cancel, () => {
       f.remove();
       handForm = null;
+      showState();
       contactBtn.focus();
     });
     el(row, "button", "pri", T.submit).type = "submit";
@@ -907,7 +906,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   };
   const empty = () => {
     const m = el(log, "div", "m b");
-    markdown(el(m, "div"), cfg.greeting || T.greeting, []);
+    markdown(el(m, "div"), T.greeting, []);
     starters();
   };
   const restore = async () => {
@@ -1031,7 +1030,8 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     jg.addEventListener(type, (ev) => {
       if (type === "keydown" && ev.key === "Escape" && isOpen()) {
         ev.preventDefault();
-        close();
+        if (handForm && handForm.contains(ev.target)) handForm.querySelector(".sec").click(); // Escape cancels the form
+        else close();
       }
       if (type === "keydown" && ev.key === "Tab" && isOpen() && phone.matches) trap(ev);
       ev.stopPropagation();
@@ -1090,6 +1090,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       return conversation;
     },
     config: cfg,
+    [LOADED]: true,
   };
   w.JourneyGuide = publicApi;
 
