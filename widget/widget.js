@@ -408,7 +408,9 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (!(force || stick)) return;
     log.scrollTop = log.scrollHeight;
     const next = pin && pin.nextElementSibling;
-    if (pin && pin.isConnected && (!next || next === chipsBox)) log.scrollTop = Math.min(log.scrollTop, pin.offsetTop - 12);
+    if (pin && pin.isConnected && (!next || next === chipsBox)) {
+      log.scrollTop = Math.min(log.scrollTop, pin.offsetTop - 12);
+    }
   };
   const announce = (text) => {
     live.textContent = "";
