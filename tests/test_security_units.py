@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.security.identity import IdentityError, sign, verify
-from app.security.output import leaks_prompt, looks_like_injection, sanitize_reply
+from app.security.output import leaks_prompt, looks_like_injection, sanitize_reply, split_code
 from app.security.redact import redact
 
 PII_SAMPLES = [
@@ -106,12 +107,34 @@ def test_llm_output_cannot_call_out():
     assert "tracker" in clean and "win" in clean
 
 
+def test_tags_inside_fenced_code_survive_as_text():
+    reply = 'Add:\n\n```html\n<script src="https://cdn.lumio.example/w.js"></script>\n```\n\nDone <b>now</b>.'
+    assert sanitize_reply(reply, HOSTS) == reply.replace("<b>now</b>", "now")
+    unclosed = "```\n<div id=app></div>"  # a fence left open runs to the end, as in CommonMark
+    assert sanitize_reply(unclosed, HOSTS) == unclosed
+
+
+def test_a_link_with_parentheses_in_its_url_is_dropped_whole():
+    clean = sanitize_reply("Try [x](javascript:f(1)) or [pricing](https://www.lumio.example/p_(2)).", HOSTS)
+    assert clean == "Try x or [pricing](https://www.lumio.example/p_(2))."
+    assert sanitize_reply("![logo](javascript:f(1)) end", HOSTS) == "logo end"
+
+
+@pytest.mark.parametrize("opener", ["<div", "<!X", "<?php", "<!--", "</p"])
+def test_raw_html_cannot_open_before_a_fence_and_swallow_it(opener):
+    # In CommonMark an unclosed HTML block runs past a fence: its "code" would be raw HTML in other renderers.
+    clean = sanitize_reply(f"{opener}\n```\n>\n<img src=x onerror=alert(1)>\n```", HOSTS)
+    prose = "".join(part for code, part in split_code(clean) if not code)
+    assert not re.search(r"<[a-zA-Z/!?]", prose), clean
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.text(max_size=300))
 def test_sanitize_never_leaves_images_or_tags(text):
     clean = sanitize_reply(text, HOSTS)
-    assert "![" not in clean or "](" not in clean.split("![", 1)[1]
-    assert "<script" not in clean.lower()
+    prose = "".join(part for code, part in split_code(clean) if not code)  # code blocks are shown as text
+    assert "![" not in prose or "](" not in prose.split("![", 1)[1]
+    assert not re.search(r"<[a-zA-Z/!?]", prose)
 
 
 @pytest.mark.parametrize(

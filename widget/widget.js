@@ -5,19 +5,19 @@
   "use strict";
   const w = window;
   const d = document;
-  if (w.__journeyGuideLoaded) return;
-  w.__journeyGuideLoaded = true;
-
+  const LOADED = Symbol.for("journey-guide"); // marks the API of a copy already running (no other global)
   const given = w.JourneyGuide;
-  const cfg = given && typeof given === "object" && !given.open ? given : {};
+  if ((given && given[LOADED]) || d.querySelector("journey-guide")) return;
+  // a config object, not the API of a copy already loaded (whose `open` is a function): `open: true` is config
+  const cfg = given && typeof given === "object" && typeof given.open !== "function" ? given : {};
+  const str = (v) => (typeof v === "string" && v ? v : ""); // text settings of another type are ignored
   const script = d.currentScript || d.querySelector('script[src*="widget.js"]');
-  const base = String(cfg.apiUrl || (script && script.src.replace(/widget\.js([?#].*)?$/, "")) || "/").replace(
+  const base = (str(cfg.apiUrl) || (script && script.src.replace(/widget\.js([?#].*)?$/, "")) || "/").replace(
     /\/?$/,
     "/"
   );
 
-  const T = Object.assign(
-    {
+  const T = {
       title: "Ask us anything",
       subtitle: "Answers from our help centre",
       greeting: "Hi! I can answer questions about our product, plans and getting set up.",
@@ -57,12 +57,9 @@
       returned: "{name} handed you back to the guide.",
       closed: "{name} closed the conversation.",
       sent: "Thanks! We'll reply to {email}.",
-    },
-    cfg.strings
-  );
-  ["title", "subtitle", "greeting"].forEach((k) => {
-    if (cfg[k]) T[k] = String(cfg[k]);
-  });
+  };
+  const strings = Object(cfg.strings);
+  for (const k in T) T[k] = (/^(title|subtitle|greeting)$/.test(k) && str(cfg[k])) || str(strings[k]) || T[k];
 
   // ---- storage that falls back to memory (private modes, blocked storage) ----
   const mem = {};
@@ -126,12 +123,12 @@ button,input,textarea{font:inherit;color:inherit}
 button{cursor:pointer}
 :focus-visible{outline:2px solid ${accent};outline-offset:2px}
 header :focus-visible{outline-color:currentColor}
-.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .launch{position:fixed;${side}:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;background:${primary};color:${onPrimary};box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;padding:0}
 .launch svg{width:28px;height:28px;display:block}
 .compose svg{width:20px;height:20px}
 .badge{position:absolute;top:-4px;${side === "right" ? "left" : "right"}:-4px;min-width:22px;height:22px;border-radius:11px;background:#b91c1c;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center;padding:0 6px;border:2px solid #fff}
-.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;animation:in .18s ease-out}
+.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;overflow:clip;animation:in .18s ease-out}
 @keyframes in{from{opacity:0;transform:translateY(12px)}}
 [hidden]{display:none!important}
 header{background:${primary};color:${onPrimary};padding:14px 12px 14px 18px;display:flex;align-items:center;gap:8px}
@@ -142,12 +139,16 @@ header p{margin:2px 0 0;font-size:13px}
 .x svg{width:24px;height:24px;display:block}
 .foot{text-align:center;padding:0 12px 8px}
 .hb{background:none;border:0;color:#374151;font-size:13px;text-decoration:underline;padding:4px 8px;border-radius:6px}
-.log{flex:1;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:10px;overscroll-behavior:contain}
+.log{flex:1;min-height:0;position:relative;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:10px;overscroll-behavior:contain}
 .m{max-width:86%;padding:9px 13px;border-radius:14px;overflow-wrap:anywhere}
 .u{align-self:flex-end;background:${primary};color:${onPrimary};border-bottom-right-radius:4px;white-space:pre-wrap}
 .b{align-self:flex-start;background:#f3f4f6;border-bottom-left-radius:4px}
 .b a{color:${accent}}
-.b p,.b ul,.b ol,.b pre{margin:0 0 8px}
+.b p,.b ul,.b ol,.b pre,.tw{margin:0 0 8px}
+.tw{overflow-x:auto}
+table{border-collapse:collapse;font-size:14px}
+th,td{border:1px solid #d1d5db;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#e5e7eb}
 .md>:last-child{margin-bottom:0}
 .b ul,.b ol{padding-left:20px}
 code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#e5e7eb;border-radius:4px;padding:1px 4px}
@@ -173,7 +174,7 @@ sup a{text-decoration:none;font-size:11px}
 .chips{display:flex;flex-wrap:wrap;gap:6px}
 .chips p{width:100%;margin:0;font-size:13px;color:#4b5563}
 .chip{background:#fff;border:1.5px solid ${accent};color:${accent};border-radius:16px;padding:6px 12px;font-size:14px;text-align:left}
-.chip:hover{background:#eef2ff}
+.chip:hover{background:${accent};color:#fff}
 .dots span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#6b7280;animation:bl 1s infinite}
 .dots span:nth-child(2){animation-delay:.2s}.dots span:nth-child(3){animation-delay:.4s}
 @keyframes bl{50%{opacity:.25}}
@@ -238,7 +239,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const live = $("[aria-live]");
   const closeBtn = $(".x");
   const contactBtn = $(".hb");
-  jg.lang = cfg.locale || d.documentElement.lang || "en";
+  jg.lang = str(cfg.locale) || d.documentElement.lang || "en";
   $("h2").textContent = T.title;
   $("header p").textContent = T.subtitle;
   contactBtn.textContent = T.human;
@@ -282,7 +283,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     return a;
   };
   const INLINE =
-    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\((\S+?)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
+    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
   const inline = (parent, text, sources) => {
     let last = 0;
     for (const m of text.matchAll(INLINE)) {
@@ -301,13 +302,25 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
     parent.append(text.slice(last));
   };
+  // a table row: "| a | b |" or "a | b" (cells trimmed, outer pipes optional)
+  const cells = (line) => line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+  const rule = (line) => /^[\s|:-]*\|[\s|:-]*$/.test(line) && /-/.test(line); // |---|:--:|
   const markdown = (target, text, sources) => {
     target.textContent = "";
     let list = null;
     let para = null;
     let code = null;
-    for (const line of String(text).replace(/\r/g, "").split("\n")) {
+    let table = null; // the tbody that rows go into
+    let skip = false;
+    const lines = String(text).replace(/\r/g, "").split("\n");
+    lines.forEach((line, i) => {
       let m;
+      if (skip) return void (skip = false); // the |---| line under a table's header
+      if (table && line.includes("|")) {
+        const tr = el(table, "tr");
+        return cells(line).forEach((c) => inline(el(tr, "td"), c, sources));
+      }
+      table = null;
       if (code) {
         if (/^\s*```/.test(line)) code = null;
         else code.append(line + "\n");
@@ -315,6 +328,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         code = el(el(target, "pre"), "code");
         list = para = null;
       } else if (!line.trim()) {
+        list = para = null;
+      } else if (line.includes("|") && rule(lines[i + 1] || "")) {
+        const t = el(el(target, "div", "tw"), "table");
+        const tr = el(el(t, "thead"), "tr");
+        cells(line).forEach((c) => inline(el(tr, "th"), c, sources));
+        table = el(t, "tbody");
+        skip = true;
         list = para = null;
       } else if ((m = /^\s*([-*+•]|(\d{1,3})[.)])\s+(.*)$/.exec(line))) {
         const tag = m[2] ? "OL" : "UL";
@@ -337,14 +357,15 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         list = null;
         inline(para, line.trim(), sources);
       }
-    }
+    });
   };
 
   // ---- events and the page ----
-  const handlers = {};
+  const handlers = Object.create(null);
   const emit = (name, detail) => {
-    const fns = (handlers[name] || []).concat((cfg.on && cfg.on[name]) || []);
+    const fns = (handlers[name] || []).concat(Object(cfg.on)[name] || []);
     fns.forEach((fn) => {
+      if (typeof fn !== "function") return;
       try {
         fn(detail);
       } catch (e) {
@@ -381,8 +402,15 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   let chipsBox = null;
   let stick = true; // follow new text unless the visitor scrolled up to read
   log.onscroll = () => (stick = log.scrollHeight - log.scrollTop - log.clientHeight < 40);
+  // To the end, but a long latest answer (followed by nothing but its suggestions) shows its start.
+  let pin = null;
   const scroll = (force) => {
-    if (force || stick) log.scrollTop = log.scrollHeight;
+    if (!(force || stick)) return;
+    log.scrollTop = log.scrollHeight;
+    const next = pin && pin.nextElementSibling;
+    if (pin && pin.isConnected && (!next || next === chipsBox)) {
+      log.scrollTop = Math.min(log.scrollTop, pin.offsetTop - 12);
+    }
   };
   const announce = (text) => {
     live.textContent = "";
@@ -401,11 +429,14 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     for (let i = 0; i < 3; i++) el(body, "span");
     return body;
   };
-  const addBot = () => {
-    const m = el(log, "div", "m b");
+  const addBot = (after) => {
+    const m = el(null, "div", "m b");
+    if (after) after.after(m);
+    else log.appendChild(m);
     el(m, "span", "sr", T.bot + " ");
     dots(m).setAttribute("aria-label", T.busy);
     m.setAttribute("aria-busy", "true");
+    pin = m;
     scroll(true);
     return m;
   };
@@ -482,14 +513,34 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (turn.message_id) feedback(m, turn.message_id, turn.feedback);
   };
 
-  const failed = (bubble, text, why) => {
-    const bar = el(null, "div", "m err", (why || T.failed) + " ");
-    bubble.after(bar);
-    button(bar, "", T.retry, () => {
-      input.focus();
-      bar.remove();
-      send(text, bubble);
+  // Messages not sent yet, oldest first ({text, bubble}); kept across reloads, sent in order, each answer under its
+  // question. After a network or server failure they go out again by themselves, with a growing pause.
+  let queue = [];
+  let again = 0;
+  let pause = 0;
+  const keep = () => store.set("pending", queue.length ? JSON.stringify(queue.map((q) => q.text)) : null);
+  const unsent = () => {
+    const v = store.get("pending");
+    try {
+      const a = JSON.parse(v);
+      if (Array.isArray(a)) return a.map(String);
+    } catch (e) {}
+    return v ? [v] : []; // one message, as stored by earlier versions
+  };
+  const failed = (why, auto) => {
+    root.querySelectorAll(".err").forEach((e) => e.remove());
+    live.textContent = ""; // the polite region must not read the previous reply again
+    queue.forEach((q, i) => {
+      const bar = el(null, "div", "m err", (why || T.failed) + " ");
+      if (!i) bar.setAttribute("role", "alert"); // announced once, however many are unsent
+      q.bubble.after(bar);
+      button(bar, "", T.retry, () => {
+        input.focus();
+        flush();
+      });
     });
+    clearTimeout(again);
+    if (auto) again = setTimeout(flush, (pause = Math.min(2 * pause || 5000, 60000)));
     scroll(true);
   };
 
@@ -519,17 +570,40 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
   };
 
-  const send = async (text, bubble) => {
+  // A new message from the visitor: it joins the unsent ones, which all go out in order.
+  const send = async (text) => {
     text = String(text || "").trim();
     if (!text || busy) return null;
+    chips([]);
+    const item = { text, bubble: addUser(text) };
+    emit("message", { text, conversationId: conversation });
+    queue.push(item);
+    keep();
+    return flush(item);
+  };
+  // Sends the unsent messages oldest first, stopping at the first failure; the reply to `want`, or null.
+  const flush = async (want) => {
+    if (busy || !queue.length) return null;
+    clearTimeout(again);
+    root.querySelectorAll(".err").forEach((e) => e.remove());
+    let out = null;
+    while (queue.length) {
+      const item = queue[0];
+      const done = await deliver(item);
+      if (!done) return null;
+      queue = queue.filter((q) => q !== item);
+      keep();
+      pause = 0;
+      if (item === want) out = done;
+    }
+    return out;
+  };
+  const deliver = async ({ text, bubble: user }) => {
     busy = true;
     sendBtn.disabled = true;
     chips([]);
-    const user = bubble || addUser(text);
-    if (!bubble) emit("message", { text, conversationId: conversation });
-    store.set("pending", text);
     typed(false);
-    let m = lstate === "live" ? null : addBot(); // a person answers a live conversation: no bot bubble
+    let m = lstate === "live" ? null : addBot(user); // a person answers a live conversation: no bot bubble
     let done = null;
     try {
       for (let attempt = 0; attempt < 2 && !done; attempt++) {
@@ -563,7 +637,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
               frame = requestAnimationFrame(() => {
                 frame = 0;
                 if (done) return;
-                const body = (m = m || addBot()).querySelector("div");
+                const body = (m = m || addBot(user)).querySelector("div");
                 body.className = "md";
                 markdown(body, streamed, sources);
                 scroll();
@@ -574,7 +648,6 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (!done) throw {};
       }
       store.set("conversation", (conversation = done.conversation_id));
-      store.set("pending", null);
       const h = done.handoff || {};
       if (h.requested && !active()) {
         lstate = h.status; // the guide asked for a person itself
@@ -585,7 +658,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (m) m.remove();
         return done;
       }
-      finish((m = m || addBot()), done);
+      finish((m = m || addBot(user)), done);
       chips(done.suggestions || [], "", h.suggested && !active());
       announce(T.bot + " " + m.querySelector(".md").textContent);
       if (!isOpen()) {
@@ -596,7 +669,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       return done;
     } catch (e) {
       if (m) m.remove();
-      failed(user, text, e.shown);
+      failed(e.shown, !e.shown);
       emit("error", { text, error: e.shown || "network" });
       return null;
     } finally {
@@ -623,7 +696,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     const s = lstate === "waiting" ? T.waiting : lstate === "live" ? fill(T.chatting, agent) : "";
     if (status.textContent !== s) status.textContent = s;
     status.hidden = !s;
-    contactBtn.hidden = active();
+    contactBtn.hidden = active() || !!handForm; // not under its own open form
     if (lastId) store.set("live", [conversation, lastId, active() ? 1 : ""].join(" ")); // resume point
   };
   const validEmail = (v) => /^[^@\s<>"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/.test(v);
@@ -747,6 +820,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   w.addEventListener("online", () => {
     retry = 0;
     listen();
+    flush();
   });
   // Typing while live: at most one "typing" every 2 s, "stopped" after 3 s without a key or on send.
   let typedAt = 0;
@@ -767,6 +841,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     if (handForm) return handForm.querySelector("input,textarea").focus();
     chips([]);
     const f = (handForm = card(T.human));
+    showState();
     const known = knownEmail();
     let email = null;
     if (known) el(f, "small", "", fill(T.known, known));
@@ -784,6 +859,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     button(row, "sec", T.cancel, () => {
       f.remove();
       handForm = null;
+      showState();
       contactBtn.focus();
     });
     el(row, "button", "pri", T.submit).type = "submit";
@@ -832,13 +908,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   };
   const empty = () => {
     const m = el(log, "div", "m b");
-    markdown(el(m, "div"), cfg.greeting || T.greeting, []);
+    markdown(el(m, "div"), T.greeting, []);
     starters();
   };
   const restore = async () => {
     loaded = true;
     log.textContent = "";
-    const pending = store.get("pending");
+    const pending = unsent();
     let turns = [];
     if (conversation) {
       try {
@@ -857,16 +933,17 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         agent = (lv.agent && (lv.agent.name || lv.agent)) || agent;
         if (saved[0] === conversation) lastId = Math.max(lastId, +saved[1] || 0);
         const last = turns[turns.length - 1];
-        if (last) chips(pending || active() ? [] : last.suggestions, "", false);
-        if (last && pending === last.question) store.set("pending", null);
+        if (last) chips(pending.length || active() ? [] : last.suggestions, "", false);
+        if (last && pending[0] === last.question) pending.shift(); // it reached the server before the reload
         listen();
       } catch (e) {
         if (e.status === 404) store.set("conversation", (conversation = null));
       }
     }
     if (!turns.length) empty();
-    const still = store.get("pending");
-    if (still) failed(addUser(still), still);
+    queue = pending.map((text) => ({ text, bubble: addUser(text) })).concat(queue); // + any sent meanwhile
+    keep();
+    if (queue.length) failed("", 1);
     scroll(true);
   };
 
@@ -878,6 +955,21 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     launcher.setAttribute("aria-label", unread ? `${T.open} (${unread} ${T.unread})` : isOpen() ? T.close : T.open);
   };
   const icon = $(".ic");
+  // On a phone the open panel covers the page (the CSS's max-width:480px): it is modal, Tab cycles inside it.
+  const phone = w.matchMedia("(max-width:480px)");
+  const modal = () => panel.setAttribute("aria-modal", phone.matches);
+  modal();
+  phone.addEventListener("change", modal);
+  const trap = (ev) => {
+    const all = [...panel.querySelectorAll("button,a[href],input,textarea")].filter(
+      (e) => !e.disabled && e.getClientRects().length
+    );
+    const at = root.activeElement;
+    if (all.length && (ev.shiftKey ? at === all[0] || !at : at === all[all.length - 1])) {
+      ev.preventDefault();
+      all[ev.shiftKey ? all.length - 1 : 0].focus();
+    }
+  };
   const open = (focus) => {
     if (isOpen()) return;
     panel.hidden = false;
@@ -940,8 +1032,10 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     jg.addEventListener(type, (ev) => {
       if (type === "keydown" && ev.key === "Escape" && isOpen()) {
         ev.preventDefault();
-        close();
+        if (handForm && handForm.contains(ev.target)) handForm.querySelector(".sec").click(); // Escape cancels the form
+        else close();
       }
+      if (type === "keydown" && ev.key === "Tab" && isOpen() && phone.matches) trap(ev);
       ev.stopPropagation();
     })
   );
@@ -959,6 +1053,8 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const reset = () => {
     store.set("visitor", (visitor = rid()));
     ["conversation", "pending", "draft", "utm", "live"].forEach((k) => store.set(k, null));
+    queue = [];
+    clearTimeout(again);
     unlisten();
     typed(false);
     conversation = identity = handForm = askForm = chipsBox = lstate = typingBox = null;
@@ -996,11 +1092,18 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       return conversation;
     },
     config: cfg,
+    [LOADED]: true,
   };
   w.JourneyGuide = publicApi;
 
   const mount = () => {
-    (d.body || d.documentElement).appendChild(host);
+    // In the top layer (a manual popover) nothing on the host page can cover it or move it: not a later overlay at
+    // the highest z-index, not a transformed <body> (which would make position:fixed relative to itself).
+    if (host.showPopover) {
+      host.popover = "manual";
+      (d.body || d.documentElement).appendChild(host);
+      host.showPopover();
+    } else d.documentElement.appendChild(host); // at least outside a transformed <body>
     if (store.get("open") || cfg.open) open(false);
     else if ((store.get("live") || "").split(" ")[2]) restore(); // a person may write while the chat is closed
     emit("ready", publicApi);

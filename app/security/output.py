@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from urllib.parse import urlparse
 
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
-_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_URL = r"((?:[^()\s]|\([^()\s]*\))+)"  # one level of parentheses inside: javascript:f(1) is one URL
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(" + _URL + r"?(?:\s+\"[^\"]*\")?\)")
+_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(" + _URL + r"(?:\s+\"[^\"]*\")?\)")
 _BARE_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_HTML_START = re.compile(r"<(?=[a-zA-Z/!?])")  # what is left that could open raw HTML (<div, <!--, <?)
+_FENCE = re.compile(r"^ {0,3}(`{3,})[^`\n]*$")
 _INJECTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b[^.!?\n]{0,40}\b(instructions?|prompts?|rules|guidelines)\b"
     r"|\bsystem prompt\b|\byou are now\b|\bnew instructions\b|\bact as\b[^.!?\n]{0,30}\b(assistant|ai|bot)\b",
@@ -27,18 +30,48 @@ def allowed_link(url: str, hosts: set[str]) -> bool:
     return any(host == h or host.endswith("." + h) for h in hosts)
 
 
+def split_code(text: str) -> list[tuple[bool, str]]:
+    """The text as (is fenced code, part) pieces, fences as CommonMark reads them (an unclosed one runs to the end)."""
+    parts: list[tuple[bool, str]] = []
+    fence = ""
+    current: list[str] = []
+    for line in text.splitlines(keepends=True):
+        m = _FENCE.match(line.rstrip("\r\n"))
+        if not fence and m:
+            parts.append((False, "".join(current)))
+            current, fence = [], m.group(1)
+        current.append(line)
+        if fence and len(current) > 1 and re.fullmatch(r" {0,3}" + fence + r"`*[ \t]*", line.rstrip("\r\n")):
+            parts.append((True, "".join(current)))
+            current, fence = [], ""
+    parts.append((bool(fence), "".join(current)))
+    return [part for part in parts if part[1]]
+
+
 def sanitize_reply(text: str, hosts: set[str]) -> str:
-    """Drop images and HTML tags; keep the text of links to hosts outside the allowlist, without the link."""
-    text = _IMAGE.sub(lambda m: m.group(1), text)
-    text = _HTML_TAG.sub("", text)
-    text = _LINK.sub(lambda m: m.group(0) if allowed_link(m.group(2), hosts) else m.group(1), text)
+    """Drop images and HTML tags; keep the text of links to hosts outside the allowlist, without the link.
+
+    Fenced code blocks are kept as they are: a Markdown renderer shows them as text, tags included. Outside them no
+    `<` is left that could open raw HTML, so no HTML block can swallow a fence and turn its contents into markup.
+    """
 
     def bare(match: re.Match) -> str:
         url = match.group(0)
         candidate = url if url.lower().startswith("http") else "https://" + url
         return url if allowed_link(candidate.rstrip(".,;:!?"), hosts) else "[link removed]"
 
-    return _BARE_URL.sub(bare, text)
+    def clean(prose: str) -> str:
+        prose = _IMAGE.sub(lambda m: m.group(1), prose)
+        prose = _HTML_START.sub("< ", _HTML_TAG.sub("", prose))
+        prose = _LINK.sub(lambda m: m.group(0) if allowed_link(m.group(2), hosts) else m.group(1), prose)
+        return _BARE_URL.sub(bare, prose)
+
+    for _ in range(8):  # until nothing changes: removing a tag may join backticks into a new fence
+        done = "".join(part if code else clean(part) for code, part in split_code(text))
+        if done == text:
+            return done
+        text = done
+    return text.replace("<", "< ")
 
 
 def looks_like_injection(sentence: str) -> bool:
