@@ -32,8 +32,8 @@ def llm_env(fake: FakeLLMServer, **extra: str) -> dict[str, str]:
         "OPENAI_API_KEY": "test-key",
         "JOURNEY_LLM_MODEL": "fake-model",
         # short, but not so short that 50 turns at once on a loaded 2-core runner look like a stalled LLM
-        "JOURNEY_LLM_TIMEOUT": "10",
-        "JOURNEY_LLM_TOKEN_TIMEOUT": "3",
+        "JOURNEY_LLM_TIMEOUT": "15",
+        "JOURNEY_LLM_TOKEN_TIMEOUT": "5",  # the slow fault (6 s) still trips it
         "JOURNEY_LLM_MAX_RETRIES": "0",
         "JOURNEY_LLM_STAGE": "false",
         **UNLIMITED,
