@@ -26,13 +26,28 @@ def neutralise(text: str) -> str:
     return _DELIMITER.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
 
 
+def _attribute(text: str) -> str:
+    """A title or source as a tag attribute: neutralised, on one line, unable to close its quotes."""
+    return " ".join(neutralise(text).replace('"', "&quot;").split())
+
+
+def _heading(text: str) -> str:
+    """A section heading as one neutralised line (a newline in it could start what looks like a new section)."""
+    return " ".join(neutralise(text).split())
+
+
 def format_docs(hits: list[Hit]) -> str:
-    """Passages as one numbered <document> per source document; the numbers are what citations refer to."""
+    """Passages as one numbered <document> per source document; the numbers are what citations refer to.
+
+    Titles, sources and section headings come from the documents as well, so they are neutralised like the text.
+    """
     blocks = []
     for number, group in enumerate(by_document(hits), start=1):
-        sections = "\n\n".join(f"## {h.section}\n{neutralise(h.text)}" for h in group)
+        sections = "\n\n".join(f"## {_heading(h.section)}\n{neutralise(h.text)}" for h in group)
+        first = group[0]
         blocks.append(
-            f'<document id="{number}" source="{group[0].doc_id}" title="{group[0].title}">\n{sections}\n</document>'
+            f'<document id="{number}" source="{_attribute(first.doc_id)}" title="{_attribute(first.title)}">\n'
+            f"{sections}\n</document>"
         )
     return "\n".join(blocks)
 
