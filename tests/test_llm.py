@@ -45,7 +45,23 @@ def test_llm_sees_earlier_turns(llm_server, fake_llm):
     messages = fake_llm.requests[-1]["messages"]
     assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
     assert messages[1]["content"] == PRICING["message"]
-    assert messages[2]["content"] == first["reply"]
+    assert messages[2]["content"] == first["reply"].replace(" [1]", "")
+
+
+def test_earlier_citation_markers_do_not_reach_the_llm(llm_server, fake_llm):
+    fake_llm.reply = "The Pro plan costs $29 per staff calendar per month [1]. Starter is $12 [2][3]. See [1, 2]."
+    first = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30).json()
+    assert "[2][3]" in first["reply"], "the visitor's reply keeps its citations"
+    follow = {
+        "message": "How do I cancel my subscription?",
+        "conversation_id": first["conversation_id"],
+        "visitor_id": first["visitor_id"],
+    }
+    httpx.post(f"{llm_server.url}/v1/chat", json=follow, timeout=30).raise_for_status()
+    messages = fake_llm.requests[-1]["messages"]
+    assert messages[2]["role"] == "assistant"
+    assert messages[2]["content"] == "The Pro plan costs $29 per staff calendar per month. Starter is $12. See."
+    assert "[1]" not in "".join(m["content"] for m in messages[1:-1]), "only the new documents' numbers remain"
 
 
 def test_llm_error_falls_back_to_offline_answer(llm_server, fake_llm):

@@ -52,6 +52,14 @@ def format_docs(hits: list[Hit]) -> str:
     return "\n".join(blocks)
 
 
+_CITATION = re.compile(r"[ \t]*\[\d+(?:\s*[,;]\s*\d+)*\](?!\()")
+
+
+def strip_citations(text: str) -> str:
+    """An earlier reply without its [n] markers: they numbered that turn's documents, not this turn's."""
+    return _CITATION.sub("", text)
+
+
 def render(folder: Path, name: str, **values: str) -> str:
     """Fill a template's {placeholders}; values are inserted verbatim."""
     return load_prompt(folder, name).format_map(values)

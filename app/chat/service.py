@@ -19,7 +19,7 @@ from anyio import to_thread
 from app.answer.followup import resolve
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.answer.offline import OfflineReply, Tone, frustrated, offline_reply
-from app.answer.prompts import format_docs, neutralise, render
+from app.answer.prompts import format_docs, neutralise, render, strip_citations
 from app.answer.question import classify, read_question
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
@@ -339,7 +339,8 @@ class ChatService:
             documents=format_docs(hits),
             question=question,
         )
-        return LLMAnswerer.messages(system, p.history[-4:], prompt)
+        history = [(question, strip_citations(reply)) for question, reply in p.history[-4:]]
+        return LLMAnswerer.messages(system, history, prompt)
 
     async def run(self, p: Prepared, state: TurnState) -> AsyncIterator[Event]:
         """Yield stage, sources, token..., done; the touchpoint is committed before done."""
