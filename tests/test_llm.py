@@ -6,9 +6,16 @@ import json
 import time
 
 import httpx
+import yaml
+from conftest import REPO
 from sse import iter_events, stream_chat
 
 PRICING = {"message": "How much does the pro plan cost?"}
+STAGES = {s["name"]: s for s in yaml.safe_load((REPO / "knowledge" / "stages.yaml").read_text())["stages"]}
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
 
 
 def test_llm_answer_is_streamed_and_grounded(llm_server, fake_llm):
@@ -161,3 +168,30 @@ def test_failed_stage_vote_leaves_offline_detector_alone(llm_server, fake_llm):
     data = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30).json()
     assert data["stage"]["name"] == "decision"
     assert not [e for e in data["stage"]["evidence"] if e["type"] == "llm"]
+
+
+def test_stage_guidance_says_how_to_answer(llm_server, fake_llm):
+    fake_llm.reply = "Sorry about that. Check the reminder settings [1]."
+    asked = {
+        "support": "my clients aren't getting their text reminders, it's broken",
+        "renewal": "How do I cancel my subscription?",
+    }
+    for stage, message in asked.items():
+        done = httpx.post(f"{llm_server.url}/v1/chat", json={"message": message}, timeout=30).json()
+        assert done["stage"]["name"] == stage and not done["stage"].get("uncertain"), done["stage"]
+        prompt = fake_llm.requests[-1]["messages"][-1]["content"]
+        guidance = _words(STAGES[stage]["guidance"])
+        assert guidance and guidance in _words(prompt), f"the {stage} guidance says how to answer"
+    assert "no pressure" in _words(STAGES["renewal"]["guidance"])
+    assert "offer to connect the visitor with a person" in _words(STAGES["support"]["guidance"])
+
+
+def test_uncertain_stage_brings_no_stage_pressure(llm_server, fake_llm):
+    fake_llm.reply = "Reports are under Insights [1]."
+    done = httpx.post(f"{llm_server.url}/v1/chat", json={"message": "tell me about the reports"}, timeout=30).json()
+    assert done["stage"]["uncertain"] is True, "the detector is unsure of this message"
+    prompt = _words(fake_llm.requests[-1]["messages"][-1]["content"])
+    for name, stage in STAGES.items():
+        assert _words(stage["guidance"]) not in prompt, name
+        assert _words(stage["next_step"]) not in prompt, name
+    assert "no sales push" in prompt

@@ -6,6 +6,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 from app.kb.store import Hit, by_document
 
 
@@ -16,6 +18,29 @@ def load_prompt(folder: Path, name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"prompt template missing: {path}")
     return path.read_text(encoding="utf-8")
+
+
+def load_guidance(path: Path) -> dict[str, str]:
+    """Each stage's `guidance:` in stages.yaml (how to answer at that stage), by stage name; none when unset."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    stages = raw.get("stages") or []
+    return {str(s["name"]): " ".join(str(s["guidance"]).split()) for s in stages if s.get("name") and s.get("guidance")}
+
+
+def stage_prompt(*, label: str, description: str, guidance: str, next_step: str, uncertain: bool) -> tuple[str, str]:
+    """Who the visitor is and how to answer them, for the answer prompt's {stage} and {guidance}.
+
+    A stage the detector is unsure of brings no stage-specific pressure: no stage, no guidance, no next step.
+    """
+    if uncertain:
+        return (
+            "It is not clear which stage of their customer journey the visitor is in.",
+            "Answer the question plainly: no sales push, no offers and no next step they did not ask for.",
+        )
+    how = f"How to answer at this stage: {guidance}" if guidance else ""
+    step = f"Then, in one sentence, offer the natural next step for this stage: {next_step}" if next_step else ""
+    who = f"The visitor is in the **{label}** stage of their journey: {description}"
+    return who, " ".join(part for part in (how, step) if part)
 
 
 _DELIMITER = re.compile(r"<(/?)(documents|document|visitor_message)\b", re.IGNORECASE)

@@ -19,7 +19,7 @@ from anyio import to_thread
 from app.answer.followup import resolve
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.answer.offline import OfflineReply, Tone, frustrated, offline_reply
-from app.answer.prompts import format_docs, neutralise, render, strip_citations
+from app.answer.prompts import format_docs, neutralise, render, stage_prompt, strip_citations
 from app.answer.question import classify, read_question
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
@@ -136,6 +136,7 @@ class ChatService:
         vectors: VectorCache | None = None,
         stage_llm: LLMStageClassifier | None = None,
         learning: Learning | None = None,
+        guidance: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.journey = journey
@@ -145,6 +146,7 @@ class ChatService:
         self.llm = llm
         self.stage_llm = stage_llm
         self.learning = learning
+        self.guidance = guidance or {}  # how the LLM answers at each stage (stages.yaml `guidance:`)
         self.vectors = vectors or VectorCache(kb.embeddings)
         self.batcher = EmbeddingBatcher(self.vectors)
         self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
@@ -330,10 +332,19 @@ class ChatService:
         info = self.journey.get(stage.name)
         system = render(folder, "system", company=self.settings.company_name)
         question = neutralise(p.request.message)
+        who, how = stage_prompt(
+            label=info.label,
+            description=info.description,
+            guidance=self.guidance.get(stage.name, ""),
+            next_step=info.next_step,
+            uncertain=bool(getattr(stage, "uncertain", False)),
+        )
         prompt = render(
             folder,
             "answer",
-            stage_label=info.label,
+            stage=who,
+            guidance=how,
+            stage_label=info.label,  # for templates written before {stage} and {guidance}
             stage_description=info.description,
             next_step=info.next_step,
             documents=format_docs(hits),
