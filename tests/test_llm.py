@@ -195,3 +195,47 @@ def test_uncertain_stage_brings_no_stage_pressure(llm_server, fake_llm):
         assert _words(stage["guidance"]) not in prompt, name
         assert _words(stage["next_step"]) not in prompt, name
     assert "no sales push" in prompt
+
+
+NO_ANSWER_PIECES = ["NO", "_ANS", "WER"]  # the marker as a model streams it, a few characters at a time
+UNCOVERED = {"message": "can my clients pay in bitcoin?"}
+
+
+def test_llm_no_answer_is_declined_like_offline(llm_server, fake_llm):
+    fake_llm.reply = NO_ANSWER_PIECES
+    events = stream_chat(llm_server.url, UNCOVERED)
+    answers = [r for r in fake_llm.requests if not r.get("response_format")]
+    assert answers, "the LLM was asked"
+    system, prompt = answers[-1]["messages"][0]["content"], answers[-1]["messages"][-1]["content"]
+    assert "reply with exactly NO_ANSWER" in system and "reply with exactly NO_ANSWER" in prompt
+    names = [n for n, _ in events]
+    assert names.count("sources") == 1 and all(d["sources"] == [] for n, d in events if n == "sources")
+    tokens = "".join(d["text"] for n, d in events if n == "token")
+    assert "NO" not in tokens and "_ANS" not in tokens, "the marker's first pieces were held back"
+    done = events[-1][1]
+    assert tokens == done["reply"] and "person" in done["reply"]
+    assert done["sources"] == [] and done["handoff"] == {"suggested": True, "reason": "no_answer"}
+    assert done["mode"] == "llm" and done["outcome"] == "ok"
+    row = llm_server.touchpoints(id=done["message_id"])[0]
+    assert row["reply"] == done["reply"] and json.loads(row["sources"]) == []
+
+
+def test_llm_no_answer_declines_in_the_json_api(llm_server, fake_llm):
+    fake_llm.reply = "NO_ANSWER. The documents are about something else."
+    data = httpx.post(f"{llm_server.url}/v1/chat", json=UNCOVERED, timeout=30).json()
+    assert data["sources"] == [] and data["handoff"] == {"suggested": True, "reason": "no_answer"}
+    assert "NO_ANSWER" not in data["reply"] and "something else" not in data["reply"]
+
+
+def test_reply_that_starts_like_the_marker_is_streamed_with_its_sources(llm_server, fake_llm):
+    fake_llm.reply = ["No", ", one account has one plan [1]", "."]
+    events = stream_chat(llm_server.url, PRICING)
+    names = [n for n, _ in events]
+    assert names.count("sources") == 1 and names.index("sources") < names.index("token")
+    assert events[names.index("sources")][1]["sources"], "an answer cites its documents"
+    done = events[-1][1]
+    assert "".join(d["text"] for n, d in events if n == "token") == done["reply"] == "".join(fake_llm.reply)
+    assert done["sources"] and done["handoff"]["reason"] != "no_answer"
+    fake_llm.reply = ["No."]  # shorter than the marker: released when the stream ends
+    done = stream_chat(llm_server.url, PRICING)[-1][1]
+    assert done["reply"] == "No." and done["sources"]

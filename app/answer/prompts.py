@@ -20,6 +20,20 @@ def load_prompt(folder: Path, name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+NO_ANSWER = "NO_ANSWER"  # the whole reply of an LLM whose documents do not answer the question
+
+
+def may_be_no_answer(text: str) -> bool:
+    """The reply so far could still become NO_ANSWER: hold it back from the visitor until it can't."""
+    start = text.lstrip()[: len(NO_ANSWER)].upper()
+    return NO_ANSWER.startswith(start)
+
+
+def is_no_answer(text: str) -> bool:
+    """The LLM declined: its reply is NO_ANSWER (anything after the marker is ignored)."""
+    return text.lstrip().upper().startswith(NO_ANSWER)
+
+
 def load_guidance(path: Path) -> dict[str, str]:
     """Each stage's `guidance:` in stages.yaml (how to answer at that stage), by stage name; none when unset."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
