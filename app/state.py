@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from app.answer.llm import LLMAnswerer
+from app.answer.prompts import load_guidance
 from app.chat.service import ChatService
 from app.config import Settings
 from app.embeddings import VectorCache, make_embeddings
@@ -74,6 +75,7 @@ def build_services(settings: Settings) -> Services:
         llm=LLMAnswerer(settings) if settings.llm_enabled else None,
         stage_llm=LLMStageClassifier(settings, journey) if settings.llm_enabled and settings.llm_stage else None,
         learning=learning,
+        guidance=load_guidance(settings.knowledge_dir / "stages.yaml"),
     )
     install_outbox(chat.sessions, settings)  # each new touchpoint writes its webhook events in its transaction
     observe_chat(chat)  # metrics and a log line per touchpoint, phase timings

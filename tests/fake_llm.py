@@ -5,6 +5,7 @@ Usage::
     with FakeLLMServer() as fake:
         client = openai.OpenAI(base_url=fake.base_url, api_key="test")
         fake.reply = "Some answer [1]."
+        fake.reply = ["NO", "_ANS", "WER"]  # streamed in exactly these pieces
         fake.mode = "stall"          # ok | error | slow | stall | malformed | drop | trickle
         ...
         assert fake.requests[-1]["messages"][0]["role"] == "system"
@@ -50,7 +51,7 @@ DEFAULT_MODEL = "fake"
 EMBEDDING_DIM = 64
 MODES = ("ok", "error", "slow", "stall", "malformed", "drop", "trickle")
 
-Reply = str | Callable[[dict[str, Any]], str]
+Reply = str | list[str] | Callable[[dict[str, Any]], str | list[str]]
 
 
 class DroppedConnection(Exception):
@@ -128,10 +129,11 @@ class FakeLLM:
         with self._lock:
             return list(self._timings)
 
-    def reply_for(self, body: dict[str, Any]) -> str:
-        """Reply text for a request: ``reply`` itself or ``reply(body)`` if callable."""
+    def reply_for(self, body: dict[str, Any]) -> list[str]:
+        """Reply pieces for a request (``reply`` or ``reply(body)``): a list as it is, a string split into words."""
         reply = self.reply
-        return reply(body) if callable(reply) else reply
+        reply = reply(body) if callable(reply) else reply
+        return list(reply) if isinstance(reply, list) else _split_words(reply)
 
 
 # --- response builders -------------------------------------------------------
@@ -214,10 +216,10 @@ def _split_words(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
 
 
-async def _stream(mode: str, delay: float, body: dict[str, Any], text: str) -> AsyncIterator[str]:
-    """SSE body for a streaming chat completion, with the given fault mode applied."""
+async def _stream(mode: str, delay: float, body: dict[str, Any], words: list[str]) -> AsyncIterator[str]:
+    """SSE body for a streaming chat completion sending these content pieces, with the given fault mode applied."""
     chunks = _ChunkFactory(body)
-    words = _split_words(text)
+    text = "".join(words)
     yield chunks.sse({"role": "assistant", "content": ""})
     if mode == "malformed":
         yield "data: {not json\n\n"
@@ -314,7 +316,8 @@ def create_fake_llm_app(fake: FakeLLM | None = None) -> Starlette:
         stream = bool(body.get("stream"))
         if mode == "slow" or (mode == "stall" and not stream):
             await asyncio.sleep(delay)
-        text = state.reply_for(body)
+        words = state.reply_for(body)
+        text = "".join(words)
         if not stream:
             if mode == "malformed":
                 return Response('{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
@@ -323,7 +326,7 @@ def create_fake_llm_app(fake: FakeLLM | None = None) -> Starlette:
             state.timed(spent, spent)
             return response
         headers = {"Cache-Control": "no-cache"}
-        pieces = _timed_stream(state, started, _stream(mode, delay, body, text))
+        pieces = _timed_stream(state, started, _stream(mode, delay, body, words))
         return StreamingResponse(pieces, media_type="text/event-stream", headers=headers)
 
     async def models(request: Request) -> Response:

@@ -6,9 +6,16 @@ import json
 import time
 
 import httpx
+import yaml
+from conftest import REPO
 from sse import iter_events, stream_chat
 
 PRICING = {"message": "How much does the pro plan cost?"}
+STAGES = {s["name"]: s for s in yaml.safe_load((REPO / "knowledge" / "stages.yaml").read_text())["stages"]}
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
 
 
 def test_llm_answer_is_streamed_and_grounded(llm_server, fake_llm):
@@ -45,7 +52,23 @@ def test_llm_sees_earlier_turns(llm_server, fake_llm):
     messages = fake_llm.requests[-1]["messages"]
     assert [m["role"] for m in messages[:3]] == ["system", "user", "assistant"]
     assert messages[1]["content"] == PRICING["message"]
-    assert messages[2]["content"] == first["reply"]
+    assert messages[2]["content"] == first["reply"].replace(" [1]", "")
+
+
+def test_earlier_citation_markers_do_not_reach_the_llm(llm_server, fake_llm):
+    fake_llm.reply = "The Pro plan costs $29 per staff calendar per month [1]. Starter is $12 [2][3]. See [1, 2]."
+    first = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30).json()
+    assert "[2][3]" in first["reply"], "the visitor's reply keeps its citations"
+    follow = {
+        "message": "How do I cancel my subscription?",
+        "conversation_id": first["conversation_id"],
+        "visitor_id": first["visitor_id"],
+    }
+    httpx.post(f"{llm_server.url}/v1/chat", json=follow, timeout=30).raise_for_status()
+    messages = fake_llm.requests[-1]["messages"]
+    assert messages[2]["role"] == "assistant"
+    assert messages[2]["content"] == "The Pro plan costs $29 per staff calendar per month. Starter is $12. See."
+    assert "[1]" not in "".join(m["content"] for m in messages[1:-1]), "only the new documents' numbers remain"
 
 
 def test_llm_error_falls_back_to_offline_answer(llm_server, fake_llm):
@@ -145,3 +168,74 @@ def test_failed_stage_vote_leaves_offline_detector_alone(llm_server, fake_llm):
     data = httpx.post(f"{llm_server.url}/v1/chat", json=PRICING, timeout=30).json()
     assert data["stage"]["name"] == "decision"
     assert not [e for e in data["stage"]["evidence"] if e["type"] == "llm"]
+
+
+def test_stage_guidance_says_how_to_answer(llm_server, fake_llm):
+    fake_llm.reply = "Sorry about that. Check the reminder settings [1]."
+    asked = {
+        "support": "my clients aren't getting their text reminders, it's broken",
+        "renewal": "How do I cancel my subscription?",
+    }
+    for stage, message in asked.items():
+        done = httpx.post(f"{llm_server.url}/v1/chat", json={"message": message}, timeout=30).json()
+        assert done["stage"]["name"] == stage and not done["stage"].get("uncertain"), done["stage"]
+        prompt = fake_llm.requests[-1]["messages"][-1]["content"]
+        guidance = _words(STAGES[stage]["guidance"])
+        assert guidance and guidance in _words(prompt), f"the {stage} guidance says how to answer"
+    assert "no pressure" in _words(STAGES["renewal"]["guidance"])
+    assert "offer to connect the visitor with a person" in _words(STAGES["support"]["guidance"])
+
+
+def test_uncertain_stage_brings_no_stage_pressure(llm_server, fake_llm):
+    fake_llm.reply = "Reports are under Insights [1]."
+    done = httpx.post(f"{llm_server.url}/v1/chat", json={"message": "tell me about the reports"}, timeout=30).json()
+    assert done["stage"]["uncertain"] is True, "the detector is unsure of this message"
+    prompt = _words(fake_llm.requests[-1]["messages"][-1]["content"])
+    for name, stage in STAGES.items():
+        assert _words(stage["guidance"]) not in prompt, name
+        assert _words(stage["next_step"]) not in prompt, name
+    assert "no sales push" in prompt
+
+
+NO_ANSWER_PIECES = ["NO", "_ANS", "WER"]  # the marker as a model streams it, a few characters at a time
+UNCOVERED = {"message": "can my clients pay in bitcoin?"}
+
+
+def test_llm_no_answer_is_declined_like_offline(llm_server, fake_llm):
+    fake_llm.reply = NO_ANSWER_PIECES
+    events = stream_chat(llm_server.url, UNCOVERED)
+    answers = [r for r in fake_llm.requests if not r.get("response_format")]
+    assert answers, "the LLM was asked"
+    system, prompt = answers[-1]["messages"][0]["content"], answers[-1]["messages"][-1]["content"]
+    assert "reply with exactly NO_ANSWER" in system and "reply with exactly NO_ANSWER" in prompt
+    names = [n for n, _ in events]
+    assert names.count("sources") == 1 and all(d["sources"] == [] for n, d in events if n == "sources")
+    tokens = "".join(d["text"] for n, d in events if n == "token")
+    assert "NO" not in tokens and "_ANS" not in tokens, "the marker's first pieces were held back"
+    done = events[-1][1]
+    assert tokens == done["reply"] and "person" in done["reply"]
+    assert done["sources"] == [] and done["handoff"] == {"suggested": True, "reason": "no_answer"}
+    assert done["mode"] == "llm" and done["outcome"] == "ok"
+    row = llm_server.touchpoints(id=done["message_id"])[0]
+    assert row["reply"] == done["reply"] and json.loads(row["sources"]) == []
+
+
+def test_llm_no_answer_declines_in_the_json_api(llm_server, fake_llm):
+    fake_llm.reply = "NO_ANSWER. The documents are about something else."
+    data = httpx.post(f"{llm_server.url}/v1/chat", json=UNCOVERED, timeout=30).json()
+    assert data["sources"] == [] and data["handoff"] == {"suggested": True, "reason": "no_answer"}
+    assert "NO_ANSWER" not in data["reply"] and "something else" not in data["reply"]
+
+
+def test_reply_that_starts_like_the_marker_is_streamed_with_its_sources(llm_server, fake_llm):
+    fake_llm.reply = ["No", ", one account has one plan [1]", "."]
+    events = stream_chat(llm_server.url, PRICING)
+    names = [n for n, _ in events]
+    assert names.count("sources") == 1 and names.index("sources") < names.index("token")
+    assert events[names.index("sources")][1]["sources"], "an answer cites its documents"
+    done = events[-1][1]
+    assert "".join(d["text"] for n, d in events if n == "token") == done["reply"] == "".join(fake_llm.reply)
+    assert done["sources"] and done["handoff"]["reason"] != "no_answer"
+    fake_llm.reply = ["No."]  # shorter than the marker: released when the stream ends
+    done = stream_chat(llm_server.url, PRICING)[-1][1]
+    assert done["reply"] == "No." and done["sources"]

@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import nullcontext
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlparse
 
@@ -18,8 +18,17 @@ from anyio import to_thread
 
 from app.answer.followup import resolve
 from app.answer.llm import LLMAnswerer, LLMFailure
-from app.answer.offline import OfflineReply, Tone, frustrated, offline_reply
-from app.answer.prompts import format_docs, neutralise, render
+from app.answer.offline import OfflineReply, Tone, decline_text, frustrated, offline_reply
+from app.answer.prompts import (
+    NO_ANSWER,
+    format_docs,
+    is_no_answer,
+    may_be_no_answer,
+    neutralise,
+    render,
+    stage_prompt,
+    strip_citations,
+)
 from app.answer.question import classify, read_question
 from app.answer.suggestions import candidate_questions, pick_suggestions
 from app.chat.schemas import ChatRequest
@@ -136,6 +145,7 @@ class ChatService:
         vectors: VectorCache | None = None,
         stage_llm: LLMStageClassifier | None = None,
         learning: Learning | None = None,
+        guidance: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.journey = journey
@@ -145,6 +155,7 @@ class ChatService:
         self.llm = llm
         self.stage_llm = stage_llm
         self.learning = learning
+        self.guidance = guidance or {}  # how the LLM answers at each stage (stages.yaml `guidance:`)
         self.vectors = vectors or VectorCache(kb.embeddings)
         self.batcher = EmbeddingBatcher(self.vectors)
         self.live = None  # the live handoff desk (app/live/desk.py), set by the app's lifespan
@@ -328,18 +339,29 @@ class ChatService:
     def _prompt(self, p: Prepared, stage: StageResult, hits: list[Hit]) -> list[dict[str, str]]:
         folder = self.settings.prompts_dir
         info = self.journey.get(stage.name)
-        system = render(folder, "system", company=self.settings.company_name)
+        system = render(folder, "system", company=self.settings.company_name, no_answer=NO_ANSWER)
         question = neutralise(p.request.message)
+        who, how = stage_prompt(
+            label=info.label,
+            description=info.description,
+            guidance=self.guidance.get(stage.name, ""),
+            next_step=info.next_step,
+            uncertain=bool(getattr(stage, "uncertain", False)),
+        )
         prompt = render(
             folder,
             "answer",
-            stage_label=info.label,
+            stage=who,
+            guidance=how,
+            stage_label=info.label,  # for templates written before {stage} and {guidance}
             stage_description=info.description,
             next_step=info.next_step,
             documents=format_docs(hits),
             question=question,
+            no_answer=NO_ANSWER,
         )
-        return LLMAnswerer.messages(system, p.history[-4:], prompt)
+        history = [(question, strip_citations(reply)) for question, reply in p.history[-4:]]
+        return LLMAnswerer.messages(system, history, prompt)
 
     async def run(self, p: Prepared, state: TurnState) -> AsyncIterator[Event]:
         """Yield stage, sources, token..., done; the touchpoint is committed before done."""
@@ -381,20 +403,39 @@ class ChatService:
             state.hits = relevant
             state.sources = [_source(group[0]) for group in by_document(relevant)]
             state.mode, state.model = "llm", self.llm.model
-            yield "sources", {"sources": state.sources}
+            streamed = False  # the sources and the first tokens wait until the reply cannot be NO_ANSWER
             try:
                 messages = self._prompt(p, stage, relevant)
-                async for piece in self.llm.stream(messages):
-                    state.reply += piece
-                    yield "token", {"text": piece}
+                async with aclosing(self.llm.stream(messages)) as stream:
+                    async for piece in stream:
+                        state.reply += piece
+                        if streamed:
+                            yield "token", {"text": piece}
+                        elif is_no_answer(state.reply):
+                            break  # the rest is not shown either
+                        elif not may_be_no_answer(state.reply):
+                            streamed = True
+                            yield "sources", {"sources": state.sources}
+                            yield "token", {"text": state.reply}
                 if not state.reply.strip():
                     raise LLMFailure("llm_error", "the LLM returned an empty answer")
-                if leaks_prompt(state.reply, messages[0]["content"]):
-                    raise LLMFailure("llm_unsafe", "the reply repeated the system prompt")
-                state.reply = sanitize_reply(state.reply, self.link_hosts())
+                if is_no_answer(state.reply):
+                    state.declined, state.hits, state.sources = True, [], []
+                    state.data = {**(state.data or {}), "llm_declined": True}
+                    state.reply = decline_text(self.settings.company_name, frustrated(p.request.message))
+                    yield "sources", {"sources": []}
+                    for token in pieces(state.reply):
+                        yield "token", {"text": token}
+                else:
+                    if not streamed:  # a reply shorter than the marker, e.g. "No."
+                        streamed = True
+                        yield "sources", {"sources": state.sources}
+                        yield "token", {"text": state.reply}
+                    if leaks_prompt(state.reply, messages[0]["content"]):
+                        raise LLMFailure("llm_unsafe", "the reply repeated the system prompt")
+                    state.reply = sanitize_reply(state.reply, self.link_hosts())
             except LLMFailure as failure:
                 outcome, state.error = failure.outcome, failure.detail
-                streamed = bool(state.reply)
                 reply = await to_thread.run_sync(self._offline, p, stage, hits, query)
                 text = self._took(state, reply)
                 state.mode, state.model = "offline", OFFLINE_MODEL
