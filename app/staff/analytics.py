@@ -69,11 +69,14 @@ def transitions(*, session: Session, period: Period) -> list[dict]:
 
 
 def time_in_stage(*, session: Session, period: Period) -> list[dict]:
-    """Seconds conversations spent in each stage: from entering it to the next stage's first turn (or last turn)."""
+    """Seconds conversations spent in each stage: from entering it to the next stage's first turn (or last turn).
+
+    Turns without a stage (a failed turn records none) neither open nor close a span.
+    """
     spans: dict[str, list[float]] = defaultdict(list)
     query = (
         select(Touchpoint.conversation_id, Touchpoint.created_at, Touchpoint.stage)
-        .where(*_exchanges(period))
+        .where(*_exchanges(period), Touchpoint.stage.is_not(None))
         .order_by(Touchpoint.conversation_id, Touchpoint.turn)
         .execution_options(yield_per=1000)
     )
