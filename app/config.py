@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(200, ge=1, description="pages fetched per crawl")
     crawl_max_depth: int = Field(3, ge=0, description="links followed from the start page or the sitemap's pages")
     crawl_max_seconds: float = Field(300.0, gt=0, description="seconds a whole crawl may take")
-    crawl_timeout: float = Field(15.0, gt=0, description="seconds for one request of a crawl")
+    crawl_timeout: float = Field(15.0, gt=0, description="seconds for one whole request of a crawl")
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_turns: int = Field(200, ge=1, description="turns after which a conversation must start afresh")
