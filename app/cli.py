@@ -83,7 +83,7 @@ def ingest(
         raise typer.Exit(2) from exc
     finally:
         bar.close()
-    for line in loaded.errors:
+    for line in [str(e) for e in loaded.errors] + report.errors[len(loaded.errors) :]:  # then ids of other sources
         typer.echo(f"skipped {line}", err=True)
     for line in loaded.skipped:
         typer.echo(f"left out {line}", err=True)

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 
 from app.config import Settings
-from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument
+from app.kb.documents import LEGACY_FOLDER_SOURCE, DocumentError, KnowledgeDocument
 from app.kb.lexical import BM25Index
 from app.kb.vocabulary import Vocabulary
 
@@ -264,15 +264,33 @@ class KnowledgeBase:
     def _stored(self) -> dict[str, tuple[str, str]]:
         """doc_id -> (content hash, source) of what is stored now (passages from before sources were folders)."""
         got = self._collection.get(include=["metadatas"])
-        return {m["doc_id"]: (m["doc_hash"], m.get("source") or FOLDER_SOURCE) for m in got["metadatas"] or []}
+        return {m["doc_id"]: (m["doc_hash"], m.get("source") or LEGACY_FOLDER_SOURCE) for m in got["metadatas"] or []}
+
+    def _adopt_legacy(self, stored: dict[str, tuple[str, str]], source: str, wanted: set[str], dry_run: bool) -> None:
+        """Give this folder the documents stored when every folder was the one source `folder`, if they are its own.
+
+        Then every folder run replaced all of them, so they are one folder's documents: this one when it holds at
+        least half of them (it syncs them from now on, vanished ones included); otherwise they stay as they are.
+        """
+        legacy = {d for d, (_, src) in stored.items() if src == LEGACY_FOLDER_SOURCE}
+        if not legacy or source == LEGACY_FOLDER_SOURCE or 2 * len(legacy & wanted) < len(legacy):
+            return
+        if not dry_run:
+            got = self._collection.get(where={"doc_id": {"$in": sorted(legacy)}}, include=["metadatas"])
+            metadatas = [{**m, "source": source} for m in got["metadatas"]]
+            self._collection.update(ids=got["ids"], metadatas=metadatas)
+            self._changed()
+        for doc_id in legacy:
+            stored[doc_id] = (stored[doc_id][0], source)
 
     def ingest(
         self,
         docs: list[KnowledgeDocument],
         *,
         errors: list[DocumentError] | None = None,
-        source: str = FOLDER_SOURCE,
+        source: str = LEGACY_FOLDER_SOURCE,
         remove_missing: bool = True,
+        adopt_legacy: bool = False,
         dry_run: bool = False,
         before_embedding: Callable[[KnowledgeDocument], None] | None = None,
         progress: IngestProgress | None = None,
@@ -282,16 +300,26 @@ class KnowledgeBase:
         Unchanged documents (same content hash) are skipped; documents of other sources are left alone. A document
         that failed to load keeps what was stored for it before (a typo loses nothing), and so does every document
         when remove_missing is false (a crawl cut short by its limits). before_embedding sees each document about to
-        be (re)embedded, e.g. to give it stages; dry_run reports what would change and writes nothing.
+        be (re)embedded, e.g. to give it stages; dry_run reports what would change and writes nothing. A document
+        whose id another source already stores is reported as an error and left to that source. adopt_legacy: a
+        folder takes over the documents stored before sources were folders (see _adopt_legacy).
         """
         report = IngestReport(errors=[str(e) for e in errors or []], dry_run=dry_run)
         stored = self._stored()
         wanted = {d.id for d in docs} | {e.doc_id for e in errors or []}
+        if adopt_legacy:
+            self._adopt_legacy(stored, source, wanted, dry_run)
         for number, doc in enumerate(docs, start=1):
             if progress is not None:
                 progress(number - 1, len(docs), doc.id)
             if stored.get(doc.id) == (doc.content_hash, source):
                 report.unchanged.append(doc.id)
+                continue
+            if doc.id in stored and stored[doc.id][1] != source:
+                report.errors.append(
+                    f"{doc.id}: a document with this id is already stored from {stored[doc.id][1]}; left to it "
+                    "(rename the file, or remove the document from that source)"
+                )
                 continue
             (report.updated if doc.id in stored else report.added).append(doc.id)
             if dry_run:
@@ -469,7 +497,7 @@ class KnowledgeBase:
                     "id": m["doc_id"],
                     "title": m["title"],
                     "url": m.get("doc_url", ""),
-                    "source": m.get("source") or FOLDER_SOURCE,
+                    "source": m.get("source") or LEGACY_FOLDER_SOURCE,
                     "stages": list(_split(m.get("stages"))),
                     "stages_assigned": bool(m.get("stages_assigned", False)),
                     "stage_confidence": m.get("stage_confidence"),
