@@ -103,7 +103,7 @@ def ingest(
 
 @cli.command()
 def docs(
-    source: Annotated[str | None, typer.Option(help="only this source: 'folder' or 'web:<start URL>'")] = None,
+    source: Annotated[str | None, typer.Option(help="only this source: a folder's path or web:<start URL>")] = None,
     assigned: Annotated[bool, typer.Option("--assigned", help="only documents with model-assigned stages")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
