@@ -15,6 +15,7 @@ from app.deps import ServicesDep
 from app.staff import analytics, service
 from app.staff.auth import Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
+from app.webhooks.outbox import webhook_urls
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
 
@@ -254,7 +255,8 @@ async def export(
 
 @router.delete("/visitors/{visitor_id}")
 async def erase_visitor(visitor_id: str, user: Admin, services: ServicesDep) -> dict:
-    """Erase every stored trace of a visitor."""
-    counts = await _run(services, service.erase_visitor, visitor_id=visitor_id)
+    """Erase every stored trace of a visitor (curated answers written from their turns stay, detached)."""
+    urls = webhook_urls(services.settings)
+    counts = await _run(services, service.erase_visitor, visitor_id=visitor_id, webhook_urls=urls)
     await to_thread.run_sync(services.chat.learning.changed)
     return {"visitor_id": visitor_id, "erased": counts}
