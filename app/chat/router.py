@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import anyio
@@ -20,6 +21,8 @@ from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
+log = logging.getLogger(__name__)
+TURN_FAILED = "the reply failed; please try again"
 NOT_YOURS = (
     "conversation not found for this visitor: start a new conversation or send the visitor_id it was started with"
 )
@@ -60,10 +63,12 @@ async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
     """Answer one visitor message and return the whole reply."""
     prepared = await _prepare(request, chat, body)
     try:
-        return await chat.answer(prepared)
-    except KnowledgeUnavailable as exc:  # 503; the visitor's message is still recorded
-        await chat.record(prepared, TurnState(error=str(exc)[:500]), outcome="server_error")
-        raise
+        return await chat.answer(prepared)  # a turn that fails is still recorded (outcome server_error)
+    except KnowledgeUnavailable:
+        raise  # 503 with the reason (app/main.py)
+    except Exception as exc:
+        log.exception("turn %s failed", prepared.message_id)
+        raise HTTPException(503, TURN_FAILED, headers={"Retry-After": "5"}) from exc
 
 
 async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:

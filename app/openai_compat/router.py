@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -25,6 +26,7 @@ from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+log = logging.getLogger(__name__)
 
 NOT_YOURS = (
     "conversation not found for this visitor: send the `user` the conversation was started with, "
@@ -32,7 +34,7 @@ NOT_YOURS = (
 )
 
 
-ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error"}
+ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error", 503: "server_error"}
 
 
 class OpenAIError(Exception):
@@ -135,7 +137,11 @@ async def chat_completions(request: Request, chat: ChatDep) -> JSONResponse | Ev
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         return EventSourceResponse(_chunks(chat, prepared, body.model, include_usage), ping=15, send_timeout=30)
-    done = await chat.answer(prepared)
+    try:
+        done = await chat.answer(prepared)  # a turn that fails is still recorded (outcome server_error)
+    except Exception:  # noqa: BLE001 - answered in OpenAI's shape; the client may retry
+        log.exception("turn %s failed", prepared.message_id)
+        return OpenAIError(503, "the reply failed; please try again", headers={"Retry-After": "5"}).response()
     return JSONResponse(schemas.completion(model=body.model, done=done, question=prepared.request.message))
 
 
