@@ -79,6 +79,15 @@ def test_identity_signatures():
         verify(identity(), "another-secret")
 
 
+def test_identity_fields_joined_by_newlines_cannot_be_re_split():
+    signed = identity(name="Eve\nenterprise", plan="")
+    moved = {**signed, "name": "Eve", "plan": "enterprise\n"}  # the same signed bytes, split differently
+    assert sign(moved, SECRET) == signed["signature"]
+    for forged in (signed, moved):
+        with pytest.raises(IdentityError, match="line breaks"):
+            verify(forged, SECRET)
+
+
 @given(
     st.dictionaries(
         st.sampled_from(["id", "email", "name", "plan", "known_customer", "expires", "signature"]),
