@@ -151,6 +151,12 @@ def test_a_server_sending_a_byte_a_second_is_cut_at_the_request_timeout(site):
     assert [e.doc_id for e in result.errors if "out of time" in str(e)] == [f"{host}/slow"]
 
 
+def test_a_start_url_with_credentials_is_refused_before_any_request(site):
+    with pytest.raises(UnsafeURLError, match="credentials"):
+        crawl(f"http://user:pw@127.0.0.1:{site.port}/", limits=CrawlLimits(), allow_hosts=LOCAL)
+    assert site.requested == [], "nothing is fetched, with or without the credentials"
+
+
 def test_folder_of_mixed_files(tmp_path):
     (tmp_path / "guides").mkdir()
     (tmp_path / "guides" / "welcome.md").write_text("---\ntitle: Welcome\nstages: [onboarding]\n---\n## Hi\nHello.\n")
