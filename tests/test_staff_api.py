@@ -228,6 +228,22 @@ def test_curated_answer_is_used_for_close_questions(staff):
     assert chat(server, "do you have a discount for students")["mode"] == "offline"
 
 
+def test_questions_answered_by_a_curated_answer_leave_the_knowledge_gaps(staff):
+    server, tokens = staff
+    question = "Do you sponsor local chess tournaments for kids?"
+    chat(server, question)
+
+    def gap_questions() -> set[str]:
+        groups = api(server, tokens["viewer"], "GET", "/analytics/gaps").json()["groups"]
+        return {q for g in groups for q in g["examples"]}
+
+    assert question in gap_questions(), "an unanswered question is a gap"
+    answer = {"question": question, "answer": "Yes: ask sales about our chess sponsorship. [staff]"}
+    assert api(server, tokens["editor"], "POST", "/answers", json=answer).status_code == 201
+    assert chat(server, "do you sponsor local chess tournaments for kids")["mode"] == "curated"
+    assert not {q for q in gap_questions() if "chess" in q.lower()}, "staff answered it: no longer a gap"
+
+
 def test_export_streams_filtered_csv_and_jsonl(staff):
     server, tokens = staff
     turn = chat(server, "How much is Business for 40 staff?")

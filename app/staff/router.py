@@ -236,6 +236,7 @@ async def knowledge_gaps(
         period=analytics.Period(service.as_utc(since), service.as_utc(until)),
         embed=services.chat.vectors.embed_array,
         is_small_talk=is_small_talk,
+        answered=lambda vector: services.chat.learning.match(vector) is not None,
     )
     return {"groups": groups}
 
