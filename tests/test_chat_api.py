@@ -131,6 +131,21 @@ def test_bad_input_gets_clear_4xx(offline_server, body, status, phrase):
         assert phrase in response.text
 
 
+def test_a_chunked_body_over_the_limit_is_413_not_400(offline_server):
+    def chunks():
+        yield b'{"message": "'
+        for _ in range(100):
+            yield b"x" * 1000  # no content-length: the limit is counted as the body arrives
+        yield b'"}'
+
+    for path in ("/v1/chat", "/v1/chat/stream", "/v1/chat/completions"):
+        response = httpx.post(
+            f"{offline_server.url}{path}", content=chunks(), headers={"content-type": "application/json"}, timeout=30
+        )
+        assert response.status_code == 413, (path, response.text)
+        assert "request body too large" in response.text
+
+
 def test_invalid_json_is_400(offline_server):
     for path in ("/v1/chat", "/v1/chat/stream"):
         response = httpx.post(
