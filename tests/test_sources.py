@@ -157,6 +157,16 @@ def test_a_start_url_with_credentials_is_refused_before_any_request(site):
     assert site.requested == [], "nothing is fetched, with or without the credentials"
 
 
+def test_a_redirect_to_another_port_is_not_requested(site):
+    with Site() as other:
+        other.routes["/admin"] = (200, "text/html", page("Admin", "<p>INTERNAL-ADMIN</p>"), {})
+        site.routes["/"] = (200, "text/html", page("Home", '<a href="/moved">moved</a>'), {})
+        site.routes["/moved"] = (302, "text/plain", b"", {"Location": f"{other.url}/admin"})
+        result = crawl(f"{site.url}/", limits=CrawlLimits(), allow_hosts=LOCAL)
+        assert other.requested == [], "the other port is never connected to"
+    assert any(f"redirected to another site ({other.url}/admin)" in s for s in result.skipped), result.skipped
+
+
 def test_folder_of_mixed_files(tmp_path):
     (tmp_path / "guides").mkdir()
     (tmp_path / "guides" / "welcome.md").write_text("---\ntitle: Welcome\nstages: [onboarding]\n---\n## Hi\nHello.\n")

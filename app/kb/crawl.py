@@ -214,8 +214,10 @@ class Crawler:
                 continue
             doc_id = document_id(url)
             result.fetched += 1
-            try:
-                fetched = self.fetcher.get(url, deadline=self.deadline)
+            try:  # a redirect to another site (another port included) is not even requested
+                fetched = self.fetcher.get(
+                    url, deadline=self.deadline, follow=lambda target: _same_site(normalise_url(target), start)
+                )
             except UnsafeURLError as exc:
                 result.skipped.append(f"{url}: {exc}")
                 continue

@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -109,9 +110,10 @@ class SafeFetcher:
         """Close the connection pool."""
         self._client.close()
 
-    def get(self, url: str, *, deadline: float | None = None) -> Fetched:
+    def get(self, url: str, *, deadline: float | None = None, follow: Callable[[str], bool] | None = None) -> Fetched:
         """Fetch url within `timeout` seconds in all (redirects and a slowly sent body included) and by `deadline`.
 
+        A redirect to a URL `follow` refuses is not requested: the result is that redirect, its target as `url`.
         Raises UnsafeURLError for a refused hop and FetchError for any other failure.
         """
         until = time.monotonic() + self.timeout
@@ -125,6 +127,8 @@ class SafeFetcher:
             if status in {301, 302, 303, 307, 308} and location:
                 current = urlunsplit(urlsplit(urljoin(current, location))._replace(fragment=""))
                 redirects.append(current)
+                if follow is not None and not follow(current):
+                    return Fetched(url=current, status=status, content_type=content_type, body=b"", redirects=redirects)
                 continue
             return Fetched(url=response_url, status=status, content_type=content_type, body=body, redirects=redirects)
         raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
