@@ -72,6 +72,21 @@ def test_every_staff_endpoint_needs_a_valid_token(staff):
     assert api(server, tokens["viewer"], "GET", "/me").json() == {"name": "viewer@lumio.example", "role": "viewer"}
 
 
+def test_wrong_staff_tokens_are_throttled_per_address(make_data_dir):
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir, JOURNEY_STAFF_AUTH_LIMIT="3/60")
+    try:
+        assert api(server, tokens["viewer"], "GET", "/me").status_code == 200
+        for n in range(3):
+            assert api(server, f"jgs_guess-{n}", "GET", "/me").status_code == 401
+        for token in ("jgs_guess-4", tokens["viewer"]):  # no token is checked from this address for a while
+            refused = api(server, token, "GET", "/me")
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1, refused.text
+    finally:
+        server.stop()
+
+
 def test_roles_limit_actions(staff):
     server, tokens = staff
     turn = chat(server, "How much does the pro plan cost?")

@@ -52,6 +52,13 @@ class MemoryCounter:
             self._windows[key] = (ends, count)
         return None if count <= limit.count else ends - now
 
+    async def peek(self, key: str, limit: Limit) -> float | None:
+        """Seconds until the window resets when the key is over its limit now, else None (nothing counted)."""
+        now = time.monotonic()
+        with self._lock:
+            ends, count = self._windows.get(key, (0.0, 0))
+        return ends - now if ends > now and count >= limit.count else None
+
 
 class RedisCounter:
     """Counters shared by every worker through Redis (INCR + EXPIRE per window).
@@ -79,6 +86,16 @@ class RedisCounter:
                 log.warning("rate limits: Redis unavailable (%s); counting per worker until it is back", exc)
             return await self._fallback.hit(key, limit)
         return None if count <= limit.count else float(max(ttl, 1))
+
+    async def peek(self, key: str, limit: Limit) -> float | None:
+        """Seconds until the window resets when the key is over its limit now, else None (nothing counted)."""
+        name = f"journey:rl:{key}"
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                count, ttl = await pipe.get(name).ttl(name).execute()
+        except Exception:  # noqa: BLE001 - as in hit(): this worker's own counts
+            return await self._fallback.peek(key, limit)
+        return float(max(ttl, 1)) if count is not None and int(count) >= limit.count else None
 
     async def close(self) -> None:
         """Close the connection pool."""
