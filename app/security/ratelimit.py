@@ -105,11 +105,14 @@ class RedisCounter:
 class RateLimits:
     """The chat endpoints' limits: per client IP and per visitor id."""
 
-    def __init__(self, *, counter, per_ip: Limit, per_visitor: Limit, trust_forwarded: bool) -> None:
+    def __init__(
+        self, *, counter, per_ip: Limit, per_visitor: Limit, trust_forwarded: bool, reads_per_ip: Limit | None = None
+    ) -> None:
         self.counter = counter
         self.per_ip = per_ip
         self.per_visitor = per_visitor
         self.trust_forwarded = trust_forwarded
+        self.reads_per_ip = reads_per_ip or Limit(count=120, seconds=60)
 
     def client_ip(self, request: Request) -> str:
         """The caller's address (the first X-Forwarded-For hop when the proxy is trusted)."""
@@ -134,6 +137,21 @@ class RateLimits:
                 )
 
 
+    async def check_read(self, request: Request) -> None:
+        """Raise 429 with Retry-After when the IP is over its limit of visitor reads (transcripts, suggestions, live
+        streams opened); counted apart from chat messages, so a page load does not use up a visitor's messages."""
+        limit = self.reads_per_ip
+        retry = await self.counter.hit(f"reads:{self.client_ip(request)}", limit)
+        if retry is not None:
+            seconds = max(1, math.ceil(retry))
+            raise HTTPException(
+                429,
+                f"too many requests from this network address: the limit is {limit.count} per {limit.seconds}s; "
+                f"try again in {seconds}s",
+                headers={"Retry-After": str(seconds)},
+            )
+
+
 def rate_limits(request: Request) -> RateLimits:
     """The app's limits, built on first use from its settings (Redis when JOURNEY_REDIS_URL is set)."""
     limits = getattr(request.app.state, "rate_limits", None)
@@ -145,6 +163,7 @@ def rate_limits(request: Request) -> RateLimits:
             per_ip=Limit.parse(settings.rate_limit_ip),
             per_visitor=Limit.parse(settings.rate_limit_visitor),
             trust_forwarded=settings.trust_forwarded_for,
+            reads_per_ip=Limit.parse(settings.rate_limit_reads),
         )
         request.app.state.rate_limits = limits
     return limits
