@@ -58,7 +58,21 @@ def _checked_identity(settings: Settings, identity: Identity) -> Identity:
     return identity.model_copy(update={"verified": True})
 
 
-@router.post("/chat", response_model=ChatResponse)
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+CHAT_ERRORS = {
+    404: _error("the conversation is not this visitor's"),
+    409: _error("the conversation reached JOURNEY_MAX_TURNS"),
+    413: _error("the body is over JOURNEY_MAX_BODY_BYTES"),
+    422: _error("a field is missing or invalid"),
+    429: _error("over a rate limit (Retry-After)"),
+    503: _error("the reply failed or the knowledge base cannot be read; the turn is recorded (Retry-After)"),
+}
+
+
+@router.post("/chat", response_model=ChatResponse, responses=CHAT_ERRORS)
 async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
     """Answer one visitor message and return the whole reply."""
     prepared = await _prepare(request, chat, body)
@@ -91,7 +105,7 @@ async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) 
             chat.open_turns -= 1
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse)
+@router.post("/chat/stream", response_class=EventSourceResponse, responses=CHAT_ERRORS)
 async def chat_stream(body: ChatRequest, chat: ChatDep, request: Request) -> EventSourceResponse:
     """Answer one visitor message as server-sent events: stage, sources, token..., done (or error)."""
     prepared = await _prepare(request, chat, body)

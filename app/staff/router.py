@@ -241,7 +241,20 @@ async def knowledge_gaps(
     return {"groups": groups}
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "touchpoints as CSV (a header row, formula cells neutralised) or JSON lines",
+            "content": {media: {"schema": {"type": "string"}} for media in ("text/csv", "application/x-ndjson")},
+        },
+        401: {"description": "no valid staff token"},
+        403: {"description": "the token's role is below editor"},
+        422: {"description": "a filter or the format is invalid"},
+        429: {"description": "too many wrong staff tokens from this address (Retry-After)"},
+    },
+)
 async def export(
     user: Editor, services: ServicesDep, f: FilterDep, format: Literal["csv", "jsonl"] = "jsonl"
 ) -> StreamingResponse:
