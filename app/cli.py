@@ -83,7 +83,7 @@ def ingest(
         raise typer.Exit(2) from exc
     finally:
         bar.close()
-    for line in loaded.errors:
+    for line in [str(e) for e in loaded.errors] + report.errors[len(loaded.errors) :]:  # then ids of other sources
         typer.echo(f"skipped {line}", err=True)
     for line in loaded.skipped:
         typer.echo(f"left out {line}", err=True)
@@ -103,7 +103,7 @@ def ingest(
 
 @cli.command()
 def docs(
-    source: Annotated[str | None, typer.Option(help="only this source: 'folder' or 'web:<start URL>'")] = None,
+    source: Annotated[str | None, typer.Option(help="only this source: a folder's path or web:<start URL>")] = None,
     assigned: Annotated[bool, typer.Option("--assigned", help="only documents with model-assigned stages")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(200, ge=1, description="pages fetched per crawl")
     crawl_max_depth: int = Field(3, ge=0, description="links followed from the start page or the sitemap's pages")
     crawl_max_seconds: float = Field(300.0, gt=0, description="seconds a whole crawl may take")
-    crawl_timeout: float = Field(15.0, gt=0, description="seconds for one request of a crawl")
+    crawl_timeout: float = Field(15.0, gt=0, description="seconds for one whole request of a crawl")
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_turns: int = Field(200, ge=1, description="turns after which a conversation must start afresh")
@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     )
     rate_limit_ip: str = Field("60/60", description="chat requests per client IP: COUNT/SECONDS")
     rate_limit_visitor: str = Field("20/60", description="chat requests per visitor id: COUNT/SECONDS")
+    rate_limit_reads: str = Field("120/60", description="transcripts, suggestions, live streams per IP: COUNT/SECONDS")
+    staff_auth_limit: str = Field("20/300", description="wrong staff tokens per client IP, then a pause: COUNT/SECONDS")
     trust_forwarded_for: bool = Field(False, description="take the client IP from X-Forwarded-For (behind a proxy)")
     identity_secret: str | None = Field(None, description="HMAC-SHA256 key the host site signs visitor identities with")
     identity_enforce: bool = Field(False, description="refuse identities without a valid signature")

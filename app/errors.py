@@ -86,8 +86,11 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    """Raised inside receive() when the body passes the limit."""
+class _TooLarge(BaseException):  # noqa: N818
+    """Raised inside receive() when the body passes the limit.
+
+    A BaseException, so FastAPI's body parsing (which turns any Exception into a 400) lets it through to us.
+    """
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -105,16 +105,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_page_router)
     app.include_router(knowledge_admin_router)
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], responses={503: {"description": "the knowledge base cannot be read"}})
     async def health(services: ServicesDep) -> dict:
-        """Liveness and what the service runs on."""
-        passages = await to_thread.run_sync(services.kb.count)
+        """Liveness and what the service runs on; 503 when the knowledge base cannot be read.
+
+        `knowledge.stale` is true while the collection changed but could not be read again: turns are answered from
+        the copy read before.
+        """
+        knowledge = await to_thread.run_sync(services.kb.check)
         return {
             "status": "ok",
             "mode": "llm" if settings.llm_enabled else "offline",
             "llm_model": settings.llm_model if settings.llm_enabled else None,
             "embedding_model": services.kb.embeddings.name,
-            "knowledge": {"collection": services.kb.name, "passages": passages},
+            "knowledge": {"collection": services.kb.name, **knowledge},
             "stages": services.journey.names,
         }
 

@@ -44,6 +44,7 @@ def build_knowledge_base(settings: Settings, embeddings=None) -> KnowledgeBase:
         client=make_chroma_client(settings),
         embeddings=embeddings or make_embeddings(settings),
         prefix=settings.collection,
+        reopen=lambda: make_chroma_client(settings, fresh=True),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -56,6 +57,7 @@ class Site:
     def __init__(self) -> None:
         self.routes: dict[str, tuple[int, str, bytes, dict[str, str]]] = {}
         self.requested: list[str] = []
+        self.trickle: dict[str, float] = {}  # path -> seconds between bytes of its body (a slow or hostile server)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -121,7 +123,16 @@ class Site:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if self.path not in site.trickle:
+                    self.wfile.write(body)
+                    return
+                try:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(site.trickle[self.path])
+                except OSError:  # the client gave up
+                    pass
 
             def log_message(self, *args) -> None:
                 pass

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from conftest import Server
+from conftest import REPO, Server
 from site_server import Site
 
 from app.config import Settings
@@ -89,7 +89,8 @@ def test_crawl_job_reports_progress_and_the_site_becomes_citable(admin):
     web = call(server, tokens["viewer"], "GET", "/knowledge", params={"source": job["source"]}).json()["documents"]
     assert {d["id"] for d in web} == set(job["report"]["added"])
     every = call(server, tokens["viewer"], "GET", "/knowledge").json()["documents"]
-    assert any(d["id"] == "pricing/plans" and d["source"] == "folder" for d in every), "the demo documents stay"
+    demo = str(REPO / "knowledge" / "docs")
+    assert any(d["id"] == "pricing/plans" and d["source"] == demo for d in every), "the demo documents stay"
     assigned = call(server, tokens["viewer"], "GET", "/knowledge", params={"assigned": "true"}).json()["documents"]
     assert {d["id"] for d in assigned} == {f"{host}/index", f"{host}/help", f"{host}/guide.pdf"}
 

@@ -131,6 +131,31 @@ def test_bad_input_gets_clear_4xx(offline_server, body, status, phrase):
         assert phrase in response.text
 
 
+def test_a_chunked_body_over_the_limit_is_413_not_400(offline_server):
+    def chunks():
+        yield b'{"message": "'
+        for _ in range(100):
+            yield b"x" * 1000  # no content-length: the limit is counted as the body arrives
+        yield b'"}'
+
+    for path in ("/v1/chat", "/v1/chat/stream", "/v1/chat/completions"):
+        response = httpx.post(
+            f"{offline_server.url}{path}", content=chunks(), headers={"content-type": "application/json"}, timeout=30
+        )
+        assert response.status_code == 413, (path, response.text)
+        assert "request body too large" in response.text
+
+
+def test_openapi_documents_chat_errors_and_export_content_types(offline_server):
+    spec = httpx.get(f"{offline_server.url}/openapi.json", timeout=30).json()
+    for path in ("/v1/chat", "/v1/chat/stream"):
+        documented = set(spec["paths"][path]["post"]["responses"])
+        assert documented >= {"200", "404", "409", "413", "422", "429", "503"}, (path, documented)
+    export = spec["paths"]["/v1/staff/export"]["get"]["responses"]
+    assert set(export["200"]["content"]) == {"text/csv", "application/x-ndjson"}
+    assert {"401", "403", "422"} <= set(export)
+
+
 def test_invalid_json_is_400(offline_server):
     for path in ("/v1/chat", "/v1/chat/stream"):
         response = httpx.post(

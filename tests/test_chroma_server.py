@@ -169,23 +169,24 @@ def test_a_chroma_url_that_is_not_chroma_is_a_one_line_error(tmp_path, fake_llm)
     assert "JOURNEY_CHROMA_URL must look like http://host:8000" in line, line
 
 
-def test_chroma_going_away_is_a_503_and_the_worker_recovers(tmp_path, copy_data_dir):
+def test_chroma_going_away_is_a_503_health_while_turns_use_the_copy_and_the_worker_recovers(tmp_path, copy_data_dir):
     chroma = ChromaServer(tmp_path / "chroma").start()
     server = Server(copy_data_dir(), JOURNEY_CHROMA_URL=chroma.url)
     try:
         ask = {"message": "How do I reset my password?", "visitor_id": "visitor-outage-1"}
         assert httpx.post(f"{server.url}/v1/chat", json=ask, timeout=60).status_code == 200
         chroma.stop()
+        time.sleep(1.2)  # past the next look at the collection's version
         down = httpx.post(f"{server.url}/v1/chat", json=ask, timeout=60)
-        assert down.status_code == 503, down.text
-        assert f"the Chroma server at {chroma.url} is unreachable" in down.json()["detail"]
-        assert down.headers["retry-after"] == "5"
-        failed = server.touchpoints(outcome="server_error")
-        assert len(failed) == 1 and failed[0]["question"] == ask["message"], "the visitor's message is kept"
-        assert httpx.get(f"{server.url}/health", timeout=30).status_code == 503
+        assert down.status_code == 200, "answered from the copy of the knowledge base read before"
+        assert down.json()["outcome"] == "ok"
+        health = httpx.get(f"{server.url}/health", timeout=30)
+        assert health.status_code == 503 and health.headers["retry-after"] == "5"
+        assert f"the Chroma server at {chroma.url}" in health.json()["detail"]
         with httpx.stream("POST", f"{server.url}/v1/chat/stream", json=ask, timeout=60) as response:
             names = [name for name, _ in iter_events(response)]
-        assert names == ["error"], names
+        assert names[-1] == "done", names
+        assert len(server.touchpoints(visitor_id="visitor-outage-1")) == 3, "one touchpoint per turn"
         chroma.start()
         again = httpx.post(f"{server.url}/v1/chat", json=ask, timeout=60)
         assert again.status_code == 200, again.text

@@ -80,3 +80,13 @@ def test_export_csv_and_jsonl(offline_server, tmp_path):
     assert len(lines) == len(rows) and mid in {line["id"] for line in lines}
     assert run_cli("export", "--since", "2999-01-01", env=env).stdout == ""
     assert run_cli("export", "--format", "xml", env=env).returncode == 2
+
+
+def test_cli_csv_export_neutralises_formula_cells(offline_server):
+    sent = {}
+    for message in ("@SUM(1+1) is that the price?", "+cmd|' /C calc'!A0"):
+        reply = httpx.post(f"{offline_server.url}/v1/chat", json={"message": message}, timeout=60).json()
+        sent[reply["message_id"]] = message
+    result = run_cli("export", "--format", "csv", env=base_env(offline_server.data_dir))
+    questions = {r["id"]: r["question"] for r in csv.DictReader(io.StringIO(result.stdout)) if r["id"] in sent}
+    assert questions == {mid: "'" + message for mid, message in sent.items()}

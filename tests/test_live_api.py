@@ -189,6 +189,22 @@ def test_request_shows_in_the_queue_with_stage_journey_page_and_transcript(desk)
     assert httpx.get(f"{server.url}/v1/staff/handoffs", timeout=10).status_code == 401
 
 
+def test_a_second_handoff_request_keeps_its_email_and_message(desk):
+    server, tokens = desk
+    turn = chat(server, "What does Lumio do?")
+    first = request_handoff(server, turn).json()
+    assert first["email"] is None
+    again = request_handoff(server, turn, email="late@example.com", message="Please call me after 5pm")
+    assert again.status_code == 201 and again.json()["event_id"] == first["event_id"], "still the one request"
+    assert again.json()["email"] == "late@example.com" and "late@example.com" in again.json()["next_steps"]
+    queue = staff(server, tokens["viewer"], "GET", "/handoffs").json()["handoffs"]
+    entry = next(h for h in queue if h["conversation_id"] == turn["conversation_id"])
+    assert entry["email"] == "late@example.com" and entry["message"] == "Please call me after 5pm"
+    assert entry["last_message"] == "Please call me after 5pm"
+    kinds = [t["kind"] for t in server.touchpoints(conversation_id=turn["conversation_id"])]
+    assert kinds == ["exchange", "handoff", "handoff_contact", "visitor_message"]
+
+
 def test_claim_needs_an_editor_and_only_one_staff_member_wins(desk):
     server, tokens = desk
     turn = chat(server, PRICING)

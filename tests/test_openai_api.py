@@ -80,19 +80,100 @@ def test_conversation_continues_through_metadata(offline_server):
     assert [r["turn"] for r in offline_server.touchpoints(conversation_id=cid)] == [1, 2]
 
 
-def test_conversation_continues_when_the_client_sends_history(offline_server):
-    openai_client = client(offline_server)
-    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0003")
-    history = [
+KEY = "test-api-key-0001"
+SECRET = "identity-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(make_data_dir):
+    """A server whose OpenAI-compatible endpoint needs an API key (a trusted server calls it)."""
+    server = Server(make_data_dir(), JOURNEY_API_KEYS=KEY)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def signing_server(make_data_dir):
+    """No API keys; host-signed identities are checked with JOURNEY_IDENTITY_SECRET."""
+    server = Server(make_data_dir(), JOURNEY_IDENTITY_SECRET=SECRET)
+    yield server
+    server.stop()
+
+
+def history(first_reply: str, question: str = "Is there a yearly discount?") -> list[dict]:
+    return [
         {"role": "system", "content": "You are helpful."},
         {"role": "user", "content": PRICING},
-        {"role": "assistant", "content": first.choices[0].message.content},
-        {"role": "user", "content": [{"type": "text", "text": "Is there a yearly discount?"}]},
+        {"role": "assistant", "content": first_reply},
+        {"role": "user", "content": [{"type": "text", "text": question}]},
     ]
-    second = openai_client.chat.completions.create(model="m", messages=history, user="openai-visitor-0003")
+
+
+def test_a_keyed_caller_continues_the_users_conversation_when_it_sends_history(keyed_server):
+    openai_client = openai.OpenAI(base_url=f"{keyed_server.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0003")
+    second = openai_client.chat.completions.create(
+        model="m", messages=history(first.choices[0].message.content), user="openai-visitor-0003"
+    )
     assert second.model_extra["journey"]["conversation_id"] == first.model_extra["journey"]["conversation_id"]
     fresh = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="openai-visitor-0003")
     assert fresh.model_extra["journey"]["conversation_id"] != first.model_extra["journey"]["conversation_id"]
+
+
+def test_a_user_id_alone_cannot_resume_or_read_a_visitors_conversation(offline_server):
+    openai_client = client(offline_server)
+    secret = "my card is 4111 1111 1111 1111 and I'm ann@example.com, how much is pro?"
+    victim = openai_client.chat.completions.create(model="m", messages=ask(secret), user="crm-contact-4711")
+    victim_cid = victim.model_extra["journey"]["conversation_id"]
+    for stream in (False, True):
+        response = httpx.post(
+            f"{offline_server.url}/v1/chat/completions",
+            json={"model": "m", "messages": history("…", "what did I tell you?"), "user": "crm-contact-4711",
+                  "stream": stream},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        assert victim_cid not in response.text, "naming the user does not reveal their conversation"
+    transcript = httpx.get(
+        f"{offline_server.url}/v1/conversations/{victim_cid}", params={"visitor_id": "crm-contact-4711"}, timeout=30
+    )
+    assert transcript.status_code == 200, "the conversation id and the visitor id together still read it"
+    assert len(offline_server.touchpoints(conversation_id=victim_cid)) == 1, "nothing was added to it"
+
+
+def test_a_keyed_caller_never_continues_a_conversation_someone_else_started_under_its_user(keyed_server):
+    openai_client = openai.OpenAI(base_url=f"{keyed_server.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+    first = openai_client.chat.completions.create(model="m", messages=ask(PRICING), user="crm-contact-4712")
+    planted = httpx.post(
+        f"{keyed_server.url}/v1/chat", json={"message": "hello", "visitor_id": "crm-contact-4712"}, timeout=60
+    ).json()  # the visitor API is open: anyone can name any visitor id there
+    second = openai_client.chat.completions.create(
+        model="m", messages=history(first.choices[0].message.content), user="crm-contact-4712"
+    )
+    assert second.model_extra["journey"]["conversation_id"] == first.model_extra["journey"]["conversation_id"]
+    assert second.model_extra["journey"]["conversation_id"] != planted["conversation_id"]
+
+
+def test_a_signed_identity_lets_a_caller_without_a_key_continue_its_users_conversation(signing_server):
+    import time
+
+    from app.security.identity import sign
+
+    expires = int(time.time()) + 600
+    signature = sign({"id": "crm-contact-4713", "known_customer": True, "expires": expires}, SECRET)
+    signed = {"identity_signature": signature, "identity_expires": str(expires), "known_customer": "true"}
+    openai_client = client(signing_server)
+    first = openai_client.chat.completions.create(
+        model="m", messages=ask(PRICING), user="crm-contact-4713", metadata=signed
+    )
+    cid = first.model_extra["journey"]["conversation_id"]
+    follow = history(first.choices[0].message.content)
+    unsigned = openai_client.chat.completions.create(model="m", messages=follow, user="crm-contact-4713")
+    assert unsigned.model_extra["journey"]["conversation_id"] != cid, "no proof: a new conversation"
+    again = openai_client.chat.completions.create(model="m", messages=follow, user="crm-contact-4713", metadata=signed)
+    assert again.model_extra["journey"]["conversation_id"] == cid
+    with pytest.raises(openai.AuthenticationError):
+        openai_client.chat.completions.create(model="m", messages=follow, user="crm-contact-4714", metadata=signed)
 
 
 def test_models_are_listed(offline_server):

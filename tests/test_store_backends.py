@@ -31,6 +31,7 @@ from app.staff.service import (
     correct_stage,
     erase_visitor,
     learned_examples,
+    list_answers,
     list_conversations,
     save_answer,
     thumbs_down_condition,
@@ -309,7 +310,11 @@ def test_erasure_removes_the_visitors_words_quoted_on_other_turns(sessions):
         assert quoting.stage_evidence[1] == configured and quoting.data == {"curated_answer_id": answer_id}
         assert other.stage_evidence == [{"signal": "keyword", "text": "cost"}]
         assert learned_examples(session=session) == []
-    assert counts["quoted_elsewhere"] == 1 and counts["stage_examples"] == 1 and counts["curated_answers"] == 1
+    assert counts["quoted_elsewhere"] == 1 and counts["stage_examples"] == 1 and counts["curated_answers_detached"] == 1
+    with sessions() as session:
+        [kept] = list_answers(session=session)
+        assert kept.answer == "We will fix it." and kept.visitor_id is None and kept.source_touchpoint_id is None
+        assert kept.question == "I'm [email] and my invoice is wrong"
 
 
 def test_staff_queries(sessions):

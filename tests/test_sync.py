@@ -71,6 +71,67 @@ def test_site_and_folder_sync_side_by_side(tmp_path):
         assert f"{host}/pricing" in listing(env), "syncing the folder leaves the site's documents alone"
 
 
+def _doc(title: str) -> str:
+    return f"---\ntitle: {title}\nstages: [support]\n---\n## About {title}\n{title} is explained here.\n"
+
+
+def test_a_second_folder_lives_beside_the_first(tmp_path):
+    first, second = tmp_path / "docs", tmp_path / "help-export"
+    for folder, names in ((first, ["widgets", "gadgets"]), (second, ["billing", "widgets"])):
+        folder.mkdir()
+        for name in names:
+            (folder / f"{name}.md").write_text(_doc(f"{folder.name} {name}"))
+    env = base_env(tmp_path / "data")
+    assert "added 2, updated 0, unchanged 0, removed 0, errors 0" in run_cli("ingest", str(first), env=env).stdout
+
+    beside = run_cli("ingest", str(second), env=env)
+    assert "added 1, updated 0, unchanged 0, removed 0, errors 1" in beside.stdout, beside.stdout
+    assert f"widgets: a document with this id is already stored from {first.resolve()}" in beside.stderr
+    docs = listing(env)
+    assert {d: docs[d]["source"] for d in docs} == {
+        "widgets": str(first.resolve()),
+        "gadgets": str(first.resolve()),
+        "billing": str(second.resolve()),
+    }
+    assert docs["widgets"]["title"] == "docs widgets", "the first folder's document is not overwritten"
+
+    (second / "billing.md").unlink()
+    again = run_cli("ingest", str(second), env=env)
+    assert "removed 1" in again.stdout and set(listing(env)) == {"widgets", "gadgets"}
+    assert "unchanged 2, removed 0" in run_cli("ingest", str(first / ".." / "docs"), env=env).stdout, "same folder"
+
+
+def test_documents_ingested_under_the_old_folder_source_are_adopted_by_their_folder(tmp_path):
+    from app.config import Settings
+    from app.kb.documents import load_folder
+    from app.state import build_knowledge_base
+
+    old, other = tmp_path / "docs", tmp_path / "other"
+    old.mkdir(), other.mkdir()
+    for name in ("widgets", "gadgets", "gizmos"):
+        (old / f"{name}.md").write_text(_doc(name))
+    (other / "billing.md").write_text(_doc("billing"))
+    (other / "widgets.md").write_text(_doc("widgets"))  # shares one id with the old folder: not enough to adopt
+    kb = build_knowledge_base(Settings(data_dir=tmp_path / "data"))
+    kb.ingest(load_folder(old)[0])  # as every folder was stored before: source "folder"
+    env = base_env(tmp_path / "data")
+    assert {d["source"] for d in listing(env).values()} == {"folder"}
+
+    beside = run_cli("ingest", str(other), env=env)
+    assert "added 1, updated 0, unchanged 0, removed 0, errors 1" in beside.stdout, beside.stdout
+    assert listing(env)["gadgets"]["source"] == "folder", "another folder leaves the old documents alone"
+
+    (old / "gizmos.md").unlink()
+    adopted = run_cli("ingest", str(old), env=env)
+    assert "added 0, updated 0, unchanged 2, removed 1, errors 0; embedded 0 passages" in adopted.stdout
+    docs = listing(env)
+    assert {d: docs[d]["source"] for d in docs} == {
+        "widgets": str(old.resolve()),
+        "gadgets": str(old.resolve()),
+        "billing": str(other.resolve()),
+    }
+
+
 def test_eval_retrieval_prints_figures(ingested, tmp_path):
     env = base_env(ingested)
     result = run_cli("eval-retrieval", str(REPO / "evals" / "retrieval_dev.jsonl"), env=env)

@@ -326,3 +326,52 @@ def test_events_of_an_erased_visitor_are_purged(store):
         session.commit()
         assert outbox.purge_orphans(session=session) == 2, "one event, two URLs"
         assert {r.visitor_id for r in session.scalars(select(OutboxEvent))} == {"visitor-kept"}
+
+
+def test_erasure_keeps_curated_answers_and_sends_a_signed_visitor_erased_event(make_data_dir):
+    from app.staff.auth import create_token
+
+    port = free_port()
+    data_dir = make_data_dir()
+    engine = make_engine(Settings(data_dir=data_dir))
+    with make_sessionmaker(engine)() as session:
+        editor = create_token(session=session, name="ed@lumio.example", role="editor")[1]
+        admin = create_token(session=session, name="ad@lumio.example", role="admin")[1]
+    engine.dispose()
+    server = Server(data_dir, JOURNEY_WEBHOOK_URLS=f"http://127.0.0.1:{port}/hooks/journey", **FAST)
+    staff = f"{server.url}/v1/staff"
+    try:
+        question = "Do you have a discount for teachers? I'm ann.teacher@example.com"
+        turn = httpx.post(f"{server.url}/v1/chat", json={"message": question}, timeout=60).json()
+        answer = {"question": question, "answer": "Teachers get 40% off Starter.", "touchpoint_id": turn["message_id"]}
+        written = httpx.post(f"{staff}/answers", json=answer, headers={"authorization": f"Bearer {editor}"}, timeout=30)
+        assert written.status_code == 201, written.text
+
+        with Receiver(port) as receiver:
+            erased = httpx.delete(
+                f"{staff}/visitors/{turn['visitor_id']}", headers={"authorization": f"Bearer {admin}"}, timeout=30
+            )
+            assert erased.status_code == 200, erased.text
+            assert erased.json()["erased"]["curated_answers_detached"] == 1
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                found = [r for r in receiver.accepted if r["headers"]["x-journey-event-type"] == "visitor.erased"]
+                if found:
+                    break
+                time.sleep(0.2)
+        [request] = found
+        assert valid(request), "the erasure event is signed like every other"
+        body = json.loads(request["body"])
+        jsonschema.validate(body, SCHEMA)
+        assert body["data"]["visitor_id"] == turn["visitor_id"]
+        assert body["data"]["conversation_ids"] == [turn["conversation_id"]]
+
+        kept = httpx.get(f"{staff}/answers", headers={"authorization": f"Bearer {editor}"}, timeout=30).json()
+        [row] = [a for a in kept["items"] if a["id"] == written.json()["id"]]
+        assert row["answer"] == "Teachers get 40% off Starter." and row["touchpoint_id"] is None
+        assert "ann.teacher@example.com" not in row["question"], "the visitor's email in the question goes"
+        asked = {"message": "Do you have a discount for teachers?"}
+        again = httpx.post(f"{server.url}/v1/chat", json=asked, timeout=60)
+        assert again.json()["mode"] == "curated" and again.json()["reply"] == "Teachers get 40% off Starter."
+    finally:
+        server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import anyio
@@ -20,6 +21,8 @@ from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
+log = logging.getLogger(__name__)
+TURN_FAILED = "the reply failed; please try again"
 NOT_YOURS = (
     "conversation not found for this visitor: start a new conversation or send the visitor_id it was started with"
 )
@@ -55,15 +58,31 @@ def _checked_identity(settings: Settings, identity: Identity) -> Identity:
     return identity.model_copy(update={"verified": True})
 
 
-@router.post("/chat", response_model=ChatResponse)
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+CHAT_ERRORS = {
+    404: _error("the conversation is not this visitor's"),
+    409: _error("the conversation reached JOURNEY_MAX_TURNS"),
+    413: _error("the body is over JOURNEY_MAX_BODY_BYTES"),
+    422: _error("a field is missing or invalid"),
+    429: _error("over a rate limit (Retry-After)"),
+    503: _error("the reply failed or the knowledge base cannot be read; the turn is recorded (Retry-After)"),
+}
+
+
+@router.post("/chat", response_model=ChatResponse, responses=CHAT_ERRORS)
 async def chat_once(body: ChatRequest, chat: ChatDep, request: Request) -> dict:
     """Answer one visitor message and return the whole reply."""
     prepared = await _prepare(request, chat, body)
     try:
-        return await chat.answer(prepared)
-    except KnowledgeUnavailable as exc:  # 503; the visitor's message is still recorded
-        await chat.record(prepared, TurnState(error=str(exc)[:500]), outcome="server_error")
-        raise
+        return await chat.answer(prepared)  # a turn that fails is still recorded (outcome server_error)
+    except KnowledgeUnavailable:
+        raise  # 503 with the reason (app/main.py)
+    except Exception as exc:
+        log.exception("turn %s failed", prepared.message_id)
+        raise HTTPException(503, TURN_FAILED, headers={"Retry-After": "5"}) from exc
 
 
 async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
@@ -86,7 +105,7 @@ async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) 
             chat.open_turns -= 1
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse)
+@router.post("/chat/stream", response_class=EventSourceResponse, responses=CHAT_ERRORS)
 async def chat_stream(body: ChatRequest, chat: ChatDep, request: Request) -> EventSourceResponse:
     """Answer one visitor message as server-sent events: stage, sources, token..., done (or error)."""
     prepared = await _prepare(request, chat, body)

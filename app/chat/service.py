@@ -545,8 +545,12 @@ class ChatService:
                 if name == "done":
                     payload = data
         except BaseException as exc:
-            if not state.recorded and not isinstance(exc, Exception):  # cancelled: the server stopped mid-turn
-                await self.record(prepared, state, outcome="shutdown")
+            if not state.recorded:  # every accepted turn leaves its touchpoint, a failed one too
+                if isinstance(exc, Exception):
+                    state.error = f"{type(exc).__name__}: {exc}"[:500]
+                    await self.record(prepared, state, outcome="server_error")
+                else:  # cancelled: the server stopped mid-turn
+                    await self.record(prepared, state, outcome="shutdown")
             raise
         finally:
             self.open_turns -= 1

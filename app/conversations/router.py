@@ -38,8 +38,10 @@ async def transcript(
     conversation_id: ConversationId,
     visitor_id: Annotated[str, Query(pattern=VISITOR_ID_PATTERN)],
     chat: ChatDep,
+    request: Request,
 ) -> dict:
     """The visitor's own transcript: each question, reply, stage, sources and feedback."""
+    await rate_limits(request).check_read(request)
     return await _run(
         partial(read_transcript, sessions=chat.sessions, conversation_id=conversation_id, visitor_id=visitor_id)
     )

@@ -137,6 +137,9 @@ class Crawler:
 
     def crawl(self, start_url: str) -> CrawlResult:
         """Crawl from a page or a sitemap; raises UnsafeURLError or FetchError when the start itself fails."""
+        given = urlsplit(start_url.strip())
+        if given.username or given.password:  # refused as the admin API refuses it (normalising would drop them)
+            raise UnsafeURLError(f"URLs with credentials are refused: {given.hostname}")
         start = normalise_url(start_url)
         result = CrawlResult(source=source_of(start))
         self.deadline = time.monotonic() + self.limits.max_seconds
@@ -211,8 +214,10 @@ class Crawler:
                 continue
             doc_id = document_id(url)
             result.fetched += 1
-            try:
-                fetched = self.fetcher.get(url, deadline=self.deadline)
+            try:  # a redirect to another site (another port included) is not even requested
+                fetched = self.fetcher.get(
+                    url, deadline=self.deadline, follow=lambda target: _same_site(normalise_url(target), start)
+                )
             except UnsafeURLError as exc:
                 result.skipped.append(f"{url}: {exc}")
                 continue

@@ -15,7 +15,7 @@ MAX_CHUNK_CHARS = 1600
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _HEADING = re.compile(r"^(#{1,4})[ \t]+(.+?)[ \t#]*$")
 _ANCHOR = re.compile(r"[ \t]*\{#([^\s{}]+)\}$")  # `## Heading {#its-id}` keeps the page's own anchor
-FOLDER_SOURCE = "folder"
+LEGACY_FOLDER_SOURCE = "folder"  # every folder's source before a source was the folder's own path
 FILE_TYPES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
 
 
@@ -58,7 +58,7 @@ class KnowledgeDocument:
     content_hash: str
     path: Path | None = None
     extra: dict = field(default_factory=dict)
-    source: str = FOLDER_SOURCE
+    source: str = LEGACY_FOLDER_SOURCE
     stages_assigned: bool = False
     stage_confidence: float | None = None
 
@@ -158,6 +158,11 @@ def _first_heading(body: str) -> str | None:
         if match := _HEADING.match(line):
             return _split_anchor(match.group(2))[0]
     return None
+
+
+def folder_source(root: Path) -> str:
+    """The ingestion source a folder syncs: its resolved path, so several folders live side by side."""
+    return str(root.resolve())
 
 
 def load_folder(

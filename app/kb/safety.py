@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -108,31 +110,38 @@ class SafeFetcher:
         """Close the connection pool."""
         self._client.close()
 
-    def get(self, url: str, *, deadline: float | None = None) -> Fetched:
-        """Fetch url; raises UnsafeURLError for a refused hop and FetchError for any other failure."""
+    def get(self, url: str, *, deadline: float | None = None, follow: Callable[[str], bool] | None = None) -> Fetched:
+        """Fetch url within `timeout` seconds in all (redirects and a slowly sent body included) and by `deadline`.
+
+        A redirect to a URL `follow` refuses is not requested: the result is that redirect, its target as `url`.
+        Raises UnsafeURLError for a refused hop and FetchError for any other failure.
+        """
+        until = time.monotonic() + self.timeout
+        if deadline is not None:
+            until = min(until, deadline)
         redirects: list[str] = []
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             vetted = vet(current, self.allow_hosts)
-            response_url, status, content_type, body, location = self._once(vetted, deadline)
+            response_url, status, content_type, body, location = self._once(vetted, until)
             if status in {301, 302, 303, 307, 308} and location:
                 current = urlunsplit(urlsplit(urljoin(current, location))._replace(fragment=""))
                 redirects.append(current)
+                if follow is not None and not follow(current):
+                    return Fetched(url=current, status=status, content_type=content_type, body=b"", redirects=redirects)
                 continue
             return Fetched(url=response_url, status=status, content_type=content_type, body=body, redirects=redirects)
         raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
-    def _once(self, vetted: Vetted, deadline: float | None) -> tuple[str, int, str, bytes, str | None]:
+    def _once(self, vetted: Vetted, until: float) -> tuple[str, int, str, bytes, str | None]:
         parts = urlsplit(vetted.url)
         address = f"[{vetted.address}]" if ":" in vetted.address else vetted.address
         default_port = 443 if parts.scheme == "https" else 80
         netloc = address if vetted.port == default_port else f"{address}:{vetted.port}"
         host_header = parts.hostname if vetted.port == default_port else f"{parts.hostname}:{vetted.port}"
-        timeout = self.timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-            if timeout <= 0:
-                raise FetchError("out of time")
+        timeout = until - time.monotonic()
+        if timeout <= 0:
+            raise FetchError(f"{vetted.url}: out of time")
         request = self._client.build_request(
             "GET",
             urlunsplit(parts._replace(netloc=netloc)),
@@ -144,6 +153,11 @@ class SafeFetcher:
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise FetchError(f"{vetted.url}: {exc.__class__.__name__}: {exc}") from exc
+        # a read timeout counts per read: a server that sends a byte now and then must still stop at `until`
+        cut = threading.Event()
+        watchdog = threading.Timer(max(until - time.monotonic(), 0.0), _cut, args=(response, cut))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
@@ -154,12 +168,28 @@ class SafeFetcher:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise FetchError(f"{vetted.url}: over the {self.max_bytes:,}-byte limit")
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise FetchError(f"{vetted.url}: out of time while reading")
+                    if time.monotonic() > until:
+                        raise FetchError(f"{vetted.url}: out of time while reading ({self.timeout:g}s per request)")
                     chunks.append(chunk)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            if cut.is_set():
+                raise FetchError(f"{vetted.url}: out of time while reading ({self.timeout:g}s per request)") from exc
             raise FetchError(f"{vetted.url}: {exc.__class__.__name__}: {exc}") from exc
         finally:
+            watchdog.cancel()
             response.close()
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         return vetted.url, response.status_code, content_type, b"".join(chunks), response.headers.get("location")
+
+
+def _cut(response: httpx.Response, cut: threading.Event) -> None:
+    """Wake a read blocked on the response's socket: the request's time is up."""
+    cut.set()
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is None:
+        return
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's shutdown, also under TLS
+    except OSError:
+        pass

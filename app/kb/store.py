@@ -9,13 +9,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
 import numpy as np
 
 from app.config import Settings
-from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument
+from app.kb.documents import LEGACY_FOLDER_SOURCE, DocumentError, KnowledgeDocument
 from app.kb.lexical import BM25Index
 from app.kb.vocabulary import Vocabulary
 
@@ -34,6 +35,9 @@ MEMORY_SEARCH_MAX = 100_000
 # unit vectors are of another version get them again at the next ingestion (their passages are not embedded again).
 UNITS_VERSION = 2
 
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHROMA_CONNECT_SECONDS = 5.0  # a Chroma server that does not accept the connection by then is down
 CHROMA_REQUEST_SECONDS = 60.0  # longest wait for one answer of the Chroma server (the client's default: forever)
@@ -64,9 +68,14 @@ def check_chroma_server(chroma_url: str) -> None:
         )
 
 
-def make_chroma_client(settings: Settings):
-    """An embedded PersistentClient under the data dir, or an HttpClient when JOURNEY_CHROMA_URL is set."""
+def make_chroma_client(settings: Settings, *, fresh: bool = False):
+    """An embedded PersistentClient under the data dir, or an HttpClient when JOURNEY_CHROMA_URL is set.
+
+    fresh: a new embedded client that reads the files again (Chroma shares one per path in a process, with caches
+    that another process's writes, `journey ingest` beside `journey serve`, leave stale).
+    """
     import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
@@ -89,6 +98,8 @@ def make_chroma_client(settings: Settings):
             session.timeout = httpx.Timeout(CHROMA_REQUEST_SECONDS, connect=CHROMA_CONNECT_SECONDS)
         return _Guarded(client, settings.chroma_url)
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    if fresh:  # the old client stays usable by whoever holds it, and is freed with its last reference
+        SharedSystemClient.clear_system_cache()
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
 
 
@@ -230,25 +241,22 @@ class LexicalIndex:
 class KnowledgeBase:
     """Passages of the company's documents in one Chroma collection."""
 
-    def __init__(self, *, client, embeddings, prefix: str, memory_search_max: int = MEMORY_SEARCH_MAX) -> None:
+    def __init__(
+        self,
+        *,
+        client,
+        embeddings,
+        prefix: str,
+        memory_search_max: int = MEMORY_SEARCH_MAX,
+        reopen: Callable[[], object] | None = None,
+    ) -> None:
         self.embeddings = embeddings
         self.memory_search_max = memory_search_max
         self.name = collection_name(prefix, embeddings.name)
-        self._client = client
-        self._collection = client.get_or_create_collection(
-            name=self.name,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"embedding_model": embeddings.name},
-            embedding_function=None,
-        )
-        # The offline composer scores each sentence, list and table of the passages it answers from; their vectors are
-        # computed at ingestion and kept here (one row per unit, by document), so a turn embeds only the question.
-        self._units = client.get_or_create_collection(
-            name=f"{self.name}-units",
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"embedding_model": embeddings.name},
-            embedding_function=None,
-        )
+        self._reopen_client = reopen  # makes a fresh client (see _read)
+        self._client_lock = threading.Lock()
+        self._open(client)
+        self.stale = False  # the last reload failed: searches run on the copy read before
         self._catalog: dict[str, CatalogEntry] = {}
         self._catalog_at = 0.0
         self._catalog_version: str | None = None
@@ -257,22 +265,89 @@ class KnowledgeBase:
         self._lexical_checked = 0.0
         self._lexical_lock = threading.Lock()
 
+    def _open(self, client) -> None:
+        """Use this Chroma client: its passage collection and the composer's unit collection."""
+        collection = client.get_or_create_collection(
+            name=self.name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": self.embeddings.name},
+            embedding_function=None,
+        )
+        # The offline composer scores each sentence, list and table of the passages it answers from; their vectors are
+        # computed at ingestion and kept here (one row per unit, by document), so a turn embeds only the question.
+        units = client.get_or_create_collection(
+            name=f"{self.name}-units",
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": self.embeddings.name},
+            embedding_function=None,
+        )
+        self._client, self._collection, self._units = client, collection, units
+
+    def _reopen(self) -> None:
+        """Read through a fresh Chroma client (the collection changed, maybe in another process)."""
+        if self._reopen_client is not None:
+            with self._client_lock:
+                self._open(self._reopen_client())
+
+    def _read(self, read: Callable[[], T]) -> T:
+        """A Chroma read; when it fails, reopen the client and try once more, then raise KnowledgeUnavailable.
+
+        An embedded client caches the collection's files: after `journey ingest` rewrote them in another process its
+        reads fail ("Error finding id") until it is opened again.
+        """
+        try:
+            return read()
+        except Exception as exc:  # noqa: BLE001 - Chroma raises many kinds; any failed read gets one retry
+            log.warning("knowledge base read failed (%s: %s); reopening the Chroma client", type(exc).__name__, exc)
+        try:
+            self._reopen()
+            return read()
+        except KnowledgeUnavailable:
+            raise
+        except Exception as exc:
+            raise KnowledgeUnavailable(f"the knowledge base cannot be read: {type(exc).__name__}: {exc}") from exc
+
     def count(self) -> int:
         """Number of stored passages."""
-        return self._collection.count()
+        return self._read(lambda: self._collection.count())
+
+    def check(self) -> dict:
+        """Read the knowledge base as a turn would (KnowledgeUnavailable if it cannot): passages, and whether the copy
+        searches run on is older than the collection (a reload failed)."""
+        self._lexical_index()
+        self._read(lambda: self._collection.get(limit=1, include=["embeddings"]))
+        return {"passages": self.count(), "stale": self.stale}
 
     def _stored(self) -> dict[str, tuple[str, str]]:
         """doc_id -> (content hash, source) of what is stored now (passages from before sources were folders)."""
         got = self._collection.get(include=["metadatas"])
-        return {m["doc_id"]: (m["doc_hash"], m.get("source") or FOLDER_SOURCE) for m in got["metadatas"] or []}
+        return {m["doc_id"]: (m["doc_hash"], m.get("source") or LEGACY_FOLDER_SOURCE) for m in got["metadatas"] or []}
+
+    def _adopt_legacy(self, stored: dict[str, tuple[str, str]], source: str, wanted: set[str], dry_run: bool) -> None:
+        """Give this folder the documents stored when every folder was the one source `folder`, if they are its own.
+
+        Then every folder run replaced all of them, so they are one folder's documents: this one when it holds at
+        least half of them (it syncs them from now on, vanished ones included); otherwise they stay as they are.
+        """
+        legacy = {d for d, (_, src) in stored.items() if src == LEGACY_FOLDER_SOURCE}
+        if not legacy or source == LEGACY_FOLDER_SOURCE or 2 * len(legacy & wanted) < len(legacy):
+            return
+        if not dry_run:
+            got = self._collection.get(where={"doc_id": {"$in": sorted(legacy)}}, include=["metadatas"])
+            metadatas = [{**m, "source": source} for m in got["metadatas"]]
+            self._collection.update(ids=got["ids"], metadatas=metadatas)
+            self._changed()
+        for doc_id in legacy:
+            stored[doc_id] = (stored[doc_id][0], source)
 
     def ingest(
         self,
         docs: list[KnowledgeDocument],
         *,
         errors: list[DocumentError] | None = None,
-        source: str = FOLDER_SOURCE,
+        source: str = LEGACY_FOLDER_SOURCE,
         remove_missing: bool = True,
+        adopt_legacy: bool = False,
         dry_run: bool = False,
         before_embedding: Callable[[KnowledgeDocument], None] | None = None,
         progress: IngestProgress | None = None,
@@ -282,16 +357,26 @@ class KnowledgeBase:
         Unchanged documents (same content hash) are skipped; documents of other sources are left alone. A document
         that failed to load keeps what was stored for it before (a typo loses nothing), and so does every document
         when remove_missing is false (a crawl cut short by its limits). before_embedding sees each document about to
-        be (re)embedded, e.g. to give it stages; dry_run reports what would change and writes nothing.
+        be (re)embedded, e.g. to give it stages; dry_run reports what would change and writes nothing. A document
+        whose id another source already stores is reported as an error and left to that source. adopt_legacy: a
+        folder takes over the documents stored before sources were folders (see _adopt_legacy).
         """
         report = IngestReport(errors=[str(e) for e in errors or []], dry_run=dry_run)
         stored = self._stored()
         wanted = {d.id for d in docs} | {e.doc_id for e in errors or []}
+        if adopt_legacy:
+            self._adopt_legacy(stored, source, wanted, dry_run)
         for number, doc in enumerate(docs, start=1):
             if progress is not None:
                 progress(number - 1, len(docs), doc.id)
             if stored.get(doc.id) == (doc.content_hash, source):
                 report.unchanged.append(doc.id)
+                continue
+            if doc.id in stored and stored[doc.id][1] != source:
+                report.errors.append(
+                    f"{doc.id}: a document with this id is already stored from {stored[doc.id][1]}; left to it "
+                    "(rename the file, or remove the document from that source)"
+                )
                 continue
             (report.updated if doc.id in stored else report.added).append(doc.id)
             if dry_run:
@@ -399,23 +484,33 @@ class KnowledgeBase:
             if self._lexical is not None and now - self._lexical_checked < LEXICAL_CHECK_SECONDS:
                 return self._lexical
             self._lexical_checked = now
-            version = self._version()
-            if self._lexical is None or self._lexical.version != version:
-                got = self._collection.get(include=["documents", "metadatas", "embeddings"])
-                texts = [
-                    f"{m['title']} {m['section']} {text}"
-                    for text, m in zip(got["documents"], got["metadatas"], strict=True)
-                ]
-                self._lexical = LexicalIndex(
-                    version=version,
-                    bm25=BM25Index(got["ids"], texts),
-                    rows={pid: i for i, pid in enumerate(got["ids"])},
-                    vectors=_normalised(got["embeddings"], len(got["ids"])),
-                    documents=list(got["documents"]),
-                    metadatas=list(got["metadatas"]),
-                    units=self._load_units(),
-                )
+            try:
+                version = self._read(self._version)
+                if self._lexical is None or self._lexical.version != version:
+                    if self._lexical is not None:  # changed since it was read: maybe by another process
+                        self._reopen()
+                    self._lexical = self._read(lambda: self._load_copy(version))
+                self.stale = False
+            except KnowledgeUnavailable:
+                if self._lexical is None:
+                    raise
+                self.stale = True  # keep answering from what was read before; try again at the next check
+                log.warning("knowledge base changed but cannot be read: searching the copy read before")
             return self._lexical
+
+    def _load_copy(self, version: str | None) -> LexicalIndex:
+        got = self._collection.get(include=["documents", "metadatas", "embeddings"])
+        pairs = zip(got["documents"], got["metadatas"], strict=True)
+        texts = [f"{m['title']} {m['section']} {text}" for text, m in pairs]
+        return LexicalIndex(
+            version=version,
+            bm25=BM25Index(got["ids"], texts),
+            rows={pid: i for i, pid in enumerate(got["ids"])},
+            vectors=_normalised(got["embeddings"], len(got["ids"])),
+            documents=list(got["documents"]),
+            metadatas=list(got["metadatas"]),
+            units=self._load_units(),
+        )
 
     def vocabulary(self) -> Vocabulary:
         """The passages' words and how rare each is (rebuilt with the in-memory copy)."""
@@ -460,7 +555,7 @@ class KnowledgeBase:
 
     def documents(self, source: str | None = None) -> list[dict]:
         """Every stored document with its source, stages, whether they were assigned (and how surely), passages."""
-        got = self._collection.get(include=["metadatas"])
+        got = self._read(lambda: self._collection.get(include=["metadatas"]))
         docs: dict[str, dict] = {}
         for m in got["metadatas"] or []:
             entry = docs.setdefault(
@@ -469,7 +564,7 @@ class KnowledgeBase:
                     "id": m["doc_id"],
                     "title": m["title"],
                     "url": m.get("doc_url", ""),
-                    "source": m.get("source") or FOLDER_SOURCE,
+                    "source": m.get("source") or LEGACY_FOLDER_SOURCE,
                     "stages": list(_split(m.get("stages"))),
                     "stages_assigned": bool(m.get("stages_assigned", False)),
                     "stage_confidence": m.get("stage_confidence"),
@@ -489,7 +584,7 @@ class KnowledgeBase:
         by cosine similarity plus LEXICAL_WEIGHT times the normalised BM25 score. `similarity` stays the cosine.
         """
         index = self._lexical_index()  # its size is the count; the collection's version is checked every few s
-        total = len(index.rows) if index.rows else self.count()
+        total = len(index.rows)  # the copy holds every passage
         if total == 0:
             return []
         pool = min(total, max(k * 4, 12))
@@ -500,10 +595,12 @@ class KnowledgeBase:
             ids = index.bm25.ids
             found = {ids[i]: (index.documents[i], index.metadatas[i], float(similarities[i])) for i in nearest}
         else:
-            got = self._collection.query(
-                query_embeddings=[query_vector],
-                n_results=pool,
-                include=["documents", "metadatas", "distances"],
+            got = self._read(
+                lambda: self._collection.query(
+                    query_embeddings=[query_vector],
+                    n_results=pool,
+                    include=["documents", "metadatas", "distances"],
+                )
             )
             found = {
                 pid: (text, meta, 1.0 - float(dist))
@@ -548,8 +645,14 @@ class KnowledgeBase:
         version = self._lexical.version if self._lexical is not None else None
         with self._lock:
             if time.monotonic() - self._catalog_at > CATALOG_TTL_SECONDS or version != self._catalog_version:
+                try:
+                    got = self._read(lambda: self._collection.get(where={"chunk": 0}, include=["metadatas"]))
+                except KnowledgeUnavailable:
+                    if not self._catalog:
+                        raise
+                    log.warning("knowledge base cannot be read: the catalog read before is kept")
+                    return self._catalog
                 self._catalog_version = version
-                got = self._collection.get(where={"chunk": 0}, include=["metadatas"])
                 self._catalog = {
                     m["doc_id"]: CatalogEntry(
                         m["doc_id"], m["title"], m["doc_url"], _split(m["stages"]), _split(m["questions"], "\n")

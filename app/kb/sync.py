@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.kb.crawl import CrawlLimits, crawl
-from app.kb.documents import FOLDER_SOURCE, DocumentError, KnowledgeDocument, load_folder
+from app.kb.documents import DocumentError, KnowledgeDocument, folder_source, load_folder
 from app.kb.safety import parse_allow_hosts
 from app.kb.store import IngestReport, KnowledgeBase
 
@@ -64,7 +64,10 @@ def load_source(
     if progress is not None:
         progress("load", 0, 0, target)
     docs, errors = load_folder(Path(target), known_stages, max_bytes=settings.ingest_max_bytes)
-    return Loaded(FOLDER_SOURCE, docs, errors)
+    source = folder_source(Path(target))
+    for doc in docs:
+        doc.source = source
+    return Loaded(source, docs, errors)
 
 
 class StageAssigner:
@@ -116,6 +119,7 @@ def run(
         errors=loaded.errors,
         source=loaded.source,
         remove_missing=loaded.complete,
+        adopt_legacy=not is_url(target),
         dry_run=dry_run,
         before_embedding=StageAssigner(detector_factory),
         progress=(lambda done, total, item: progress("embed", done, total, item)) if progress else None,

@@ -124,6 +124,7 @@ async def visitor_stream(
     last_event_id: LastEventId = None,
 ):
     """The conversation's live events as server-sent events (resume with Last-Event-ID or ?after)."""
+    await rate_limits(request).check_read(request)
     desk = desk_of(request)
     start = await _run(
         lambda: queue.visitor_start(sessions=desk.sessions, conversation_id=conversation_id, visitor_id=visitor_id)

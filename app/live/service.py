@@ -229,7 +229,14 @@ def request_handoff(
     def work(session: Session) -> dict:
         conversation = get_conversation(session=session, conversation_id=conversation_id, visitor_id=visitor_id)
         current = open_request(session, conversation_id)
-        if current is not None:
+        if current is not None:  # the same request, with what this one adds (an email, more words) kept
+            if email and email != current.email:
+                current.email = email
+                add_touchpoint(session, conversation, "handoff_contact", {"email": email, "status": current.status})
+            if message:
+                current.message = message
+                event = add_event(session, conversation_id, "visitor.message", {"text": message})
+                add_touchpoint(session, conversation, "visitor_message", {"text": message, "event_id": event.id})
             if current.status == UNAVAILABLE:
                 words = unavailable_text(company=company, email=current.email, reason="timeout", settings=settings)
                 last = session.scalar(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -14,15 +15,18 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.chat.schemas import Identity
 from app.chat.service import ChatService, ConversationFull, Prepared, TurnState
 from app.config import Settings
 from app.deps import ChatDep
 from app.openai_compat import schemas
 from app.openai_compat.service import conversation_for
+from app.security.identity import IdentityError, verify
 from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+log = logging.getLogger(__name__)
 
 NOT_YOURS = (
     "conversation not found for this visitor: send the `user` the conversation was started with, "
@@ -30,7 +34,7 @@ NOT_YOURS = (
 )
 
 
-ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error"}
+ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error", 503: "server_error"}
 
 
 class OpenAIError(Exception):
@@ -61,6 +65,27 @@ def _authorize(request: Request, settings: Settings) -> bool:
     return True
 
 
+def _proven_identity(body: schemas.CompletionRequest, settings: Settings, trusted: bool) -> Identity | None:
+    """The verified identity of `user`: vouched for by an API key, or signed by the host (identity_signature)."""
+    meta = body.metadata or {}
+    if trusted and body.visitor_id():
+        known = meta.get("known_customer", "").lower() in schemas.TRUE
+        vouched = Identity(id=body.visitor_id(), email=meta.get("email"), known_customer=known)
+        return vouched.model_copy(update={"verified": True})
+    claimed = body.signed_identity()
+    if claimed is None:
+        return None
+    if not body.visitor_id():
+        raise OpenAIError(400, "metadata.identity_signature signs `user`: send it", param="user")
+    if not settings.identity_secret:
+        raise OpenAIError(401, "JOURNEY_IDENTITY_SECRET is not set: a signed identity cannot be verified here")
+    try:
+        verify(claimed.model_dump(), settings.identity_secret)
+    except IdentityError as exc:
+        raise OpenAIError(401, f"identity refused: {exc}", param="metadata.identity_signature") from exc
+    return claimed.model_copy(update={"verified": True})
+
+
 def _describe(exc: ValidationError) -> tuple[str, str | None]:
     error = exc.errors()[0]
     param = ".".join(str(p) for p in error.get("loc", ()))
@@ -85,9 +110,11 @@ async def _parse(request: Request, chat: ChatService, trusted: bool) -> tuple[sc
             await rate_limits(request).check(request, body.visitor_id())
         except HTTPException as exc:
             raise OpenAIError(429, exc.detail, code="rate_limit_exceeded", headers=exc.headers) from exc
-    conversation_id = await to_thread.run_sync(partial(conversation_for, sessions=chat.sessions, body=body))
+    proven = _proven_identity(body, chat.settings, trusted)
+    find = partial(conversation_for, sessions=chat.sessions, body=body, proven=proven is not None)
+    conversation_id = await to_thread.run_sync(find)
     try:
-        prepared = await chat.prepare(body.chat_request(conversation_id, trusted=trusted))
+        prepared = await chat.prepare(body.chat_request(conversation_id, trusted=trusted, proven=proven))
     except ValidationError as exc:
         message, param = _describe(exc)
         raise OpenAIError(400, message, param=param) from exc
@@ -110,7 +137,11 @@ async def chat_completions(request: Request, chat: ChatDep) -> JSONResponse | Ev
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         return EventSourceResponse(_chunks(chat, prepared, body.model, include_usage), ping=15, send_timeout=30)
-    done = await chat.answer(prepared)
+    try:
+        done = await chat.answer(prepared)  # a turn that fails is still recorded (outcome server_error)
+    except Exception:  # noqa: BLE001 - answered in OpenAI's shape; the client may retry
+        log.exception("turn %s failed", prepared.message_id)
+        return OpenAIError(503, "the reply failed; please try again", headers={"Retry-After": "5"}).response()
     return JSONResponse(schemas.completion(model=body.model, done=done, question=prepared.request.message))
 
 

@@ -78,17 +78,39 @@ class CompletionRequest(BaseModel):
         """True when the client sends earlier turns (an assistant message before the last user message)."""
         return any(m.role == "assistant" for m in self.messages[:-1])
 
-    def chat_request(self, conversation_id: str | None, *, trusted: bool) -> ChatRequest:
-        """The visitor chat request this completion request amounts to; identity only from a `trusted` caller."""
+    def signed_identity(self) -> Identity | None:
+        """The identity `metadata.identity_signature` claims (id `user`, email, known_customer, identity_expires).
+
+        Not yet verified; None when the request carries no signature.
+        """
+        meta = self.metadata or {}
+        if not meta.get("identity_signature"):
+            return None
+        expires = meta.get("identity_expires", "")
+        return Identity(
+            id=self.visitor_id(),
+            email=meta.get("email"),
+            known_customer=meta.get("known_customer", "").lower() in TRUE,
+            expires=int(expires) if expires.isdigit() else None,
+            signature=meta["identity_signature"][:128],
+        )
+
+    def chat_request(
+        self, conversation_id: str | None, *, trusted: bool, proven: Identity | None = None
+    ) -> ChatRequest:
+        """The visitor chat request this completion request amounts to.
+
+        Identity metadata is believed only from a `trusted` caller; `proven` is the verified identity of `user`.
+        """
         meta = self.metadata or {}
         page = None
         if meta.get("page_url") or meta.get("page_title"):
             page = PageContext(
                 url=meta.get("page_url", ""), title=meta.get("page_title", ""), referrer=meta.get("page_referrer", "")
             )
-        identity = None
+        identity = proven
         known = meta.get("known_customer", "").lower() in TRUE
-        if trusted and (known or meta.get("email")):
+        if identity is None and trusted and (known or meta.get("email")):
             identity = Identity(known_customer=known, email=meta.get("email"))
         return ChatRequest(
             message=self.question(),

@@ -1,7 +1,8 @@
 """Verified identity: the host site signs who the visitor is with HMAC-SHA256 on its server.
 
 The signature covers, in this order and joined by newlines: id, email, name, plan, known_customer ("1"/"0")
-and expires (Unix seconds). The secret (JOURNEY_IDENTITY_SECRET) stays on the host's server.
+and expires (Unix seconds); a field with a line break is refused. The secret (JOURNEY_IDENTITY_SECRET) stays on the
+host's server.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+
+SIGNED_TEXT = ("id", "email", "name", "plan")
 
 
 class IdentityError(ValueError):
@@ -43,5 +46,8 @@ def verify(identity: dict, secret: str, *, now: float | None = None) -> None:
         raise IdentityError("a signed identity needs 'expires' (Unix seconds)")
     if expires < (now if now is not None else time.time()):
         raise IdentityError("the identity signature has expired; sign it again on your server")
+    if any("\n" in str(identity.get(key) or "") or "\r" in str(identity.get(key) or "") for key in SIGNED_TEXT):
+        # the fields are signed joined by newlines: one inside a field would let its text move to the next field
+        raise IdentityError("identity fields must not contain line breaks")
     if not hmac.compare_digest(sign(identity, secret).encode(), signature.lower().encode()):
         raise IdentityError("the identity signature does not match")

@@ -52,6 +52,13 @@ class MemoryCounter:
             self._windows[key] = (ends, count)
         return None if count <= limit.count else ends - now
 
+    async def peek(self, key: str, limit: Limit) -> float | None:
+        """Seconds until the window resets when the key is over its limit now, else None (nothing counted)."""
+        now = time.monotonic()
+        with self._lock:
+            ends, count = self._windows.get(key, (0.0, 0))
+        return ends - now if ends > now and count >= limit.count else None
+
 
 class RedisCounter:
     """Counters shared by every worker through Redis (INCR + EXPIRE per window).
@@ -80,6 +87,16 @@ class RedisCounter:
             return await self._fallback.hit(key, limit)
         return None if count <= limit.count else float(max(ttl, 1))
 
+    async def peek(self, key: str, limit: Limit) -> float | None:
+        """Seconds until the window resets when the key is over its limit now, else None (nothing counted)."""
+        name = f"journey:rl:{key}"
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                count, ttl = await pipe.get(name).ttl(name).execute()
+        except Exception:  # noqa: BLE001 - as in hit(): this worker's own counts
+            return await self._fallback.peek(key, limit)
+        return float(max(ttl, 1)) if count is not None and int(count) >= limit.count else None
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
@@ -88,11 +105,14 @@ class RedisCounter:
 class RateLimits:
     """The chat endpoints' limits: per client IP and per visitor id."""
 
-    def __init__(self, *, counter, per_ip: Limit, per_visitor: Limit, trust_forwarded: bool) -> None:
+    def __init__(
+        self, *, counter, per_ip: Limit, per_visitor: Limit, trust_forwarded: bool, reads_per_ip: Limit | None = None
+    ) -> None:
         self.counter = counter
         self.per_ip = per_ip
         self.per_visitor = per_visitor
         self.trust_forwarded = trust_forwarded
+        self.reads_per_ip = reads_per_ip or Limit(count=120, seconds=60)
 
     def client_ip(self, request: Request) -> str:
         """The caller's address (the first X-Forwarded-For hop when the proxy is trusted)."""
@@ -117,6 +137,21 @@ class RateLimits:
                 )
 
 
+    async def check_read(self, request: Request) -> None:
+        """Raise 429 with Retry-After when the IP is over its limit of visitor reads (transcripts, suggestions, live
+        streams opened); counted apart from chat messages, so a page load does not use up a visitor's messages."""
+        limit = self.reads_per_ip
+        retry = await self.counter.hit(f"reads:{self.client_ip(request)}", limit)
+        if retry is not None:
+            seconds = max(1, math.ceil(retry))
+            raise HTTPException(
+                429,
+                f"too many requests from this network address: the limit is {limit.count} per {limit.seconds}s; "
+                f"try again in {seconds}s",
+                headers={"Retry-After": str(seconds)},
+            )
+
+
 def rate_limits(request: Request) -> RateLimits:
     """The app's limits, built on first use from its settings (Redis when JOURNEY_REDIS_URL is set)."""
     limits = getattr(request.app.state, "rate_limits", None)
@@ -128,6 +163,7 @@ def rate_limits(request: Request) -> RateLimits:
             per_ip=Limit.parse(settings.rate_limit_ip),
             per_visitor=Limit.parse(settings.rate_limit_visitor),
             trust_forwarded=settings.trust_forwarded_for,
+            reads_per_ip=Limit.parse(settings.rate_limit_reads),
         )
         request.app.state.rate_limits = limits
     return limits

@@ -69,11 +69,14 @@ def transitions(*, session: Session, period: Period) -> list[dict]:
 
 
 def time_in_stage(*, session: Session, period: Period) -> list[dict]:
-    """Seconds conversations spent in each stage: from entering it to the next stage's first turn (or last turn)."""
+    """Seconds conversations spent in each stage: from entering it to the next stage's first turn (or last turn).
+
+    Turns without a stage (a failed turn records none) neither open nor close a span.
+    """
     spans: dict[str, list[float]] = defaultdict(list)
     query = (
         select(Touchpoint.conversation_id, Touchpoint.created_at, Touchpoint.stage)
-        .where(*_exchanges(period))
+        .where(*_exchanges(period), Touchpoint.stage.is_not(None))
         .order_by(Touchpoint.conversation_id, Touchpoint.turn)
         .execution_options(yield_per=1000)
     )
@@ -177,9 +180,17 @@ def resolution(*, session: Session, period: Period) -> dict:
 
 
 def knowledge_gaps(
-    *, session: Session, period: Period, embed: Callable[[list[str]], np.ndarray], is_small_talk: Callable[[str], bool]
+    *,
+    session: Session,
+    period: Period,
+    embed: Callable[[list[str]], np.ndarray],
+    is_small_talk: Callable[[str], bool],
+    answered: Callable[[np.ndarray], bool] = lambda _vector: False,
 ) -> list[dict]:
-    """Questions with weak retrieval, a thumbs down or followed by a handoff, grouped by stage and similar wording."""
+    """Questions with weak retrieval, a thumbs down or followed by a handoff, grouped by stage and similar wording.
+
+    Questions a curated answer now answers (`answered` on their vector), or answered when asked, are left out.
+    """
     down_ids = {
         str(m)
         for m in session.scalars(select(Touchpoint.data["message_id"].as_string()).where(thumbs_down_condition()))
@@ -203,7 +214,7 @@ def knowledge_gaps(
             Touchpoint.question,
             Touchpoint.retrieval_score,
         )
-        .where(*_exchanges(period))
+        .where(*_exchanges(period), Touchpoint.mode != "curated")  # staff already answered those
         .order_by(Touchpoint.created_at.desc())
         .limit(GAP_MAX_QUESTIONS * 5)
     )
@@ -230,6 +241,8 @@ def knowledge_gaps(
     groups: list[dict] = []
     centroids: list[np.ndarray] = []
     for (stage, question, reasons), vector in zip(flagged, vectors, strict=True):
+        if answered(vector):
+            continue
         match = next(
             (i for i, g in enumerate(groups) if g["stage"] == stage and float(centroids[i] @ vector) >= GAP_SIMILARITY),
             None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.security.ratelimit import Limit, rate_limits
 from app.staff.models import ROLES, StaffToken
 from app.store.models import utcnow
 
@@ -82,8 +84,16 @@ async def current_staff(request: Request) -> StaffUser:
         raise HTTPException(
             401, "staff token required: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
         )
+    limits = rate_limits(request)
+    key = f"staff-auth:{limits.client_ip(request)}"
+    allowed = Limit.parse(request.app.state.services.settings.staff_auth_limit)
+    if (wait := await limits.counter.peek(key, allowed)) is not None:  # guessing tokens: checked no more for now
+        seconds = max(1, math.ceil(wait))
+        message = f"too many wrong staff tokens from this address: try again in {seconds}s"
+        raise HTTPException(429, message, headers={"Retry-After": str(seconds)})
     user = await to_thread.run_sync(_lookup, request.app.state.services.chat.sessions, token.strip())
     if user is None:
+        await limits.counter.hit(key, allowed)
         raise HTTPException(401, "invalid or revoked staff token", headers={"WWW-Authenticate": "Bearer"})
     return user
 

@@ -36,6 +36,8 @@ COLUMNS = (
     "data",
 )
 BATCH = 500
+# a spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def touchpoint_rows(sessions, f: ConversationFilter) -> Iterator[dict]:
@@ -63,8 +65,16 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _csv_cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading formula character gets a single quote before it."""
+    text = _cell(value)
+    if isinstance(value, str) and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def as_csv(rows: Iterator[dict]) -> Iterator[str]:
-    """CSV text, header first, a chunk per row."""
+    """CSV text, header first, a chunk per row; text cells are neutralised against formula injection."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
@@ -72,7 +82,7 @@ def as_csv(rows: Iterator[dict]) -> Iterator[str]:
     for row in rows:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow([_cell(row[c]) for c in COLUMNS])
+        writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
         yield buffer.getvalue()
 
 

@@ -15,6 +15,7 @@ from app.deps import ServicesDep
 from app.staff import analytics, service
 from app.staff.auth import Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
+from app.webhooks.outbox import webhook_urls
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
 
@@ -235,11 +236,25 @@ async def knowledge_gaps(
         period=analytics.Period(service.as_utc(since), service.as_utc(until)),
         embed=services.chat.vectors.embed_array,
         is_small_talk=is_small_talk,
+        answered=lambda vector: services.chat.learning.match(vector) is not None,
     )
     return {"groups": groups}
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "touchpoints as CSV (a header row, formula cells neutralised) or JSON lines",
+            "content": {media: {"schema": {"type": "string"}} for media in ("text/csv", "application/x-ndjson")},
+        },
+        401: {"description": "no valid staff token"},
+        403: {"description": "the token's role is below editor"},
+        422: {"description": "a filter or the format is invalid"},
+        429: {"description": "too many wrong staff tokens from this address (Retry-After)"},
+    },
+)
 async def export(
     user: Editor, services: ServicesDep, f: FilterDep, format: Literal["csv", "jsonl"] = "jsonl"
 ) -> StreamingResponse:
@@ -254,7 +269,8 @@ async def export(
 
 @router.delete("/visitors/{visitor_id}")
 async def erase_visitor(visitor_id: str, user: Admin, services: ServicesDep) -> dict:
-    """Erase every stored trace of a visitor."""
-    counts = await _run(services, service.erase_visitor, visitor_id=visitor_id)
+    """Erase every stored trace of a visitor (curated answers written from their turns stay, detached)."""
+    urls = webhook_urls(services.settings)
+    counts = await _run(services, service.erase_visitor, visitor_id=visitor_id, webhook_urls=urls)
     await to_thread.run_sync(services.chat.learning.changed)
     return {"visitor_id": visitor_id, "erased": counts}

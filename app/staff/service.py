@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.security.redact import redact
 from app.staff.erasure import forget_quotes
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
 from app.store.models import Conversation, Touchpoint, utcnow
-from app.webhooks.outbox import erase_visitor_events
+from app.webhooks.outbox import add_erased_event, erase_visitor_events
 
 LOW_STAGE_CONFIDENCE = 0.6
 LOW_RETRIEVAL = 0.45
@@ -336,9 +337,22 @@ def delete_answer(*, session: Session, answer_id: int) -> None:
     session.commit()
 
 
-def erase_visitor(*, session: Session, visitor_id: str) -> dict[str, int]:
-    """Remove every stored trace of a visitor, their words quoted on other visitors' touchpoints included."""
+def detach_answers(*, session: Session, visitor_id: str) -> int:
+    """Keep the curated answers staff wrote from a visitor's turns, cut loose from them (their question redacted)."""
+    rows = session.scalars(select(CuratedAnswer).where(CuratedAnswer.visitor_id == visitor_id)).all()
+    for row in rows:
+        row.visitor_id, row.source_touchpoint_id = None, None
+        row.question, row.updated_at = redact(row.question), utcnow()
+    return len(rows)
+
+
+def erase_visitor(*, session: Session, visitor_id: str, webhook_urls: list[str] | None = None) -> dict[str, int]:
+    """Remove every stored trace of a visitor, their words quoted on other visitors' touchpoints included.
+
+    Curated answers staff wrote from the visitor's turns stay, detached; each webhook URL gets `visitor.erased`.
+    """
     conversation_ids = select(Conversation.id).where(Conversation.visitor_id == visitor_id)
+    erased_conversations = list(session.scalars(conversation_ids))
     counts = {
         "quoted_elsewhere": forget_quotes(session=session, visitor_id=visitor_id),
         "annotations": session.execute(
@@ -348,12 +362,13 @@ def erase_visitor(*, session: Session, visitor_id: str) -> dict[str, int]:
             delete(ConversationReview).where(ConversationReview.conversation_id.in_(conversation_ids))
         ).rowcount,
         "stage_examples": session.execute(delete(StageExample).where(StageExample.visitor_id == visitor_id)).rowcount,
-        "curated_answers": session.execute(
-            delete(CuratedAnswer).where(CuratedAnswer.visitor_id == visitor_id)
-        ).rowcount,
+        "curated_answers_detached": detach_answers(session=session, visitor_id=visitor_id),
         "webhook_events": erase_visitor_events(session=session, visitor_id=visitor_id),
         "touchpoints": session.execute(delete(Touchpoint).where(Touchpoint.visitor_id == visitor_id)).rowcount,
         "conversations": session.execute(delete(Conversation).where(Conversation.visitor_id == visitor_id)).rowcount,
     }
+    counts["erased_events_queued"] = add_erased_event(
+        session=session, urls=webhook_urls or [], visitor_id=visitor_id, conversation_ids=erased_conversations
+    )
     session.commit()
     return counts

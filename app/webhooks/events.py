@@ -18,7 +18,8 @@ HANDOFF_EVENTS = {  # touchpoint kind -> live handoff event type (docs/live-hand
     "handoff_claimed": "handoff.claimed",
     "handoff_closed": "handoff.closed",
 }
-EVENT_TYPES = (TOUCHPOINT_CREATED, STAGE_TRANSITION, *HANDOFF_EVENTS.values())
+VISITOR_ERASED = "visitor.erased"
+EVENT_TYPES = (TOUCHPOINT_CREATED, STAGE_TRANSITION, *HANDOFF_EVENTS.values(), VISITOR_ERASED)
 
 
 def event_id(event_type: str, touchpoint_id: str) -> str:
@@ -122,3 +123,12 @@ def events_for(touchpoint: Touchpoint, conversation: Conversation | None) -> lis
         envelope = {"id": key, "type": event_type, "version": VERSION, "created_at": iso(None), "data": data}
         out.append((key, event_type, json.dumps(envelope, ensure_ascii=False, separators=(",", ":"), default=str)))
     return out
+
+
+def erased_event(visitor_id: str, conversation_ids: list[str]) -> tuple[str, str, str]:
+    """(event id, type, JSON body) of a visitor's erasure: receivers delete what they keep about them."""
+    erased_at = iso(None)
+    key = event_id(VISITOR_ERASED, f"{visitor_id}@{erased_at}")
+    data = {"visitor_id": visitor_id, "conversation_ids": sorted(conversation_ids), "erased_at": erased_at}
+    envelope = {"id": key, "type": VISITOR_ERASED, "version": VERSION, "created_at": erased_at, "data": data}
+    return key, VISITOR_ERASED, json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))

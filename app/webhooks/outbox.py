@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.store.models import Conversation, Touchpoint, utcnow
-from app.webhooks.events import events_for
+from app.webhooks.events import erased_event, events_for
 from app.webhooks.models import DELIVERED, FAILED, PENDING, OutboxEvent
 
 NEW_EVENTS = "journey_webhook_new_events"
@@ -216,6 +216,32 @@ def erase_visitor_events(*, session: Session, visitor_id: str) -> int:
     """Delete a visitor's events, delivered or not (for erasure); the caller commits."""
     result = session.execute(delete(OutboxEvent).where(OutboxEvent.visitor_id == visitor_id))
     return result.rowcount or 0
+
+
+def add_erased_event(*, session: Session, urls: list[str], visitor_id: str, conversation_ids: list[str]) -> int:
+    """Queue a `visitor.erased` event for each URL; the caller commits (with the erasure).
+
+    The row has no visitor_id, so erasure and the orphan purge leave it to be delivered; its body names the visitor.
+    """
+    key, event_type, body = erased_event(visitor_id, conversation_ids)
+    now = utcnow()
+    for url in urls:
+        session.add(
+            OutboxEvent(
+                event_id=key,
+                event_type=event_type,
+                url=url,
+                body=body,
+                visitor_id=None,
+                status=PENDING,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+    if urls:
+        session.info[NEW_EVENTS] = True
+    return len(urls)
 
 
 def counts_by_url(*, session: Session) -> dict[str, dict[str, int]]:

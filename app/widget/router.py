@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from app.config import REPO_ROOT
 from app.deps import ChatDep
 from app.security.headers import csp_with_inline_scripts
+from app.security.ratelimit import rate_limits
 from app.widget.assets import StaticAsset
 from app.widget.service import starter_questions
 
@@ -48,11 +49,13 @@ async def demo(request: Request) -> Response:
 
 @router.get("/v1/suggestions", response_model=StartersOut)
 async def suggestions(
+    request: Request,
     chat: ChatDep,
     stage: Annotated[str | None, Query(max_length=40)] = None,
     page_url: Annotated[str, Query(max_length=2048)] = "",
 ) -> dict:
     """Starter questions for the stage (given, else the page URL's, else the first), from the knowledge base."""
+    await rate_limits(request).check_read(request)
     if stage is not None and stage not in chat.journey.names:
         message = f"unknown stage {stage!r}; expected one of {', '.join(chat.journey.names)}"
         raise RequestValidationError([{"loc": ("query", "stage"), "msg": message, "type": "enum"}])
