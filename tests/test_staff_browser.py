@@ -405,7 +405,10 @@ def test_analytics_charts_render_as_svg(desk, staff):
     assert page.locator("#chart-rates svg.rate-bar rect.bar").count() == 3 * len(stages)
     gaps = page.locator("#gaps li.gap")
     expect(gaps.filter(has_text=BLANK).locator(".badge")).to_contain_text(["thumbs down 1"])
-    expect(gaps.filter(has_text=CANCEL).locator(".badge")).to_contain_text(["handoff 1"])
+    if any(a["question"] == CANCEL for a in staff.api("GET", "/answers").json()["items"]):
+        expect(gaps.filter(has_text=CANCEL)).to_have_count(0)  # a staff answer (an earlier test) closed this gap
+    else:
+        expect(gaps.filter(has_text=CANCEL).locator(".badge")).to_contain_text(["handoff 1"])
     counts = [int(c[:-1]) for c in gaps.locator(".count").all_inner_texts()]
     assert counts == sorted(counts, reverse=True), "most frequent first"
     desk.shot("staff-desktop-analytics", full_page=True)
