@@ -179,8 +179,11 @@ def llm_env(fake: FakeLLMProcess, timeout: float = 20, token_timeout: float = 8)
 class ServerProcess:
     """`journey serve` on a free port with its own data dir."""
 
-    def __init__(self, data: Path, workers: int = 1, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, data: Path, workers: int = 1, port: int | None = None, checkout: Path = REPO, **env: str
+    ) -> None:
         self.data = data
+        self.checkout = checkout  # the code it runs: this repository, or an earlier checkout to compare with
         self.env = clean_env(data, **UNLIMITED, **env)
         self.workers = workers
         self.port = port or free_port()
@@ -192,7 +195,7 @@ class ServerProcess:
         """Start (or restart) the process and wait for /health."""
         args = [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         with self.log.open("a") as log:
-            self.process = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(args, cwd=self.checkout, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_http(f"{self.url}/health", self.process)
         if self.workers > 1:  # every worker has loaded its models once the health check passes a few times
             for _ in range(20 * self.workers):

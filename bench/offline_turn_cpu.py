@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import psutil
-from harness import free_port, reference_ms
-
-REPO = Path(__file__).resolve().parent.parent
+from harness import REPO, ServerProcess, clean_env, reference_ms
 
 
 def questions(limit: int) -> list[str]:
@@ -34,38 +29,13 @@ def questions(limit: int) -> list[str]:
     return out[:limit] if limit else out
 
 
-def start(checkout: Path, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "OPENAI_"))}
-    env.update(JOURNEY_DATA_DIR=str(data_dir), JOURNEY_RATE_LIMIT_IP="1000000/60")
-    env["JOURNEY_RATE_LIMIT_VISITOR"] = "1000000/60"
-    ingest = subprocess.run([sys.executable, "-m", "app", "ingest"], cwd=checkout, env=env, capture_output=True)
+def start(checkout: Path, data_dir: Path) -> ServerProcess:
+    """Ingest the demo knowledge with that checkout's code, then serve it (no rate limits: all load is one IP)."""
+    data_dir.mkdir()
+    ingest = subprocess.run([sys.executable, "-m", "app", "ingest"], cwd=checkout, env=clean_env(data_dir))
     if ingest.returncode != 0:
-        raise SystemExit(f"ingest failed in {checkout}: {ingest.stderr.decode()[-500:]}")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        cwd=checkout,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            raise SystemExit(f"the server of {checkout} did not start")
-        time.sleep(0.3)
-
-
-def cpu(process: subprocess.Popen) -> float:
-    times = psutil.Process(process.pid).cpu_times()
-    return times.user + times.system
+        raise SystemExit(f"ingest failed in {checkout}")
+    return ServerProcess(data_dir, checkout=checkout)
 
 
 def main() -> None:
@@ -83,20 +53,19 @@ def main() -> None:
                 sides[name] = start(checkout, Path(scratch) / name.replace(" ", "-"))
             spent = dict.fromkeys(sides, 0.0)
             with httpx.Client(timeout=60) as http:
-                for _, url in sides.values():  # warm up: one-off loading (models, KB word vectors) is not timed
+                for server in sides.values():  # warm up: one-off loading (models, KB word vectors) is not timed
                     for message in ("hello", "what does it cost", "can my clients pay in zorkmids"):
-                        http.post(f"{url}/v1/chat", json={"message": message}).raise_for_status()
+                        http.post(f"{server.url}/v1/chat", json={"message": message}).raise_for_status()
                 for n, first in enumerate(range(0, len(asked), args.block)):
                     order = list(sides.items()) if n % 2 == 0 else list(reversed(sides.items()))
-                    for name, (process, url) in order:
-                        before = cpu(process)
+                    for name, server in order:
+                        before = server.cpu_seconds()
                         for question in asked[first : first + args.block]:
-                            http.post(f"{url}/v1/chat", json={"message": question}).raise_for_status()
-                        spent[name] += cpu(process) - before
+                            http.post(f"{server.url}/v1/chat", json={"message": question}).raise_for_status()
+                        spent[name] += server.cpu_seconds() - before
         finally:
-            for process, _ in sides.values():
-                process.terminate()
-                process.wait(timeout=30)
+            for server in sides.values():
+                server.stop()
     for name, seconds in spent.items():
         print(f"{name:14} server CPU per offline turn: {1000 * seconds / len(asked):.1f} ms (n={len(asked)})")
     print(f"this checkout / baseline: {spent['this checkout'] / spent['baseline']:.2f}")
