@@ -128,14 +128,7 @@ class RateLimits:
         for key, limit, who in checks:
             retry = await self.counter.hit(key, limit)
             if retry is not None:
-                seconds = max(1, math.ceil(retry))
-                raise HTTPException(
-                    429,
-                    f"too many messages from {who}: the limit is {limit.count} per {limit.seconds}s; "
-                    f"try again in {seconds}s",
-                    headers={"Retry-After": str(seconds)},
-                )
-
+                raise _too_many(f"messages from {who}", limit, retry)
 
     async def check_read(self, request: Request) -> None:
         """Raise 429 with Retry-After when the IP is over its limit of visitor reads (transcripts, suggestions, live
@@ -143,13 +136,17 @@ class RateLimits:
         limit = self.reads_per_ip
         retry = await self.counter.hit(f"reads:{self.client_ip(request)}", limit)
         if retry is not None:
-            seconds = max(1, math.ceil(retry))
-            raise HTTPException(
-                429,
-                f"too many requests from this network address: the limit is {limit.count} per {limit.seconds}s; "
-                f"try again in {seconds}s",
-                headers={"Retry-After": str(seconds)},
-            )
+            raise _too_many("requests from this network address", limit, retry)
+
+
+def _too_many(what: str, limit: Limit, retry: float) -> HTTPException:
+    """The 429 for a limit that is used up, with Retry-After in whole seconds."""
+    seconds = max(1, math.ceil(retry))
+    return HTTPException(
+        429,
+        f"too many {what}: the limit is {limit.count} per {limit.seconds}s; try again in {seconds}s",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def rate_limits(request: Request) -> RateLimits:
