@@ -53,20 +53,7 @@ def install_outbox(sessions: sessionmaker, settings: Settings) -> None:
                     Conversation, touchpoint.conversation_id
                 )
                 for key, event_type, body in events_for(touchpoint, conversation):
-                    for url in urls:
-                        session.add(
-                            OutboxEvent(
-                                event_id=key,
-                                event_type=event_type,
-                                url=url,
-                                body=body,
-                                visitor_id=touchpoint.visitor_id,
-                                status=PENDING,
-                                attempts=0,
-                                created_at=now,
-                                next_attempt_at=now,
-                            )
-                        )
+                    session.add_all(_pending(key, event_type, body, urls, touchpoint.visitor_id, now))
         session.info[NEW_EVENTS] = True
 
     event.listen(sessions, "before_flush", before_flush)
@@ -212,6 +199,26 @@ def retry_failed(*, session: Session) -> int:
     return result.rowcount or 0
 
 
+def _pending(
+    key: str, event_type: str, body: str, urls: list[str], visitor_id: str | None, now: datetime
+) -> list[OutboxEvent]:
+    """One undelivered outbox row of the event per webhook URL, due now."""
+    return [
+        OutboxEvent(
+            event_id=key,
+            event_type=event_type,
+            url=url,
+            body=body,
+            visitor_id=visitor_id,
+            status=PENDING,
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for url in urls
+    ]
+
+
 def erase_visitor_events(*, session: Session, visitor_id: str) -> int:
     """Delete a visitor's events, delivered or not (for erasure); the caller commits."""
     result = session.execute(delete(OutboxEvent).where(OutboxEvent.visitor_id == visitor_id))
@@ -224,21 +231,7 @@ def add_erased_event(*, session: Session, urls: list[str], visitor_id: str, conv
     The row has no visitor_id, so erasure and the orphan purge leave it to be delivered; its body names the visitor.
     """
     key, event_type, body = erased_event(visitor_id, conversation_ids)
-    now = utcnow()
-    for url in urls:
-        session.add(
-            OutboxEvent(
-                event_id=key,
-                event_type=event_type,
-                url=url,
-                body=body,
-                visitor_id=None,
-                status=PENDING,
-                attempts=0,
-                created_at=now,
-                next_attempt_at=now,
-            )
-        )
+    session.add_all(_pending(key, event_type, body, urls, None, utcnow()))
     if urls:
         session.info[NEW_EVENTS] = True
     return len(urls)
