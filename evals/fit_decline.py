@@ -5,7 +5,8 @@
 Every case is asked through the chat service (a scratch database), the features of its last turn are read back from
 the touchpoint, and a class-balanced logistic regression (L2, standardised features) is fitted; 5-fold
 cross-validation shows how it does on cases it was not fitted on. The threshold is the lowest at which at most
---max-declined of the answerable cases are declined. Paste the printed constants into app/answer/answerable.py.
+--max-declined of the answerable cases are declined; it is printed for comparison only, since the app stores the
+score and does not decline on it. Paste the printed WEIGHTS, MEANS and SCALES into app/answer/answerable.py.
 Not used by the app.
 """
 
@@ -95,7 +96,7 @@ def main() -> None:
     print(f"WEIGHTS = {tuple(round(float(v), 3) for v in w)}")
     print(f"MEANS = {tuple(round(float(v), 4) for v in means)}")
     print(f"SCALES = {tuple(round(float(v), 4) for v in scales)}")
-    print(f"THRESHOLD = {t}")
+    print(f"# threshold at most {args.max_declined} answerable declined: {t} (compared only; the app does not use it)")
 
 
 if __name__ == "__main__":
