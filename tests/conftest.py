@@ -255,3 +255,30 @@ def pg_url() -> Iterator[str]:
     url, drop = create_pg_database()
     yield url
     drop()
+
+
+# ---- the browser tests' shared fixtures (tests/chromium.py, tests/widget_page.py) ----
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for the module (skipped without it, unless JOURNEY_REQUIRE_SERVICES=1)."""
+    from chromium import launch
+
+    yield from launch()
+
+
+@pytest.fixture()
+def widget(browser):
+    """A fresh desktop browser context (own storage) with a Widget helper on its page."""
+    from widget_page import desktop_widget
+
+    yield from desktop_widget(browser)
+
+
+@pytest.fixture()
+def site(tmp_path: Path):
+    """A customer's website on its own origin."""
+    from widget_page import serve_site
+
+    yield from serve_site(tmp_path)

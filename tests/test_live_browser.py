@@ -17,8 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chromium import ARTIFACTS, assert_contrast, launch
+from chromium import ARTIFACTS, assert_contrast
 from conftest import Server, base_env, local_redis_url, run_cli
+from widget_page import Widget
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,12 +28,6 @@ PRICING = "How much does the pro plan cost?"
 XSS = "<img src=x onerror=alert(1)>"
 AGENT = "Ana"
 LONG_WAIT = {"JOURNEY_HANDOFF_WAIT_SECONDS": "900"}  # nobody is marked unavailable while a test runs
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless chromium for the module (skipped without it, unless JOURNEY_REQUIRE_SERVICES=1)."""
-    yield from launch()
 
 
 def create_token(data_dir: Path, name: str, role: str, **env: str) -> str:
@@ -145,31 +140,8 @@ class Tab:
         assert self.errors == [], self.errors
 
 
-class Visitor(Tab):
-    """The demo page with the widget, and what a visitor does with it."""
-
-    def __call__(self, css: str):
-        return self.page.locator(f"journey-guide {css}")
-
-    def goto(self, url: str) -> Visitor:
-        self.page.goto(url)
-        self.page.wait_for_selector("journey-guide", state="attached")
-        return self
-
-    def open(self) -> None:
-        from playwright.sync_api import expect
-
-        self(".launch").click()
-        expect(self(".panel")).to_be_visible()
-
-    def ask(self, text: str) -> None:
-        self("#jg-in").fill(text)
-        self("#jg-in").press("Enter")
-
-    def wait_replies(self, count: int) -> None:
-        from playwright.sync_api import expect
-
-        expect(self(".m.b .fb")).to_have_count(count)
+class Visitor(Tab, Widget):
+    """The demo page with the widget (goto, open, ask, wait_replies: widget_page.Widget), and the live chat's parts."""
 
     @property
     def conversation(self) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chromium import ARTIFACTS, assert_contrast, launch
+from chromium import ARTIFACTS, assert_contrast
 from conftest import Server, base_env, run_cli
 
 pytestmark = pytest.mark.timeout(300)  # the first test also starts and fills the server
@@ -26,12 +26,6 @@ BLANK = "My booking page is blank, what's wrong?"
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> what is lumio?"
 FILLER = ["What is Lumio?", "Do you have an app for iPhone?", "How do reminders work?", "Is there a free trial?"]
 FILLERS = 25  # with the three below: 28 conversations, more than one page of 25
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless chromium for the module."""
-    yield from launch()
 
 
 def create_token(data_dir: Path, name: str, role: str) -> tuple[int, str]:

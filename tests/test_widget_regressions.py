@@ -8,31 +8,11 @@ from __future__ import annotations
 import gzip
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from chromium import assert_contrast, launch
+from chromium import assert_contrast
 from conftest import REPO
-from widget_page import PHONE, PRICING, Site, Widget, assert_inert, desktop_widget, serve_site
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless chromium for the module (skipped without it, unless JOURNEY_REQUIRE_SERVICES=1)."""
-    yield from launch()
-
-
-@pytest.fixture()
-def widget(browser) -> Iterator[Widget]:
-    """A fresh desktop browser context (own storage)."""
-    yield from desktop_widget(browser)
-
-
-@pytest.fixture()
-def site(tmp_path: Path) -> Iterator[Site]:
-    """A customer's website on its own origin."""
-    yield from serve_site(tmp_path)
-
+from widget_page import PHONE, PRICING, Widget, assert_inert
 
 # 1. `open: true` in the config
 
