@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import base_env, run_cli
 
-from app.answer.answerable import asked_about, key_weight, verb_like
+from app.answer.answerable import asked_about, focus_words, key_weight, question_clause, specific, verb_like
 from app.answer.composer import split_units
 from app.answer.evaluate import AnswerCase, AnswerEvalError, judge, load_cases
 from app.answer.followup import leans_on_context, resolve
@@ -87,6 +87,22 @@ def test_a_missing_thing_asked_about_weighs_more_than_filler():
     assert key_weight("hubspot", closest=0.3) > 0.9
     assert key_weight("yesterday", closest=0.3) < 0.2  # everyday English
     assert key_weight("doctors", closest=0.85) == 0.0  # the documents have a word that means the same
+
+
+def test_the_question_clause_leaves_out_who_is_asking_and_from_where():
+    asked = "we're a little dental office in leeds. do you sell gift cards?"
+    assert question_clause(asked) == "do you sell gift cards?"
+    assert question_clause("gift cards") == "gift cards"  # nothing asks: all of it
+    words = focus_words("im a farrier in york, can i take payments by cheque")
+    assert "cheque" in words and "farrier" not in words and "york" not in words
+    assert "lisbon" not in focus_words("yoga place here in lisbon - do you support multibanco?")
+
+
+def test_a_specific_missing_word_is_rare_nounlike_and_unlike_any_kb_word():
+    assert specific("cheque", closest=0.4) and specific("franchisor", closest=0.5)
+    assert not specific("cheque", closest=0.8)  # the knowledge base has a word that means the same
+    assert not specific("swamped", closest=0.3)  # a verb form: filler around the question
+    assert not specific("2025", closest=0.3) and not specific("people", closest=0.3)  # a number; everyday English
 
 
 def test_a_short_decisive_sentence_leads_into_the_next():

@@ -1,7 +1,9 @@
 """Whether the documents answer a question, and a score for how likely they don't.
 
 A question is declined when nothing retrieved is close at all, or when a word the documents never use stands where
-the asked-about thing stands ("pay in bitcoin", "ISO 27001 certified", "integrate with hubspot").
+the asked-about thing stands: the object of "pay in bitcoin", "ISO 27001 certified", "integrate with hubspot", or any
+specific word of the question's own clause ("whos the ceo", "do you have a python sdk", "is there a kiosk mode"),
+leaving out the words that only say who is asking ("im a physio", "we're a yoga place in lisbon").
 
 A small logistic model over what retrieval and the composer found (how close the best passages are, how much of the
 question's term weight the reply holds, whether the question turns on words the documents never use) gives
@@ -28,6 +30,8 @@ COMMON_ENGLISH = 5.0  # wordfreq Zipf at or above which an unknown word is every
 RARITY_SPAN = 2.0  # ... and this far below it, a word is as rare as names and jargon get
 OBJECT_KEY = 0.25  # a missing word of this weight where the asked-about thing stands declines on its own
 FLOOR = 0.15  # below this cosine similarity nothing is close enough to answer from
+FOCUS_ZIPF = 4.8  # a missing word of the question's clause rarer than this is specific enough to decline on
+FOCUS_SIMILAR = 0.65  # ... unless a knowledge-base word is at least this close in meaning (barbershop -> barbers)
 FEATURES = ("top", "best", "coverage", "key", "keys")
 VERB_FORM_ZIPF = 2.8  # a word whose -ed or -ing form is this common is taken for a verb
 SYNONYM_SIMILARITY, SYNONYM_MARGIN = 0.72, 0.12  # a KB word this close in meaning stands in for an unknown word
@@ -61,6 +65,38 @@ def asked_about(text: str) -> set[str]:
     return {w.lower() for match in _OBJECT.finditer(text) for w in match.groups() if w}
 
 
+_QUESTION_START = re.compile(
+    r"^\s*(?:and |so |ok |also |but )?(?:can|could|does|do|did|is|are|will|would|how|what|whats|which|why|when|where|"
+    r"who|whos|any|has|have|should|u|y)\b",
+    re.IGNORECASE,
+)
+_CLAUSES = re.compile(r"(?<=[?.!])\s+|\s+-\s+|[()]|, (?=(?:can|does|do|is|are|will|how|what|which|any)\b)", re.I)
+# a word right after these says who is asking or where they are ("im a physio", "my wife", "in bristol"), not what
+_CONTEXT = re.compile(
+    r"\b(?:i'?m|i am|we'?re|were|we are|as|my|our|her|his|she|he)\s+(?:a|an|the)?\s*(?:[\w'-]+\s+){0,2}$"
+    r"|\b(?:in|at|from|near)\s+$",
+    re.IGNORECASE,
+)
+
+
+def question_clause(text: str) -> str:
+    """The parts of a message that ask something (with a "?" or a question word first); all of it if none does."""
+    parts = [p for p in _CLAUSES.split(text.lower()) if p and p.strip()]
+    asking = [p for p in parts if "?" in p or _QUESTION_START.search(p)]
+    return " ".join(asking) if asking else text.lower()
+
+
+def focus_words(text: str) -> set[str]:
+    """Words of the question's clause that can be what it asks about: not those saying who asks or from where."""
+    clause = question_clause(text)
+    found = set()
+    for match in re.finditer(r"[a-z0-9][a-z0-9'’-]*", clause):
+        before, after = clause[: match.start()], clause[match.end() :]
+        if not _CONTEXT.search(before) and not after.lstrip().startswith("here"):
+            found.add(re.sub(r"'s$", "", match.group()))
+    return found
+
+
 def verb_like(word: str) -> bool:
     """The word reads as a verb, adverb or adjective (filler around a question) rather than a thing asked about."""
     from wordfreq import zipf_frequency
@@ -83,6 +119,15 @@ def key_weight(word: str, closest: float) -> float:
     return rarity(word) * far
 
 
+def specific(word: str, closest: float) -> bool:
+    """A missing word specific enough to decline on: a rare noun or name, no digits, nothing like it in the KB."""
+    from wordfreq import zipf_frequency
+
+    if re.search(r"\d", word) or verb_like(word) or closest >= FOCUS_SIMILAR:
+        return False
+    return zipf_frequency(word, "en") < FOCUS_ZIPF
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The features of one question, in FEATURES order, with the unknown words behind them."""
@@ -90,6 +135,7 @@ class Evidence:
     values: tuple[float, ...]
     unknown: tuple[str, ...]
     missing_asked: tuple[str, ...] = ()  # unknown words standing where the asked-about thing stands
+    missing_focus: tuple[str, ...] = ()  # specific unknown words of the question's own clause
 
     def as_dict(self) -> dict:
         """Readable form, stored with the turn and printed by evaluations."""
@@ -99,6 +145,7 @@ class Evidence:
             "unanswered": round(probability(self), 3),
             "unknown": list(self.unknown),
             "missing_asked": list(self.missing_asked),
+            "missing_focus": list(self.missing_focus),
         }
 
 
@@ -113,10 +160,13 @@ def evidence(
 ) -> Evidence:
     """Measure what the model looks at; `nearest` gives each word's similarity to its closest knowledge-base word."""
     unknown = [w for w in vocabulary.unknown(question_text) if rarity(w) > 0]
-    keys = [key_weight(w, s) for w, s in zip(unknown, nearest(unknown), strict=True)] if unknown else []
+    closest = nearest(unknown) if unknown else []
+    keys = [key_weight(w, s) for w, s in zip(unknown, closest, strict=True)]
     objects = asked_about(asked)
     # a missing word in the place of the thing asked about ("pay in bitcoin", "ISO 27001 certified") decides alone
     asked_missing = [w for w, k in zip(unknown, keys, strict=True) if w in objects and k >= OBJECT_KEY]
+    focus = focus_words(asked)
+    focus_missing = [w for w, s in zip(unknown, closest, strict=True) if w in focus and specific(w, s)]
     values = (
         hits[0].similarity if hits else 0.0,
         composed.best if composed.text else 0.0,
@@ -124,7 +174,9 @@ def evidence(
         max(keys, default=0.0),
         sum(keys),
     )
-    return Evidence(values=values, unknown=tuple(unknown), missing_asked=tuple(asked_missing))
+    return Evidence(
+        values=values, unknown=tuple(unknown), missing_asked=tuple(asked_missing), missing_focus=tuple(focus_missing)
+    )
 
 
 def probability(found: Evidence) -> float:
@@ -137,4 +189,4 @@ def answerable(found: Evidence, hits: list[Hit], composed: Composed) -> bool:
     """Answer unless nothing is close at all, or a word the documents lack is the thing asked about."""
     if not hits or hits[0].similarity < FLOOR or not composed.text:
         return False
-    return not found.missing_asked
+    return not found.missing_asked and not found.missing_focus
