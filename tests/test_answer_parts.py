@@ -93,6 +93,8 @@ def test_the_question_clause_leaves_out_who_is_asking_and_from_where():
     asked = "we're a little dental office in leeds. do you sell gift cards?"
     assert question_clause(asked) == "do you sell gift cards?"
     assert question_clause("gift cards") == "gift cards"  # nothing asks: all of it
+    # a clause that only points back asks about the one before it
+    assert question_clause("lumio vs zenplanner, which is better") == "lumio vs zenplanner which is better"
     words = focus_words("im a farrier in york, can i take payments by cheque")
     assert "cheque" in words and "farrier" not in words and "york" not in words
     assert "lisbon" not in focus_words("yoga place here in lisbon - do you support multibanco?")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.answer.composer import Composed
+from app.answer.question import GENERIC, words
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -82,8 +83,10 @@ _CONTEXT = re.compile(
 def question_clause(text: str) -> str:
     """The parts of a message that ask something (with a "?" or a question word first); all of it if none does."""
     parts = [p for p in _CLAUSES.split(text.lower()) if p and p.strip()]
-    asking = [p for p in parts if "?" in p or _QUESTION_START.search(p)]
-    return " ".join(asking) if asking else text.lower()
+    asking = [i for i, p in enumerate(parts) if "?" in p or _QUESTION_START.search(p)]
+    # a clause that only points back ("which is better", "can they?") asks about the clause before it
+    asking += [i - 1 for i in asking if i and not any(rarity(w) for w in set(words(parts[i])) - GENERIC)]
+    return " ".join(parts[i] for i in sorted(set(asking))) if asking else text.lower()
 
 
 def focus_words(text: str) -> set[str]:
