@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import base_env, run_cli
 
 from app.answer.answerable import asked_about, focus_words, key_weight, question_clause, specific, verb_like
-from app.answer.composer import split_units
+from app.answer.composer import compose, split_units
 from app.answer.evaluate import AnswerCase, AnswerEvalError, judge, load_cases
 from app.answer.followup import leans_on_context, resolve
-from app.answer.question import classify, expand_shorthand, head_count, read_question, total_for
+from app.answer.question import classify, expand_shorthand, head_count, read_question, terms, total_for
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -105,6 +106,27 @@ def test_a_specific_missing_word_is_rare_nounlike_and_unlike_any_kb_word():
     assert not specific("cheque", closest=0.8)  # the knowledge base has a word that means the same
     assert not specific("swamped", closest=0.3)  # a verb form: filler around the question
     assert not specific("2025", closest=0.3) and not specific("people", closest=0.3)  # a number; everyday English
+
+
+def test_what_is_asked_outweighs_who_asks_when_choosing_the_passage():
+    import numpy as np
+
+    hits = [
+        hit("Tutors can run summer courses online with video links.", "Tutoring", "tutors"),
+        hit("You can pause your plan for up to 3 months.", "Pause your plan", "pause"),
+    ]
+    same = lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2  # noqa: E731 - meaning ties: terms decide
+    asked = "im a tutor in summer, can i pause"
+    question = replace(
+        read_question(asked), minor=frozenset(terms(asked)) - frozenset(terms(" ".join(focus_words(asked))))
+    )
+    assert question.minor == set(terms("tutor summer"))
+    chosen = compose(question=question, question_vector=np.ones(4) / 2, hits=hits, embed=same, idf=lambda t: 1.0)
+    assert chosen.doc_ids[0] == "pause", chosen.text
+    unweighted = compose(
+        question=read_question(asked), question_vector=np.ones(4) / 2, hits=hits, embed=same, idf=lambda t: 1.0
+    )
+    assert unweighted.doc_ids[0] == "tutors"  # without the weighting, who asks would have chosen
 
 
 def test_a_short_decisive_sentence_leads_into_the_next():

@@ -23,6 +23,7 @@ MAX_WORDS = 110  # sentences and rows; a list of steps is kept whole
 LONG_LIST = 5  # a list of more items than this that is not steps keeps only the items that hold an asked term
 W_TERMS = 0.30  # the question's terms found in the unit
 W_SHAPE = 0.10  # the unit has the shape of the asked-for answer
+MINOR = 0.3  # the weight of a term that only says who asks, against one of what they ask
 SHORT_SENTENCE = 14  # sentences shorter than this ("No.", "Yes, it is.") lead into the next one
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*])")
@@ -166,7 +167,7 @@ def split_units(hits: list[Hit]) -> list[Unit]:
 
 
 def _weights(question: Question, idf: Callable[[str], float]) -> dict[str, float]:
-    return {t: idf(t) for t in question.terms}
+    return {t: idf(t) * (MINOR if t in question.minor else 1.0) for t in question.terms}
 
 
 def _term_share(stems: frozenset[str] | set[str], weights: dict[str, float], total: float) -> float:

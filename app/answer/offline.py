@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from app.answer.answerable import FLOOR, Evidence, answerable, evidence
+from app.answer.answerable import FLOOR, Evidence, answerable, evidence, focus_words
 from app.answer.composer import Composed, compose
-from app.answer.question import Question, head_count, total_for
+from app.answer.question import Question, head_count, terms, total_for
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -111,6 +111,8 @@ def offline_reply(
 ) -> OfflineReply:
     """Compose from the passages, or decline; then acknowledge, offer a person and the stage's next step as fits."""
     near = [h for h in hits if h.similarity >= FLOOR]
+    # what the question asks weighs more than who asks: "i'm a tutor, can i pause" is about pausing
+    question = replace(question, minor=frozenset(terms(asked)) - frozenset(terms(" ".join(focus_words(asked)))))
     composed = (
         compose(
             question=question,

@@ -149,6 +149,7 @@ class Question:
     kind: str
     terms: tuple[str, ...]
     sides: tuple[str, ...] = ()  # the compared things of a comparison ("pro", "business")
+    minor: frozenset[str] = frozenset()  # terms that only say who asks or from where ("im a tutor", "in leeds")
 
 
 _COMPARE = re.compile(
