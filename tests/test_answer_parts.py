@@ -58,6 +58,7 @@ def test_shorthand_is_written_out():
         ("we're 10 therapists", True),
         ("how long till its approved", True),
         ("how do I cancel?", False),
+        ("seriously how do i export", False),  # a word of filler before the question word: still a question
         ("how much does the pro plan cost per month", False),
     ],
 )

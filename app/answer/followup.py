@@ -17,8 +17,8 @@ _REFERS = re.compile(
     re.IGNORECASE,
 )
 _STANDALONE_TERMS = 4  # a message with this many topic words of its own reads on its own, even with "it" in it
-_ASKS = re.compile(
-    r"^\s*(?:who|what|whats|when|where|which|why|how|can|could|do|does|did|is|are|was|were|will|would|should|"
+_ASKS = re.compile(  # a question word first, or after one word of filler ("honestly how do i cancel")
+    r"^\s*(?:[a-z']+,?\s+)?(?:who|what|whats|when|where|which|why|how|can|could|do|does|did|is|are|was|were|will|would|should|"
     r"may|must|has|have|any)\b|.*\b(?:want|need|like to|trying to|wanna|please)\b",
     re.IGNORECASE,
 )
