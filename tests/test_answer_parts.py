@@ -66,6 +66,13 @@ def test_which_messages_lean_on_the_conversation(message, leans):
     assert leans_on_context(message) is leans
 
 
+def test_the_thing_the_previous_reply_spoke_of_is_a_reference_back():
+    reply = "Your export is ready within an hour; we email you a download link."
+    assert leans_on_context("how long is the link good for", reply)
+    assert not leans_on_context("how long is the link good for")  # nothing spoke of a link: it stands alone
+    assert not leans_on_context("how long is the trial", reply)  # the reply did not speak of a trial
+
+
 def test_a_follow_up_is_read_with_the_question_the_conversation_is_about():
     text, topic = resolve("ok how do i set that up", ["do you have a waitlist", "is it on starter"])
     assert topic == "do you have a waitlist" and text.endswith("ok how do i set that up")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.answer.question import terms
+from app.answer.question import stem, terms
 
 _CONTINUES = re.compile(
     r"^\s*(?:and|but|also|plus|or|so|then|ok(?:ay)?|okay so|ok so|alright|right|great|cool|thanks?|what about|"
@@ -25,11 +25,19 @@ _ASKS = re.compile(  # a question word first, or after one word of filler ("hone
 _FRAGMENT_WORDS = 5  # a message this short that is not a question ("we're 10 therapists", "for 3 people") continues
 
 
-def leans_on_context(message: str) -> bool:
-    """True when the message cannot be read on its own: it continues ("and...", "what about...") or refers back."""
+_DEFINITE = re.compile(r"\bthe ([a-z][a-z'-]+)", re.IGNORECASE)
+
+
+def leans_on_context(message: str, earlier_reply: str = "") -> bool:
+    """True when the message cannot be read on its own: it continues ("and...", "what about...") or refers back,
+    also with "the X" for an X the previous reply spoke of ("how long is the link good for")."""
     own = terms(message)
     if not own:
         return True
+    if earlier_reply and len(own) < _STANDALONE_TERMS:
+        spoken = set(terms(earlier_reply))
+        if any(stem(w.lower()) in spoken and stem(w.lower()) in own for w in _DEFINITE.findall(message)):
+            return True
     if _CONTINUES.match(message) and len(own) < _STANDALONE_TERMS + 1:
         return True
     if len(message.split()) <= _FRAGMENT_WORDS and not _ASKS.match(message) and "?" not in message:
@@ -45,9 +53,9 @@ def topic_question(history: list[str]) -> str | None:
     return history[-1] if history else None
 
 
-def resolve(message: str, history: list[str]) -> tuple[str, str | None]:
+def resolve(message: str, history: list[str], last_reply: str = "") -> tuple[str, str | None]:
     """The text to search and answer for, and the earlier question it leans on (None when it stands alone)."""
-    if not history or not leans_on_context(message):
+    if not history or not leans_on_context(message, last_reply):
         return message, None
     topic = topic_question(history)
     if topic is None:

@@ -224,7 +224,8 @@ class ChatService:
         stage = self.detector.detect(replace(signals, passages=passages), vector, vote)
         vocabulary = self.kb.vocabulary()
         asked = vocabulary.normalise(message)
-        text, topic = resolve(asked, [vocabulary.normalise(q) for q, _ in p.history])
+        last_reply = p.history[-1][1] if p.history else ""
+        text, topic = resolve(asked, [vocabulary.normalise(q) for q, _ in p.history], last_reply)
         # a follow-up is searched and answered together with the question it leans on; a misspelt one as corrected
         query_vector = vector if text == message else self.vectors.embed_array([text])[0]
         hits = self.kb.search(
