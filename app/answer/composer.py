@@ -176,11 +176,23 @@ def _term_share(stems: frozenset[str] | set[str], weights: dict[str, float], tot
     return sum(w for t, w in weights.items() if t in stems) / total
 
 
-# How a passage is chosen: its retrieval scores, its best units' similarity, the question's terms in its text and
-# in its heading, and whether it holds a unit of the asked-for shape. The weights were fitted (a pairwise logistic
-# ranker, 5-fold cross-validated) on evals/answers_dev.jsonl: which of the retrieved passages holds the asked facts.
-P_SIMILARITY, P_SCORE, P_BEST_UNIT, P_TWO_UNITS, P_TERMS, P_HEADING, P_SHAPE = 0.5, 0.92, 0.95, 0.75, 1.05, 0.45, 0.38
-P_HEADING_MEANING, P_UNIT_TERMS = 0.58, 0.9
+# How a passage is chosen: a weighted sum of its features (PASSAGE_FEATURES, computed by passage_features): its
+# cosine similarity, what retrieval added to it (the BM25 share and the stage preference), its best units' similarity,
+# the question's terms in its text and heading, whether it holds a unit of the asked-for shape, its heading's meaning.
+# The weights are fitted by evals/fit_ranker.py (a pairwise logistic ranker over which retrieved passage holds the
+# asked facts, on evals/answers_dev.jsonl; 5-fold cross-validated), scaled to the sum of the previous weights.
+PASSAGE_FEATURES = (
+    "similarity",
+    "boost",
+    "best_unit",
+    "two_units",
+    "terms",
+    "heading_terms",
+    "shape",
+    "heading_meaning",
+    "unit_terms",
+)
+PASSAGE_WEIGHTS = np.array([2.19, 4.68, 2.15, 0.54, 1.1, -0.04, 0.38, 0.13, 0.04])
 SECOND_PASSAGE_GAP = 0.5  # a runner-up passage this close adds its best unit (0.3 when of the same document)
 
 
@@ -198,6 +210,35 @@ class _Scored:
         return [i for i, u in enumerate(self.units) if u.hit_index == hit_index]
 
 
+def passage_features(
+    question: Question, hits: list[Hit], units: list[Unit], cosines: np.ndarray, idf
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each passage's PASSAGE_FEATURES (a row of zeros for a passage without units), and which passages have units."""
+    weights = _weights(question, idf)
+    total = sum(weights.values())
+    features = np.zeros((len(hits), len(PASSAGE_FEATURES)))
+    usable = np.zeros(len(hits), dtype=bool)
+    for h, hit in enumerate(hits):
+        own = [i for i, u in enumerate(units) if u.hit_index == h and u.kind != "heading"]
+        if not own:
+            continue
+        usable[h] = True
+        heading = next((float(cosines[i]) for i, u in enumerate(units) if u.hit_index == h and u.kind == "heading"), 0)
+        best = sorted((float(cosines[i]) for i in own), reverse=True)
+        features[h] = (
+            hit.similarity,
+            hit.score - hit.similarity,
+            best[0],
+            float(np.mean(best[:2])),
+            _term_share(set(terms(hit.text)), weights, total),
+            _term_share(set(terms(f"{hit.section} {hit.title}")), weights, total),
+            max(fits(question.kind, units[i].text, units[i].kind) for i in own),
+            heading,
+            max(_term_share(units[i].stems, weights, total) for i in own),
+        )
+    return features, usable
+
+
 def _score(question: Question, vector: np.ndarray, hits: list[Hit], units: list[Unit], vectors: np.ndarray, idf):
     weights = _weights(question, idf)
     total = sum(weights.values())
@@ -208,24 +249,8 @@ def _score(question: Question, vector: np.ndarray, hits: list[Hit], units: list[
         unit_scores[i] += W_SHAPE * fits(question.kind, unit.text, unit.kind)
         if unit.points_on:
             unit_scores[i] -= 0.05
-    passage_scores = np.full(len(hits), -np.inf)
-    for h, hit in enumerate(hits):
-        own = [i for i, u in enumerate(units) if u.hit_index == h and u.kind != "heading"]
-        if not own:
-            continue
-        heading = next((float(cosines[i]) for i, u in enumerate(units) if u.hit_index == h and u.kind == "heading"), 0)
-        best = sorted((float(cosines[i]) for i in own), reverse=True)
-        passage_scores[h] = (
-            P_SIMILARITY * hit.similarity
-            + P_SCORE * hit.score
-            + P_BEST_UNIT * best[0]
-            + P_TWO_UNITS * float(np.mean(best[:2]))
-            + P_TERMS * _term_share(set(terms(hit.text)), weights, total)
-            + P_HEADING * _term_share(set(terms(f"{hit.section} {hit.title}")), weights, total)
-            + P_SHAPE * max(fits(question.kind, units[i].text, units[i].kind) for i in own)
-            + P_HEADING_MEANING * heading
-            + P_UNIT_TERMS * max(_term_share(units[i].stems, weights, total) for i in own)
-        )
+    features, usable = passage_features(question, hits, units, cosines, idf)
+    passage_scores = np.where(usable, features @ PASSAGE_WEIGHTS, -np.inf)
     return _Scored(units, unit_scores, passage_scores, hits)
 
 
