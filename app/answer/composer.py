@@ -193,7 +193,7 @@ PASSAGE_FEATURES = (
     "unit_terms",
 )
 PASSAGE_WEIGHTS = np.array([2.19, 4.68, 2.15, 0.54, 1.1, -0.04, 0.38, 0.13, 0.04])
-SECOND_PASSAGE_GAP = 0.5  # a runner-up passage this close adds its best unit (0.3 when of the same document)
+SECOND_PASSAGE_GAP = 0.8  # a runner-up passage this close adds its best unit (0.3 when of the same document)
 
 
 @dataclass
