@@ -69,7 +69,12 @@ def test_questions_the_documents_do_not_cover_are_declined(offline_server):
 
 
 def test_a_covered_question_is_not_declined(offline_server):
-    for question in ("do you integrate with quickbooks", "im a farrier in shropshire, how much is pro"):
+    covered = (
+        "do you integrate with quickbooks",
+        "im a farrier in shropshire, how much is pro",
+        "password reset email never arrived, its a protonmail adress",  # a problem report: protonmail is where
+    )
+    for question in covered:
         body = ask(offline_server, question)  # who is asking ("farrier", "shropshire") is not what they ask about
         assert body["sources"] and (body["handoff"] or {}).get("reason") != "no_answer", (question, body)
 

@@ -81,12 +81,16 @@ _CONTEXT = re.compile(
 
 
 def question_clause(text: str) -> str:
-    """The parts of a message that ask something (with a "?" or a question word first); all of it if none does."""
+    """The parts of a message that ask something (with a "?" or a question word first); nothing for a statement.
+
+    A statement ("reset email never came, its a hotmail adress") reports a problem: its unknown words (hotmail,
+    squarespace) say where the problem is, not what is asked, so they never decline it.
+    """
     parts = [p for p in _CLAUSES.split(text.lower()) if p and p.strip()]
     asking = [i for i, p in enumerate(parts) if "?" in p or _QUESTION_START.search(p)]
     # a clause that only points back ("which is better", "can they?") asks about the clause before it
     asking += [i - 1 for i in asking if i and not any(rarity(w) for w in set(words(parts[i])) - GENERIC)]
-    return " ".join(parts[i] for i in sorted(set(asking))) if asking else text.lower()
+    return " ".join(parts[i] for i in sorted(set(asking))) if asking else ""
 
 
 def focus_words(text: str) -> set[str]:
