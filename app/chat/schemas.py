@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_MESSAGE_CHARS = 4000
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 VISITOR_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,128}$"
+NOT_BLANK = {"pattern": r"\S"}  # documented; the validators' own messages say what is wrong
 MAX_UTM_PARAMS = 10
 
 
@@ -63,7 +64,9 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    message: str = Field(..., max_length=MAX_MESSAGE_CHARS, description="the visitor's message")
+    message: str = Field(
+        ..., max_length=MAX_MESSAGE_CHARS, description="the visitor's message", json_schema_extra=NOT_BLANK
+    )
     conversation_id: str | None = Field(None, pattern=ID_PATTERN)
     visitor_id: str | None = Field(None, pattern=VISITOR_ID_PATTERN)
     page: PageContext | None = None
