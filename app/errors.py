@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
 
 class FieldError(BaseModel):
     """One invalid parameter or field of a 422."""
@@ -219,10 +221,9 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route answers at this path (Starlette's 405 names only the first matching route's)."""
-    scope = {**request.scope, "method": "\0"}  # a method no route has: any path match is partial
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(scope)
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse
 
 from app.chat.router import NOT_YOURS, VISITOR_ERRORS
-from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, NOT_BLANK, VISITOR_ID_PATTERN
+from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, NOT_BLANK, SPACE, VISITOR_ID_PATTERN
 from app.conversations.schemas import EMAIL_SCHEMA, valid_email
 from app.errors import error_responses, event_stream
 from app.live import queue, service, stream
@@ -30,7 +30,8 @@ LastEventId = Annotated[str | None, Header(alias="last-event-id")]
 After = Annotated[int | None, Query(ge=0, le=2**53, description="resume after this event id")]
 TYPING_LIMIT = Limit(120, 60)
 NO_REQUEST = "no open handoff request for this conversation"
-STATUS_LIST = r"^[\s,]*({0})(\s*,[\s,]*({0}))*[\s,]*$".format("|".join(STATUSES))  # documented; checked with a clearer message
+# documented in the schema; the handler checks it with a clearer message
+STATUS_LIST = r"^[{1},]*({0})([{1}]*,[{1},]*({0}))*[{1},]*$".format("|".join(STATUSES), SPACE)
 NO_CLAIM = error_responses(
     (404, NO_REQUEST),
     (409, "another staff member holds it, or it is not claimed (error: already_claimed or not_claimed)"),
