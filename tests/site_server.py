@@ -106,9 +106,7 @@ class Site:
     def sitemap(self, paths: list[str]) -> bytes:
         """A sitemap.xml listing paths of this site."""
         urls = "".join(f"<url><loc>{self.url}{p}</loc></url>" for p in paths)
-        return (
-            f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode()
-        )
+        return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode()
 
     def _handler(self):
         site = self

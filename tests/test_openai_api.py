@@ -128,12 +128,8 @@ def test_a_user_id_alone_cannot_resume_or_read_a_visitors_conversation(offline_s
     for stream in (False, True):
         response = httpx.post(
             f"{offline_server.url}/v1/chat/completions",
-            json={
-                "model": "m",
-                "messages": history("…", "what did I tell you?"),
-                "user": "crm-contact-4711",
-                "stream": stream,
-            },
+            json={"model": "m", "messages": history("…", "what did I tell you?"), "user": "crm-contact-4711",
+                  "stream": stream},
             timeout=60,
         )
         assert response.status_code == 200, response.text

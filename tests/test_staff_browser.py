@@ -473,29 +473,10 @@ def test_keyboard_only(desk, staff):
 
 
 TEXTS = [
-    ".brand",
-    ".brand span",
-    "#tabs a[aria-current]",
-    "#tabs a:not([aria-current])",
-    "#who-name",
-    "label",
-    ".hint",
-    "td.when time",
-    "td.question a",
-    ".turn-count",
-    ".badge.handoff",
-    ".badge.down",
-    ".conf",
-    ".who-said",
-    ".bubble.visitor .text",
-    ".bubble.guide .text",
-    "dl.facts dt",
-    ".sources a",
-    ".snippet",
-    "summary",
-    "button.quiet",
-    ".fix button[type=submit]",
-    ".events .event",
+    ".brand", ".brand span", "#tabs a[aria-current]", "#tabs a:not([aria-current])", "#who-name", "label",
+    ".hint", "td.when time", "td.question a", ".turn-count", ".badge.handoff", ".badge.down", ".conf",
+    ".who-said", ".bubble.visitor .text", ".bubble.guide .text", "dl.facts dt", ".sources a", ".snippet",
+    "summary", "button.quiet", ".fix button[type=submit]", ".events .event",
 ]
 
 

@@ -43,7 +43,9 @@ def test_assets_are_served_with_their_type_and_the_csp(offline_server, name):
     assert response.headers["content-type"].startswith(FILES[name])
     assert response.headers["content-security-policy"] == CSP
     assert response.content == (REPO / "staff" / name).read_bytes()
-    again = httpx.get(f"{offline_server.url}/staff/assets/{name}", headers={"if-none-match": response.headers["etag"]})
+    again = httpx.get(
+        f"{offline_server.url}/staff/assets/{name}", headers={"if-none-match": response.headers["etag"]}
+    )
     assert again.status_code == 304
 
 
