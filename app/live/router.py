@@ -17,7 +17,7 @@ from app.errors import error_responses, event_stream
 from app.live import queue, service, stream
 from app.live.desk import LiveDesk
 from app.live.models import CLOSED, RETURNED, STATUSES
-from app.security.ratelimit import Limit, rate_limits
+from app.security.ratelimit import Limit, open_stream_slot, rate_limits
 from app.staff.auth import STAFF_ERRORS, Editor, StaffUser, Viewer
 from app.store.service import ConversationNotFound
 
@@ -142,7 +142,14 @@ async def visitor_stream(
         lambda: queue.visitor_start(sessions=desk.sessions, conversation_id=conversation_id, visitor_id=visitor_id)
     )
     resume = stream.resume_point(last_event_id, after)
-    return stream.respond(desk, after=start if resume is None else resume, conversation_id=conversation_id, staff=False)
+    slot = open_stream_slot(request, visitor_id)  # nothing between here and the response can fail
+    return stream.respond(
+        desk,
+        after=start if resume is None else resume,
+        conversation_id=conversation_id,
+        staff=False,
+        ended=lambda: rate_limits(request).streams.give_back(slot),
+    )
 
 
 @visitor_router.post("/{conversation_id}/typing", status_code=204)
