@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     rate_limit_ip: str = Field("60/60", description="chat requests per client IP: COUNT/SECONDS")
     rate_limit_visitor: str = Field("20/60", description="chat requests per visitor id: COUNT/SECONDS")
     rate_limit_reads: str = Field("120/60", description="transcripts, suggestions, live streams per IP: COUNT/SECONDS")
+    live_streams_per_ip: int = Field(20, ge=1, description="visitor /live streams open at once from one client IP")
+    live_streams_per_visitor: int = Field(4, ge=1, description="visitor /live streams open at once per visitor id")
     staff_auth_limit: str = Field("20/300", description="wrong staff tokens per client IP, then a pause: COUNT/SECONDS")
     trust_forwarded_for: bool = Field(False, description="take the client IP from X-Forwarded-For (behind a proxy)")
     identity_secret: str | None = Field(None, description="HMAC-SHA256 key the host site signs visitor identities with")

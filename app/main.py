@@ -16,7 +16,7 @@ from app.chat.router import router as chat_router
 from app.config import Settings
 from app.conversations.router import router as conversations_router
 from app.deps import ServicesDep
-from app.errors import BodySizeLimit, install_error_handlers
+from app.errors import BodySizeLimit, document_errors, error_responses, install_error_handlers
 from app.kb.router import router as knowledge_admin_router
 from app.kb.store import KnowledgeUnavailable
 from app.live.desk import open_desk
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_page_router)
     app.include_router(knowledge_admin_router)
 
-    @app.get("/health", tags=["ops"], responses={503: {"description": "the knowledge base cannot be read"}})
+    @app.get("/health", tags=["ops"], responses=error_responses((503, "the knowledge base cannot be read")))
     async def health(services: ServicesDep) -> dict:
         """Liveness and what the service runs on; 503 when the knowledge base cannot be read.
 
@@ -122,4 +122,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "stages": services.journey.names,
         }
 
+    document_errors(app)  # 400, 413, 415 and 422 wherever the app's shared layers answer them
     return app

@@ -146,14 +146,57 @@ def test_a_chunked_body_over_the_limit_is_413_not_400(offline_server):
         assert "request body too large" in response.text
 
 
-def test_openapi_documents_chat_errors_and_export_content_types(offline_server):
+def test_openapi_documents_every_error_answer_and_content_type(offline_server):
     spec = httpx.get(f"{offline_server.url}/openapi.json", timeout=30).json()
-    for path in ("/v1/chat", "/v1/chat/stream"):
-        documented = set(spec["paths"][path]["post"]["responses"])
-        assert documented >= {"200", "404", "409", "413", "422", "429", "503"}, (path, documented)
+    error_bodies = {"#/components/schemas/ErrorBody", "#/components/schemas/OpenAIErrorBody"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            where, responses = f"{method.upper()} {path}", operation["responses"]
+            for code, response in responses.items():
+                if code.startswith(("4", "5")):  # every error answer has its body model
+                    assert response["content"]["application/json"]["schema"]["$ref"] in error_bodies, (where, code)
+            if "requestBody" in operation:
+                assert "413" in responses, where
+                if "OpenAIErrorBody" not in json.dumps(responses):  # FastAPI reads the body: bad JSON, type, fields
+                    assert {"400", "415", "422"} <= set(responses), where
+            if operation.get("parameters"):
+                assert "422" in responses or "400" in responses, where
+            if path.startswith(("/v1/staff", "/v1/admin")):
+                assert {"401", "403", "429", "503"} <= set(responses), where
+            elif path.startswith("/v1/conversations") or path in ("/v1/chat", "/v1/chat/stream"):
+                assert {"404", "429", "503"} <= set(responses), where
+    chat = spec["paths"]["/v1/chat"]["post"]["responses"]
+    assert {"401", "409"} <= set(chat)
+    streams = ["/v1/chat/stream", "/v1/conversations/{conversation_id}/live", "/v1/staff/live"]
+    for path in streams:
+        (method,) = spec["paths"][path]
+        assert set(spec["paths"][path][method]["responses"]["200"]["content"]) == {"text/event-stream"}, path
+    completions = spec["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert set(completions["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "401", "404", "409", "413", "429", "503"} <= set(completions)
     export = spec["paths"]["/v1/staff/export"]["get"]["responses"]
     assert set(export["200"]["content"]) == {"text/csv", "application/x-ndjson"}
-    assert {"401", "403", "422"} <= set(export)
+
+
+def test_a_body_that_is_not_json_is_415_and_a_missing_body_says_so(offline_server):
+    sent = httpx.post(
+        f"{offline_server.url}/v1/chat",
+        content=b'{"message": "hi"}',
+        headers={"content-type": "text/plain"},
+        timeout=30,
+    )
+    assert sent.status_code == 415, sent.text
+    assert "must be JSON" in sent.json()["error"] and "text/plain" in sent.json()["error"]
+    missing = httpx.post(f"{offline_server.url}/v1/chat", timeout=30)
+    assert missing.status_code == 422
+    assert missing.json()["error"] == "body: a JSON object is required"
+
+
+def test_a_405_lists_every_method_of_the_path_in_allow(offline_server):
+    # GET and POST /v1/staff/answers are two routes; Starlette's 405 named only the first one's methods
+    response = httpx.request("PATCH", f"{offline_server.url}/v1/staff/answers", timeout=30)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "POST"}
 
 
 def test_invalid_json_is_400(offline_server):

@@ -400,6 +400,50 @@ def test_a_visitor_cannot_read_or_touch_another_visitors_live_conversation(desk)
     assert staff(server, "jgs_wrong", "GET", "/live").status_code == 401
 
 
+def test_open_live_streams_are_limited_per_visitor_and_per_address(desk):
+    server, _ = desk  # defaults: 4 streams per visitor, 20 per address (JOURNEY_LIVE_STREAMS_PER_*)
+    client = httpx.Client(timeout=httpx.Timeout(10, read=None), limits=httpx.Limits(max_connections=40))
+
+    def open_stream(turn: dict) -> httpx.Response:
+        url = f"{server.url}/v1/conversations/{turn['conversation_id']}/live"
+        response = client.send(client.build_request("GET", url, params={"visitor_id": turn["visitor_id"]}), stream=True)
+        if response.status_code != 200:
+            response.read()
+        return response
+
+    def opens_again(turn: dict) -> httpx.Response:
+        """A new stream once the server has seen a closed one go (it notices the disconnect)."""
+        deadline = time.monotonic() + 10
+        while (response := open_stream(turn)).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return response
+
+    turn = chat(server, PRICING)
+    mine = [open_stream(turn) for _ in range(4)]
+    try:
+        assert [r.status_code for r in mine] == [200] * 4
+        refused = open_stream(turn)
+        assert refused.status_code == 429 and refused.headers["retry-after"], refused.text
+        assert "too many live streams open from this visitor: at most 4" in refused.json()["detail"]
+        mine.pop().close()
+        mine.append(opens_again(turn))
+        assert mine[-1].status_code == 200, "a closed stream gives its slot back"
+        while len(mine) <= 20:  # other visitors from the same address, until the address is full
+            other = open_stream(last := chat(server, PRICING))
+            if other.status_code != 200:
+                break
+            mine.append(other)
+        assert other.status_code == 429 and len(mine) <= 20, (len(mine), other.status_code)
+        assert "from this network address: at most 20" in other.json()["detail"]
+        mine.pop().close()
+        mine.append(opens_again(last))
+        assert mine[-1].status_code == 200, "the address's slot is back too"
+    finally:
+        for response in mine:
+            response.close()
+        client.close()
+
+
 def test_the_bot_asks_for_a_person_when_the_visitor_wants_one_or_it_cannot_answer(desk):
     server, tokens = desk
     plain = chat(server, "This is useless, can I talk to a human please?")

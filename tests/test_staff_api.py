@@ -559,3 +559,14 @@ def test_erasure_includes_pending_webhook_events(make_data_dir):
         con.close()
     finally:
         server.stop()
+
+
+def test_a_date_bound_that_is_a_number_is_refused_not_read_as_1970(staff):
+    server, tokens = staff
+    for path in ("/conversations", "/analytics", "/analytics/gaps", "/export"):
+        for bound in ("since", "until"):
+            response = api(server, tokens["editor"], "GET", path, params={bound: "0.5"})
+            assert response.status_code == 422, (path, response.text)
+            assert "a date like 2026-01-31" in response.json()["error"], response.text
+    day = api(server, tokens["viewer"], "GET", "/conversations", params={"since": "2026-01-31"})
+    assert day.status_code == 200, day.text

@@ -14,18 +14,19 @@ from app.chat.schemas import ChatRequest, ChatResponse, Identity
 from app.chat.service import ChatService, ConversationFull, Prepared, TurnState
 from app.config import Settings
 from app.deps import ChatDep
+from app.errors import error_responses, event_stream
 from app.kb.store import KnowledgeUnavailable
 from app.security.identity import IdentityError, verify
 from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
-
-router = APIRouter(prefix="/v1", tags=["chat"])
 
 log = logging.getLogger(__name__)
 TURN_FAILED = "the reply failed; please try again"
 NOT_YOURS = (
     "conversation not found for this visitor: start a new conversation or send the visitor_id it was started with"
 )
+VISITOR_ERRORS = error_responses((404, "the conversation (or the reply) is not this visitor's"), 429, 503)
+router = APIRouter(prefix="/v1", tags=["chat"], responses=VISITOR_ERRORS)
 
 
 async def _prepare(request: Request, chat: ChatService, body: ChatRequest) -> Prepared:
@@ -58,18 +59,11 @@ def _checked_identity(settings: Settings, identity: Identity) -> Identity:
     return identity.model_copy(update={"verified": True})
 
 
-def _error(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
-
-
-CHAT_ERRORS = {
-    404: _error("the conversation is not this visitor's"),
-    409: _error("the conversation reached JOURNEY_MAX_TURNS"),
-    413: _error("the body is over JOURNEY_MAX_BODY_BYTES"),
-    422: _error("a field is missing or invalid"),
-    429: _error("over a rate limit (Retry-After)"),
-    503: _error("the reply failed or the knowledge base cannot be read; the turn is recorded (Retry-After)"),
-}
+CHAT_ERRORS = error_responses(
+    (401, "the signed identity was refused"),
+    (409, "the conversation reached JOURNEY_MAX_TURNS"),
+    (503, "the reply failed or the knowledge base cannot be read; the turn is recorded (Retry-After)"),
+)
 
 
 @router.post("/chat", response_model=ChatResponse, responses=CHAT_ERRORS)
@@ -105,7 +99,16 @@ async def _events(chat: ChatService, prepared: Prepared, shutdown: anyio.Event) 
             chat.open_turns -= 1
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse, responses=CHAT_ERRORS)
+@router.post(
+    "/chat/stream",
+    response_class=EventSourceResponse,
+    responses={
+        **CHAT_ERRORS,
+        **event_stream(
+            "stage, sources, token..., then done (or error)", ("stage", "sources", "token", "done", "error")
+        ),
+    },
+)
 async def chat_stream(body: ChatRequest, chat: ChatDep, request: Request) -> EventSourceResponse:
     """Answer one visitor message as server-sent events: stage, sources, token..., done (or error)."""
     prepared = await _prepare(request, chat, body)

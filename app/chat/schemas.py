@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_MESSAGE_CHARS = 4000
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 VISITOR_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,128}$"
+# what str.strip() removes, spelled out: JSON Schema's (ECMAScript's) \s is a different set
+SPACE = r"\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = {"pattern": f"[^{SPACE}]"}  # documented; the validators' own messages say what is wrong
 MAX_UTM_PARAMS = 10
 
 
@@ -63,7 +66,9 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    message: str = Field(..., max_length=MAX_MESSAGE_CHARS, description="the visitor's message")
+    message: str = Field(
+        ..., max_length=MAX_MESSAGE_CHARS, description="the visitor's message", json_schema_extra=NOT_BLANK
+    )
     conversation_id: str | None = Field(None, pattern=ID_PATTERN)
     visitor_id: str | None = Field(None, pattern=VISITOR_ID_PATTERN)
     page: PageContext | None = None

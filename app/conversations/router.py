@@ -8,7 +8,7 @@ from typing import Annotated
 from anyio import to_thread
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from app.chat.router import NOT_YOURS
+from app.chat.router import NOT_YOURS, VISITOR_ERRORS
 from app.chat.schemas import ID_PATTERN, VISITOR_ID_PATTERN
 from app.conversations.schemas import FeedbackIn, FeedbackOut, HandoffIn, HandoffOut, TranscriptOut
 from app.conversations.service import MessageNotFound, give_feedback, read_transcript
@@ -18,7 +18,7 @@ from app.security.ratelimit import rate_limits
 from app.security.redact import redact
 from app.store.service import ConversationNotFound
 
-router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"], responses=VISITOR_ERRORS)
 
 ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
 NOT_A_REPLY = "message not found in this conversation: message_id must be the message_id of one of its replies"

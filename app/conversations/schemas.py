@@ -8,9 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, VISITOR_ID_PATTERN, PageContext, SourceOut
+from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, SPACE, VISITOR_ID_PATTERN, PageContext, SourceOut
 
-EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+ADDRESS = rf"""[^@{SPACE}<>"']{{1,64}}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}"""
+EMAIL = re.compile(f"^{ADDRESS}$")
+EMAIL_SCHEMA = {"pattern": f"^[{SPACE}]*{ADDRESS}[{SPACE}]*$"}  # documented; the validator's message says what is wrong
 
 
 def valid_email(value: str) -> bool:
@@ -44,7 +46,9 @@ class HandoffIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN)
-    email: str | None = Field(None, max_length=254)
+    email: str | None = Field(
+        None, max_length=254, json_schema_extra={"pattern": f"^[{SPACE}]*({ADDRESS})?[{SPACE}]*$"}
+    )
     message: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
     page: PageContext | None = None
     reason: Literal["visitor", "api"] = Field("visitor", description="api: asked by the host page's code, not a click")

@@ -9,12 +9,13 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from app.deps import ServicesDep
+from app.errors import error_responses
 from app.kb import jobs
 from app.kb.safety import FetchError, UnsafeURLError, parse_allow_hosts, vet
 from app.kb.sync import run
-from app.staff.auth import Admin, Viewer
+from app.staff.auth import STAFF_ERRORS, Admin, Viewer
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=STAFF_ERRORS)
 
 
 class IngestIn(BaseModel):
@@ -41,7 +42,7 @@ def resolve_folder(root: Path, path: str | None, default: Path) -> Path:
     return folder
 
 
-@router.post("/ingest", status_code=202)
+@router.post("/ingest", status_code=202, responses=error_responses((409, "another ingestion is running")))
 async def start_ingest(body: IngestIn, services: ServicesDep, user: Admin) -> dict:
     """Start an ingestion job in the background; 409 while another one runs."""
     if body.url and body.path:
@@ -101,7 +102,7 @@ async def list_ingest_jobs(services: ServicesDep, user: Admin) -> dict:
     return {"jobs": await to_thread.run_sync(load)}
 
 
-@router.get("/ingest/{job_id}")
+@router.get("/ingest/{job_id}", responses=error_responses((404, "no such job")))
 async def get_ingest_job(job_id: str, services: ServicesDep, user: Admin) -> dict:
     """One job's progress: documents seen and processed, errors, and the report once done."""
 

@@ -8,19 +8,21 @@ from anyio import to_thread
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sse_starlette import EventSourceResponse
 
-from app.chat.router import NOT_YOURS
-from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, VISITOR_ID_PATTERN
-from app.conversations.schemas import valid_email
+from app.chat.router import NOT_YOURS, VISITOR_ERRORS
+from app.chat.schemas import ID_PATTERN, MAX_MESSAGE_CHARS, NOT_BLANK, SPACE, VISITOR_ID_PATTERN
+from app.conversations.schemas import EMAIL_SCHEMA, valid_email
+from app.errors import error_responses, event_stream
 from app.live import queue, service, stream
 from app.live.desk import LiveDesk
 from app.live.models import CLOSED, RETURNED, STATUSES
-from app.security.ratelimit import Limit, rate_limits
-from app.staff.auth import Editor, StaffUser, Viewer
+from app.security.ratelimit import Limit, open_stream_slot, rate_limits
+from app.staff.auth import STAFF_ERRORS, Editor, StaffUser, Viewer
 from app.store.service import ConversationNotFound
 
-visitor_router = APIRouter(prefix="/v1/conversations", tags=["live"])
-staff_router = APIRouter(prefix="/v1/staff", tags=["live"])
+visitor_router = APIRouter(prefix="/v1/conversations", tags=["live"], responses=VISITOR_ERRORS)
+staff_router = APIRouter(prefix="/v1/staff", tags=["live"], responses=STAFF_ERRORS)
 
 ConversationId = Annotated[str, Path(pattern=ID_PATTERN)]
 VisitorId = Annotated[str, Query(pattern=VISITOR_ID_PATTERN)]
@@ -28,6 +30,16 @@ LastEventId = Annotated[str | None, Header(alias="last-event-id")]
 After = Annotated[int | None, Query(ge=0, le=2**53, description="resume after this event id")]
 TYPING_LIMIT = Limit(120, 60)
 NO_REQUEST = "no open handoff request for this conversation"
+# documented in the schema; the handler checks it with a clearer message
+STATUS_LIST = r"^[{1},]*({0})([{1}]*,[{1},]*({0}))*[{1},]*$".format("|".join(STATUSES), SPACE)
+NO_CLAIM = error_responses(
+    (404, NO_REQUEST),
+    (409, "another staff member holds it, or it is not claimed (error: already_claimed or not_claimed)"),
+)
+LIVE_EVENTS = event_stream(
+    "live events (docs/live-handoff.md), a `: ping` comment every 15 s",
+    (*queue.QUEUE_STATUS, "agent.message", "visitor.message", "typing", "queue"),
+)
 
 
 def desk_of(request: Request) -> LiveDesk:
@@ -58,7 +70,7 @@ class ContactIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN)
-    email: str = Field(..., max_length=254)
+    email: str = Field(..., max_length=254, json_schema_extra=EMAIL_SCHEMA)
 
     @field_validator("email")
     @classmethod
@@ -87,7 +99,7 @@ class TypingIn(BaseModel):
 class MessageIn(BaseModel):
     """A staff member's message to the visitor."""
 
-    text: str = Field(..., max_length=MAX_MESSAGE_CHARS)
+    text: str = Field(..., max_length=MAX_MESSAGE_CHARS, json_schema_extra=NOT_BLANK)
 
     @field_validator("text")
     @classmethod
@@ -115,7 +127,7 @@ async def contact(conversation_id: ConversationId, body: ContactIn, request: Req
     return out
 
 
-@visitor_router.get("/{conversation_id}/live")
+@visitor_router.get("/{conversation_id}/live", response_class=EventSourceResponse, responses=LIVE_EVENTS)
 async def visitor_stream(
     conversation_id: ConversationId,
     visitor_id: VisitorId,
@@ -130,7 +142,14 @@ async def visitor_stream(
         lambda: queue.visitor_start(sessions=desk.sessions, conversation_id=conversation_id, visitor_id=visitor_id)
     )
     resume = stream.resume_point(last_event_id, after)
-    return stream.respond(desk, after=start if resume is None else resume, conversation_id=conversation_id, staff=False)
+    slot = open_stream_slot(request, visitor_id)  # nothing between here and the response can fail
+    return stream.respond(
+        desk,
+        after=start if resume is None else resume,
+        conversation_id=conversation_id,
+        staff=False,
+        ended=lambda: rate_limits(request).streams.give_back(slot),
+    )
 
 
 @visitor_router.post("/{conversation_id}/typing", status_code=204)
@@ -156,7 +175,9 @@ async def visitor_typing(conversation_id: ConversationId, body: VisitorTypingIn,
 async def handoffs(
     user: Viewer,
     request: Request,
-    status: Annotated[str, Query(max_length=100)] = "waiting,unavailable,live",
+    status: Annotated[
+        str, Query(max_length=100, json_schema_extra={"pattern": STATUS_LIST})
+    ] = "waiting,unavailable,live",
 ) -> dict:
     """Handoff requests with these statuses, newest first, with the visitor's stage, journey, page and transcript."""
     wanted = tuple(dict.fromkeys(s.strip() for s in status.split(",") if s.strip()))
@@ -167,7 +188,7 @@ async def handoffs(
     return {"handoffs": await _run(lambda: queue.queue(sessions=desk.sessions, statuses=wanted))}
 
 
-@staff_router.get("/live")
+@staff_router.get("/live", response_class=EventSourceResponse, responses=LIVE_EVENTS)
 async def staff_stream(user: Viewer, request: Request, after: After = None, last_event_id: LastEventId = None):
     """Every conversation's live events, and `queue` events when a request changes state (server-sent events)."""
     desk = desk_of(request)
@@ -177,7 +198,7 @@ async def staff_stream(user: Viewer, request: Request, after: After = None, last
     return stream.respond(desk, after=resume, conversation_id=None, staff=True)
 
 
-@staff_router.post("/handoffs/{conversation_id}/claim")
+@staff_router.post("/handoffs/{conversation_id}/claim", responses=NO_CLAIM)
 async def claim(conversation_id: ConversationId, user: Editor, request: Request):
     """Take the conversation: the visitor sees the staff member join; the bot goes silent."""
     desk = desk_of(request)
@@ -193,7 +214,7 @@ async def claim(conversation_id: ConversationId, user: Editor, request: Request)
     return out
 
 
-@staff_router.post("/conversations/{conversation_id}/messages", status_code=201)
+@staff_router.post("/conversations/{conversation_id}/messages", status_code=201, responses=NO_CLAIM)
 async def message(conversation_id: ConversationId, body: MessageIn, user: Editor, request: Request):
     """Send the visitor a message (only the staff member holding the conversation)."""
     desk = desk_of(request)
@@ -208,7 +229,7 @@ async def message(conversation_id: ConversationId, body: MessageIn, user: Editor
     return event
 
 
-@staff_router.post("/conversations/{conversation_id}/typing", status_code=204)
+@staff_router.post("/conversations/{conversation_id}/typing", status_code=204, responses=NO_CLAIM)
 async def staff_typing(conversation_id: ConversationId, body: TypingIn, user: Editor, request: Request):
     """Tell the visitor the staff member is typing (not stored; only the one holding the conversation)."""
     desk = desk_of(request)
@@ -235,13 +256,13 @@ async def _end(conversation_id: str, user: StaffUser, request: Request, outcome:
     return out
 
 
-@staff_router.post("/handoffs/{conversation_id}/release")
+@staff_router.post("/handoffs/{conversation_id}/release", responses=NO_CLAIM)
 async def release(conversation_id: ConversationId, user: Editor, request: Request):
     """Hand the conversation back to the bot."""
     return await _end(conversation_id, user, request, RETURNED)
 
 
-@staff_router.post("/handoffs/{conversation_id}/close")
+@staff_router.post("/handoffs/{conversation_id}/close", responses=NO_CLAIM)
 async def close(conversation_id: ConversationId, user: Editor, request: Request):
     """Close the handoff (the visitor is told; the bot answers any later message)."""
     return await _end(conversation_id, user, request, CLOSED)

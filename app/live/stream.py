@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import anyio
@@ -77,10 +77,27 @@ def _ping() -> ServerSentEvent:
     return ServerSentEvent(comment="ping")
 
 
-def respond(desk: LiveDesk, *, after: int, conversation_id: str | None, staff: bool) -> EventSourceResponse:
-    """The streaming response (pings every 15 s, proxies told not to buffer, ended cleanly when the server stops)."""
+class _Held(EventSourceResponse):
+    """An event stream that calls `ended` once it is over (finished, cut by the client or by shutdown)."""
+
+    def __init__(self, *args, ended: Callable[[], None], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._ended = ended
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._ended()
+
+
+def respond(
+    desk: LiveDesk, *, after: int, conversation_id: str | None, staff: bool, ended: Callable[[], None] = lambda: None
+) -> EventSourceResponse:
+    """The streaming response (pings every 15 s, proxies told not to buffer, ended cleanly when the server stops);
+    `ended` is called when it is over."""
     shutdown = anyio.Event()  # set by sse-starlette on SIGTERM: the stream ends; the client resumes elsewhere
-    return EventSourceResponse(
+    return _Held(
         _events(desk, after, conversation_id, staff, shutdown),
         shutdown_event=shutdown,
         shutdown_grace_period=1.0,
@@ -88,4 +105,5 @@ def respond(desk: LiveDesk, *, after: int, conversation_id: str | None, staff: b
         ping_message_factory=_ping,
         send_timeout=30,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ended=ended,
     )

@@ -19,13 +19,28 @@ from app.chat.schemas import Identity
 from app.chat.service import ChatService, ConversationFull, Prepared, TurnState
 from app.config import Settings
 from app.deps import ChatDep
+from app.errors import error_responses, event_stream
 from app.openai_compat import schemas
 from app.openai_compat.service import conversation_for
 from app.security.identity import IdentityError, verify
 from app.security.ratelimit import rate_limits
 from app.store.service import ConversationNotFound
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+KEY_REFUSED = (
+    401,
+    "JOURNEY_API_KEYS is set and the bearer key is missing or wrong, or the signed identity was refused",
+)
+router = APIRouter(
+    prefix="/v1", tags=["openai-compatible"], responses=error_responses(KEY_REFUSED, model=schemas.OpenAIErrorBody)
+)
+COMPLETION_ERRORS = error_responses(
+    (400, "the body is not valid JSON or not a valid request (the last message must be the user's)"),
+    (404, "metadata.conversation_id is not a conversation of `user`"),
+    (409, "the conversation reached JOURNEY_MAX_TURNS"),
+    (429, "over a rate limit (Retry-After)"),
+    (503, "the reply failed; the turn is recorded (Retry-After)"),
+    model=schemas.OpenAIErrorBody,
+)
 log = logging.getLogger(__name__)
 
 NOT_YOURS = (
@@ -126,7 +141,15 @@ async def _parse(request: Request, chat: ChatService, trusted: bool) -> tuple[sc
     return body, prepared
 
 
-@router.post("/chat/completions", response_model=None, openapi_extra=schemas.openapi_body())
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    openapi_extra=schemas.openapi_body(),
+    responses={
+        **COMPLETION_ERRORS,
+        **event_stream("the completion, or its chunks then [DONE] when `stream` is true", json_too=True),
+    },
+)
 async def chat_completions(request: Request, chat: ChatDep) -> JSONResponse | EventSourceResponse:
     """Answer the last user message as the guide; `journey` carries stage, sources, suggestions and ids."""
     try:

@@ -177,6 +177,21 @@ def model_card() -> dict:
     return {"id": MODEL_ID, "object": "model", "created": MODEL_CREATED, "owned_by": "journey-guide"}
 
 
+class OpenAIErrorDetail(BaseModel):
+    """What was wrong, as OpenAI clients read it."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error shape."""
+
+    error: OpenAIErrorDetail
+
+
 def error_body(message: str, *, type: str = "invalid_request_error", code: str | None = None, param=None) -> dict:
     """OpenAI's error shape."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}

@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
@@ -102,6 +103,34 @@ class RedisCounter:
         await self._redis.aclose()
 
 
+class OpenStreams:
+    """Streams open now, counted per key in this worker (a connection lives in one process)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, limits: dict[str, int]) -> str | None:
+        """Count one more stream under every key; or, when a key is at its limit, count nothing and return that key."""
+        with self._lock:
+            for key, limit in limits.items():
+                if self._open.get(key, 0) >= limit:
+                    return key
+            for key in limits:
+                self._open[key] = self._open.get(key, 0) + 1
+        return None
+
+    def give_back(self, keys: Iterable[str]) -> None:
+        """A stream taken under these keys ended."""
+        with self._lock:
+            for key in keys:
+                left = self._open.get(key, 0) - 1
+                if left > 0:
+                    self._open[key] = left
+                else:
+                    self._open.pop(key, None)
+
+
 class RateLimits:
     """The chat endpoints' limits: per client IP and per visitor id."""
 
@@ -113,6 +142,7 @@ class RateLimits:
         self.per_visitor = per_visitor
         self.trust_forwarded = trust_forwarded
         self.reads_per_ip = reads_per_ip or Limit(count=120, seconds=60)
+        self.streams = OpenStreams()
 
     def client_ip(self, request: Request) -> str:
         """The caller's address (the first X-Forwarded-For hop when the proxy is trusted)."""
@@ -137,6 +167,21 @@ class RateLimits:
         retry = await self.counter.hit(f"reads:{self.client_ip(request)}", limit)
         if retry is not None:
             raise _too_many("requests from this network address", limit, retry)
+
+
+def open_stream_slot(request: Request, visitor_id: str) -> list[str]:
+    """Take a /live stream slot for the caller's IP and visitor id (give it back with `limits.streams.give_back`);
+    429 when either already has its JOURNEY_LIVE_STREAMS_PER_IP / _PER_VISITOR streams open."""
+    limits, settings = rate_limits(request), request.app.state.services.settings
+    keys = {
+        f"ip:{limits.client_ip(request)}": settings.live_streams_per_ip,
+        f"visitor:{visitor_id}": settings.live_streams_per_visitor,
+    }
+    if (full := limits.streams.take(keys)) is not None:
+        who = "this network address" if full.startswith("ip:") else "this visitor"
+        message = f"too many live streams open from {who}: at most {keys[full]} at once; close one first"
+        raise HTTPException(429, message, headers={"Retry-After": "5"})
+    return list(keys)
 
 
 def _too_many(what: str, limit: Limit, retry: float) -> HTTPException:

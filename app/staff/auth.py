@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.errors import error_responses
 from app.security.ratelimit import Limit, rate_limits
 from app.staff.models import ROLES, StaffToken
 from app.store.models import utcnow
@@ -96,6 +97,14 @@ async def current_staff(request: Request) -> StaffUser:
         await limits.counter.hit(key, allowed)
         raise HTTPException(401, "invalid or revoked staff token", headers={"WWW-Authenticate": "Bearer"})
     return user
+
+
+STAFF_ERRORS = error_responses(
+    (401, "no valid staff token"),
+    (403, "the token's role is too low for this action"),
+    (429, "too many wrong staff tokens from this address (Retry-After)"),
+    503,
+)
 
 
 def require(role: str):

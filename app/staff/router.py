@@ -8,19 +8,31 @@ from typing import Annotated, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
+from app.errors import error_responses
 from app.staff import analytics, service
-from app.staff.auth import Admin, Editor, Viewer
+from app.staff.auth import STAFF_ERRORS, Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
 from app.webhooks.outbox import webhook_urls
 
-router = APIRouter(prefix="/v1/staff", tags=["staff"])
+router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=STAFF_ERRORS)
 
 
 AnswerId = Annotated[int, Path(ge=1, le=2**53)]
+
+
+def _not_a_number(value: object) -> object:
+    """'0.5' would be read as a Unix time (1970): a bound must be written as a date or a date-time."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("a date like 2026-01-31 or a date-time like 2026-01-31T12:00:00Z, not a number")
+    return value
+
+
+Moment = Annotated[datetime | None, BeforeValidator(_not_a_number)]
+NOT_FOUND = error_responses((404, "no such conversation, turn or curated answer"))
 
 
 class StageCorrection(BaseModel):
@@ -52,8 +64,8 @@ class AnswerIn(BaseModel):
 
 def _filter(
     stage: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment = None,
+    until: Moment = None,
     thumbs_down: bool = False,
     handoff: bool = False,
     low_stage_confidence: bool = False,
@@ -122,20 +134,20 @@ async def conversations(
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}", responses=NOT_FOUND)
 async def conversation(conversation_id: str, user: Viewer, services: ServicesDep) -> dict:
     """A transcript with the stage, evidence, sources, latency, mode and feedback of every turn."""
     return await _run(services, service.transcript, conversation_id=conversation_id)
 
 
-@router.put("/conversations/{conversation_id}/review")
+@router.put("/conversations/{conversation_id}/review", responses=NOT_FOUND)
 async def review(conversation_id: str, body: ReviewIn, user: Editor, services: ServicesDep) -> dict:
     """Mark a conversation reviewed or not."""
     await _run(services, service.mark_reviewed, conversation_id=conversation_id, reviewed=body.reviewed, by=user.name)
     return {"conversation_id": conversation_id, "reviewed": body.reviewed}
 
 
-@router.put("/touchpoints/{touchpoint_id}/stage")
+@router.put("/touchpoints/{touchpoint_id}/stage", responses=NOT_FOUND)
 async def correct_stage(touchpoint_id: str, body: StageCorrection, user: Editor, services: ServicesDep) -> dict:
     """Set the right stage for a turn; the detector learns it at once (other workers within seconds)."""
     _check_stage(services, body.stage)
@@ -144,7 +156,7 @@ async def correct_stage(touchpoint_id: str, body: StageCorrection, user: Editor,
     return {"touchpoint_id": touchpoint_id, "stage": body.stage, "example": {"id": example.id, "text": example.text}}
 
 
-@router.put("/touchpoints/{touchpoint_id}/annotation")
+@router.put("/touchpoints/{touchpoint_id}/annotation", responses=NOT_FOUND)
 async def annotate(touchpoint_id: str, body: AnnotationIn, user: Editor, services: ServicesDep) -> dict:
     """Tag and annotate a turn."""
     return await _run(
@@ -171,7 +183,7 @@ async def answers(user: Viewer, services: ServicesDep) -> dict:
     return {"items": [_answer(r) for r in rows], "threshold": services.settings.curated_threshold}
 
 
-@router.post("/answers", status_code=201)
+@router.post("/answers", status_code=201, responses=NOT_FOUND)
 async def create_answer(body: AnswerIn, user: Editor, services: ServicesDep) -> dict:
     """Write a better answer; visitors asking something close enough get it from now on."""
     row = await _run(
@@ -186,7 +198,7 @@ async def create_answer(body: AnswerIn, user: Editor, services: ServicesDep) -> 
     return _answer(row)
 
 
-@router.put("/answers/{answer_id}")
+@router.put("/answers/{answer_id}", responses=NOT_FOUND)
 async def update_answer(answer_id: AnswerId, body: AnswerIn, user: Editor, services: ServicesDep) -> dict:
     """Change a curated answer."""
     row = await _run(
@@ -196,7 +208,7 @@ async def update_answer(answer_id: AnswerId, body: AnswerIn, user: Editor, servi
     return _answer(row)
 
 
-@router.delete("/answers/{answer_id}", status_code=204)
+@router.delete("/answers/{answer_id}", status_code=204, responses=NOT_FOUND)
 async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep) -> None:
     """Remove a curated answer."""
     await _run(services, service.delete_answer, answer_id=answer_id)
@@ -204,9 +216,7 @@ async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep
 
 
 @router.get("/analytics")
-async def journey_analytics(
-    user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
-) -> dict:
+async def journey_analytics(user: Viewer, services: ServicesDep, since: Moment = None, until: Moment = None) -> dict:
     """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates and resolution."""
     period = analytics.Period(service.as_utc(since), service.as_utc(until))
     names = services.journey.names
@@ -226,9 +236,7 @@ async def journey_analytics(
 
 
 @router.get("/analytics/gaps")
-async def knowledge_gaps(
-    user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
-) -> dict:
+async def knowledge_gaps(user: Viewer, services: ServicesDep, since: Moment = None, until: Moment = None) -> dict:
     """Questions with weak retrieval, thumbs down or a handoff, grouped by stage and similar question."""
     groups = await _run(
         services,
@@ -249,10 +257,6 @@ async def knowledge_gaps(
             "description": "touchpoints as CSV (a header row, formula cells neutralised) or JSON lines",
             "content": {media: {"schema": {"type": "string"}} for media in ("text/csv", "application/x-ndjson")},
         },
-        401: {"description": "no valid staff token"},
-        403: {"description": "the token's role is below editor"},
-        422: {"description": "a filter or the format is invalid"},
-        429: {"description": "too many wrong staff tokens from this address (Retry-After)"},
     },
 )
 async def export(

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from app.config import REPO_ROOT
 from app.deps import ChatDep
+from app.errors import error_responses
 from app.security.headers import csp_with_inline_scripts
 from app.security.ratelimit import rate_limits
 from app.widget.assets import StaticAsset
@@ -47,7 +48,7 @@ async def demo(request: Request) -> Response:
     return response
 
 
-@router.get("/v1/suggestions", response_model=StartersOut)
+@router.get("/v1/suggestions", response_model=StartersOut, responses=error_responses(429, 503))
 async def suggestions(
     request: Request,
     chat: ChatDep,
