@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -559,3 +560,124 @@ def test_erasure_includes_pending_webhook_events(make_data_dir):
         con.close()
     finally:
         server.stop()
+
+
+# ---- inbox: status and assignee (docs/inbox.md) ----
+
+
+def _status(server, token, conversation_id, **body) -> httpx.Response:
+    return api(server, token, "PUT", f"/conversations/{conversation_id}/status", json=body)
+
+
+def _ids(server, token, **params) -> set[str]:
+    response = api(server, token, "GET", "/conversations", params={"limit": 200, **params})
+    assert response.status_code == 200, response.text
+    return {c["id"] for c in response.json()["items"]}
+
+
+def test_status_and_assignee_are_kept_filtered_exported_and_recorded_as_events(staff):
+    server, tokens = staff
+    waiting = chat(server, "Do you have an app for iPhone?")["conversation_id"]
+    other = chat(server, "How do reminders work?")["conversation_id"]
+
+    response = _status(server, tokens["editor"], waiting, status="pending")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"conversation_id": waiting, "status": "pending", "until": None, "assignee": None}
+    assert waiting in _ids(server, tokens["viewer"], status="pending")
+    assert other not in _ids(server, tokens["viewer"], status="pending")
+    assert other in _ids(server, tokens["viewer"], status="open")
+    assert waiting not in _ids(server, tokens["viewer"], status="open")
+
+    owner = "editor@lumio.example"
+    given = api(server, tokens["admin"], "PUT", f"/conversations/{waiting}/assignee", json={"assignee": owner})
+    assert given.status_code == 200 and given.json()["assignee"] == owner, given.text
+    assert waiting in _ids(server, tokens["viewer"], assignee=owner)
+    assert waiting in _ids(server, tokens["editor"], assignee="me")
+    assert waiting not in _ids(server, tokens["admin"], assignee="me")
+    assert waiting not in _ids(server, tokens["viewer"], assignee="none") and other in _ids(
+        server, tokens["viewer"], assignee="none"
+    )
+    assert _ids(server, tokens["viewer"], status="pending", assignee=owner) >= {waiting}
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"status": "pending", "limit": 200})
+    row = next(c for c in listed.json()["items"] if c["id"] == waiting)
+    assert (row["status"], row["assignee"]) == ("pending", owner)
+
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{waiting}").json()
+    assert (transcript["status"], transcript["assignee"]) == ("pending", owner)
+    events = [e for e in transcript["events"] if e["kind"] in ("status", "assignee")]
+    assert [(e["kind"], e["data"]["by"]) for e in events] == [("status", owner), ("assignee", "admin@lumio.example")]
+    assert events[0]["data"]["previous"] == "open" and events[0]["created_at"]
+    assert events[1]["data"] == {"assignee": owner, "previous": None, "by": "admin@lumio.example"}
+
+    exported = api(server, tokens["editor"], "GET", "/export", params={"status": "pending", "format": "jsonl"})
+    rows = [json.loads(line) for line in exported.text.splitlines()]
+    assert {r["conversation_id"] for r in rows} >= {waiting} and other not in {r["conversation_id"] for r in rows}
+    assert [r["data"]["status"] for r in rows if r["conversation_id"] == waiting and r["kind"] == "status"] == [
+        "pending"
+    ]
+    unassigned = api(server, tokens["editor"], "PUT", f"/conversations/{waiting}/assignee", json={"assignee": None})
+    assert unassigned.json()["assignee"] is None and waiting in _ids(server, tokens["viewer"], assignee="none")
+
+
+def test_status_and_assignee_need_an_editor(staff):
+    server, tokens = staff
+    conversation = chat(server, "Is there a free trial?")["conversation_id"]
+    assert _status(server, tokens["viewer"], conversation, status="resolved").status_code == 403
+    body = {"assignee": "viewer@lumio.example"}
+    assert api(server, tokens["viewer"], "PUT", f"/conversations/{conversation}/assignee", json=body).status_code == 403
+    assert _status(server, None, conversation, status="resolved").status_code == 401
+    assert conversation in _ids(server, tokens["viewer"], status="open")
+
+
+def test_bad_status_or_assignee_is_a_clear_4xx_and_changes_nothing(staff):
+    server, tokens = staff
+    conversation = chat(server, "What is Lumio?")["conversation_id"]
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    cases = [
+        ({"status": "closed"}, "status"),
+        ({"status": "snoozed"}, "needs `until`"),
+        ({"status": "snoozed", "until": past}, "must be in the future"),
+        ({"status": "snoozed", "until": "tomorrow"}, "until"),
+        ({"status": "resolved", "until": future}, "only for status snoozed"),
+        ({}, "status"),
+    ]
+    for body, message in cases:
+        response = _status(server, tokens["editor"], conversation, **body)
+        assert response.status_code == 422 and message in response.text, (body, response.text)
+    for assignee, message in [("nobody@lumio.example", "no staff member named"), ("gone@lumio.example", "active")]:
+        response = api(
+            server, tokens["editor"], "PUT", f"/conversations/{conversation}/assignee", json={"assignee": assignee}
+        )
+        assert response.status_code == 422 and message in response.text, response.text
+    assert _status(server, tokens["editor"], "no-such-conversation", status="resolved").status_code == 404
+    bad = api(server, tokens["viewer"], "GET", "/conversations", params={"status": "closed"})
+    assert bad.status_code == 422 and "status" in bad.text
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert (transcript["status"], transcript["assignee"]) == ("open", None)
+    assert [e for e in transcript["events"] if e["kind"] in ("status", "assignee")] == []
+
+
+def test_visitor_message_reopens_a_resolved_conversation_and_a_snooze_ends_on_time(staff):
+    server, tokens = staff
+    first = chat(server, "How do I connect Google Calendar?")
+    conversation = first["conversation_id"]
+    assert _status(server, tokens["editor"], conversation, status="resolved").status_code == 200
+    assert conversation in _ids(server, tokens["viewer"], status="resolved")
+    chat(server, "And Outlook?", conversation_id=conversation, visitor_id=first["visitor_id"])
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert transcript["status"] == "open" and conversation in _ids(server, tokens["viewer"], status="open")
+    reopened = [e["data"] for e in transcript["events"] if e["kind"] == "status"][-1]
+    assert reopened == {"status": "open", "previous": "resolved", "until": None, "by": "visitor"}
+
+    until = datetime.now(UTC) + timedelta(seconds=1.5)
+    snoozed = _status(server, tokens["editor"], conversation, status="snoozed", until=until.isoformat())
+    assert snoozed.status_code == 200 and snoozed.json()["status"] == "snoozed", snoozed.text
+    assert datetime.fromisoformat(snoozed.json()["until"]) == until
+    assert conversation in _ids(server, tokens["viewer"], status="snoozed")
+    assert conversation not in _ids(server, tokens["viewer"], status="open")
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.2)
+    assert conversation in _ids(server, tokens["viewer"], status="open")
+    assert conversation not in _ids(server, tokens["viewer"], status="snoozed")
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert (transcript["status"], transcript["until"]) == ("open", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -12,9 +13,10 @@ from pydantic import BaseModel, Field
 
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
-from app.staff import analytics, service
+from app.staff import analytics, inbox, service
 from app.staff.auth import Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
+from app.store.models import STATUSES
 from app.webhooks.outbox import webhook_urls
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
@@ -42,6 +44,22 @@ class ReviewIn(BaseModel):
     reviewed: bool = True
 
 
+Status = Literal[STATUSES]
+
+
+class StatusIn(BaseModel):
+    """A conversation's new status; `until` (required with snoozed, in the future) is when it comes back as open."""
+
+    status: Status
+    until: datetime | None = None
+
+
+class AssigneeIn(BaseModel):
+    """Who owns a conversation: a staff member's name (as on their token), or null for nobody."""
+
+    assignee: str | None = Field(..., min_length=1, max_length=120)
+
+
 class AnswerIn(BaseModel):
     """A better answer for a question."""
 
@@ -61,6 +79,8 @@ def _filter(
     unreviewed: bool = False,
     q: Annotated[str | None, Query(max_length=200)] = None,
     visitor_id: Annotated[str | None, Query(max_length=128)] = None,
+    status: Status | None = None,
+    assignee: Annotated[str | None, Query(min_length=1, max_length=120)] = None,
 ) -> service.ConversationFilter:
     return service.ConversationFilter(
         stage=stage,
@@ -73,10 +93,17 @@ def _filter(
         unreviewed=unreviewed,
         q=q or None,
         visitor_id=visitor_id,
+        status=status,
+        assignee=assignee,
     )
 
 
-FilterDep = Annotated[service.ConversationFilter, Depends(_filter)]
+def _filter_for(user: Viewer, f: Annotated[service.ConversationFilter, Depends(_filter)]) -> service.ConversationFilter:
+    """The filter with `assignee=me` read as the caller's name."""
+    return replace(f, assignee=user.name) if f.assignee == "me" else f
+
+
+FilterDep = Annotated[service.ConversationFilter, Depends(_filter_for)]
 
 
 async def _run(services, fn, **kwargs):
@@ -88,8 +115,10 @@ async def _run(services, fn, **kwargs):
 
     try:
         return await to_thread.run_sync(call)
-    except service.NotFound as exc:
+    except (service.NotFound, inbox.NotFound) as exc:
         raise HTTPException(404, str(exc)) from exc
+    except inbox.Invalid as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 def _check_stage(services, stage: str) -> None:
@@ -133,6 +162,30 @@ async def review(conversation_id: str, body: ReviewIn, user: Editor, services: S
     """Mark a conversation reviewed or not."""
     await _run(services, service.mark_reviewed, conversation_id=conversation_id, reviewed=body.reviewed, by=user.name)
     return {"conversation_id": conversation_id, "reviewed": body.reviewed}
+
+
+@router.put("/conversations/{conversation_id}/status")
+async def set_status(conversation_id: str, body: StatusIn, user: Editor, services: ServicesDep) -> dict:
+    """Set a conversation's status (open, pending, snoozed until a time, resolved); recorded with who and when."""
+    until = service.as_utc(body.until)
+    return await _run(
+        services, inbox.set_status, conversation_id=conversation_id, status=body.status, until=until, by=user.name
+    )
+
+
+@router.put("/conversations/{conversation_id}/assignee")
+async def set_assignee(conversation_id: str, body: AssigneeIn, user: Editor, services: ServicesDep) -> dict:
+    """Give a conversation to a staff member (null: to nobody); recorded with who and when."""
+    assignee = body.assignee.strip() if body.assignee else None
+    return await _run(
+        services, inbox.set_assignee, conversation_id=conversation_id, assignee=assignee or None, by=user.name
+    )
+
+
+@router.get("/team")
+async def team(user: Viewer, services: ServicesDep) -> dict:
+    """Names of the staff members a conversation can be assigned to (those with an active token)."""
+    return {"names": await _run(services, inbox.staff_names)}
 
 
 @router.put("/touchpoints/{touchpoint_id}/stage")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.security.redact import redact
 from app.staff.erasure import forget_quotes
+from app.staff.inbox import assignee_condition, status_condition, status_of
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
 from app.store.models import Conversation, Touchpoint, utcnow
 from app.webhooks.outbox import add_erased_event, erase_visitor_events
@@ -43,6 +44,8 @@ class ConversationFilter:
     unreviewed: bool = False
     q: str | None = None
     visitor_id: str | None = None
+    status: str | None = None
+    assignee: str | None = None
 
 
 def _has(*conditions) -> exists:
@@ -64,6 +67,10 @@ def filtered(query: Select, f: ConversationFilter) -> Select:
         query = query.where(Conversation.updated_at < f.until)
     if f.visitor_id:
         query = query.where(Conversation.visitor_id == f.visitor_id)
+    if f.status:
+        query = query.where(status_condition(f.status, utcnow()))
+    if f.assignee:
+        query = query.where(assignee_condition(f.assignee))
     if f.thumbs_down:
         query = query.where(_has(thumbs_down_condition()))
     if f.handoff:
@@ -134,6 +141,7 @@ def list_conversations(*, session: Session, f: ConversationFilter, limit: int, o
             "handoff": c.id in handoffs,
             "thumbs_down": c.id in downs,
             "reviewed_at": reviewed.get(c.id),
+            **status_of(c),
         }
         for c in rows
     ]
@@ -219,6 +227,7 @@ def transcript(*, session: Session, conversation_id: str) -> dict:
         "identity": conversation.identity,
         "first_page": conversation.first_page,
         "reviewed": None if review is None else {"by": review.reviewed_by, "at": review.reviewed_at},
+        **status_of(conversation),
         "turns": turns,
         "events": events,
     }
