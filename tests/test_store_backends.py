@@ -26,6 +26,7 @@ from app.security.retention import purge
 from app.staff import analytics
 from app.staff.auth import _lookup, create_token, revoke_token
 from app.staff.export import touchpoint_rows
+from app.staff.inbox import set_assignee, set_status
 from app.staff.service import (
     ConversationFilter,
     correct_stage,
@@ -349,6 +350,39 @@ def test_staff_queries(sessions):
         assert total == 2, "case-insensitive search"
     rows = list(touchpoint_rows(sessions, ConversationFilter(visitor_id="visitor-a")))
     assert [r["turn"] for r in rows] == [1, 2, 3] and rows[0]["created_at"] == base
+
+
+def test_status_snooze_and_reopen_on_both_backends(sessions):
+    """Status filters compare times in the database (a snooze that has passed lists as open) and a visitor reopens."""
+    with sessions() as session:
+        create_token(session=session, name="ann@lumio.example", role="editor")
+        for conversation in ("conv-a", "conv-b", "conv-c"):
+            record_exchange(session=session, record=exchange(1, conversation=conversation))
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        set_status(session=session, conversation_id="conv-a", status="snoozed", until=soon, by="ann@lumio.example")
+        set_status(session=session, conversation_id="conv-b", status="resolved", until=None, by="ann@lumio.example")
+        set_assignee(session=session, conversation_id="conv-b", assignee="ann@lumio.example", by="ann@lumio.example")
+
+    def listed(**f) -> set[str]:
+        with sessions() as session:
+            items, _ = list_conversations(session=session, f=ConversationFilter(**f), limit=9, offset=0)
+            return {c["id"] for c in items}
+
+    assert listed(status="snoozed") == {"conv-a"}
+    assert listed(status="open") == {"conv-c"}
+    assert listed(status="resolved", assignee="ann@lumio.example") == {"conv-b"}
+    assert listed(assignee="none") == {"conv-a", "conv-c"}
+    with sessions() as session:  # the snooze time passes
+        session.get(Conversation, "conv-a").status_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.commit()
+        record_exchange(session=session, record=exchange(2, conversation="conv-b"))  # the visitor writes again
+    assert listed(status="open") == {"conv-a", "conv-b", "conv-c"}
+    assert listed(status="snoozed") == listed(status="resolved") == set()
+    with sessions() as session:
+        kinds = [(t.turn, t.kind) for t in conversation_touchpoints(session=session, conversation_id="conv-b")]
+        assert kinds == [(1, "exchange"), (2, "status"), (3, "assignee"), (4, "exchange"), (5, "status")]
+        reopened = conversation_touchpoints(session=session, conversation_id="conv-b")[-1].data
+        assert reopened == {"status": "open", "previous": "resolved", "until": None, "by": "visitor"}
 
 
 def test_whole_app_on_postgresql(make_data_dir, tmp_path: Path):
