@@ -23,6 +23,8 @@
     open: null,
     listSeq: 0,
     viewSeq: 0,
+    team: [],
+    picked: new Set(),
   };
 
   // ---- DOM helpers ----
@@ -121,6 +123,63 @@
 
   const badge = (text, kind) => h('span', {class: `badge ${kind}`}, text);
 
+  // ---- inbox: status and assignee ----
+
+  const INBOX = {open: 'Open', pending: 'Pending', snoozed: 'Snoozed', resolved: 'Resolved'};
+
+  function statusBadge(c) {
+    return badge(INBOX[c.status] || c.status || 'Open', `status-${c.status || 'open'}`);
+  }
+
+  /** "Snoozed until 4 Dec, 09:00", "Resolved", ...: a conversation's status in words. */
+  const statusText = (c) => (c.status === 'snoozed' && c.until
+    ? `Snoozed until ${when(c.until)}` : INBOX[c.status] || c.status || 'Open');
+
+  /** A datetime-local input's value for a Date (local time, to the minute). */
+  function localInput(date) {
+    const pad = (n) => String(n).padStart(2, '0');
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:`
+      + pad(date.getMinutes());
+  }
+
+  /** The body of PUT .../status for a status select and its "until" input (tomorrow 9:00 when left empty). */
+  function statusBody(select, untilInput) {
+    if (select.value !== 'snoozed') return {status: select.value};
+    return {status: 'snoozed', until: untilInput.value ? new Date(untilInput.value).toISOString() : undefined};
+  }
+
+  /** Show the "until" field only when snoozing, with tomorrow 9:00 as the default. */
+  function untilFollows(select, wrap, input) {
+    const sync = () => {
+      wrap.hidden = select.value !== 'snoozed';
+      if (!wrap.hidden && !input.value) {
+        const morning = new Date();
+        morning.setDate(morning.getDate() + 1);
+        morning.setHours(9, 0, 0, 0);
+        input.value = localInput(morning);
+      }
+    };
+    select.addEventListener('change', sync);
+    sync();
+  }
+
+  const teamOptions = (first) => [h('option', {value: ''}, first), ...state.team.map((n) => h('option', {value: n}, n))];
+
+  /** PUT a status or assignee on each conversation, one after the other; returns [changed, first error]. */
+  async function changeEach(ids, what, body) {
+    let changed = 0;
+    let failure = null;
+    for (const id of ids) {
+      try {
+        await api('PUT', `/v1/staff/conversations/${encodeURIComponent(id)}/${what}`, body);
+        changed += 1;
+      } catch (error) {
+        failure = failure || error;
+      }
+    }
+    return [changed, failure];
+  }
+
   /** A local date input as a UTC ISO time: its midnight, or the next midnight for an end date. */
   function dayBound(value, end) {
     if (!value) return null;
@@ -216,6 +275,16 @@
       return;
     }
     store.set(token);
+    try {
+      ({names: state.team} = await api('GET', '/v1/staff/team'));
+    } catch (_error) {
+      state.team = [];
+    }
+    const assignee = $('f-assignee');
+    while (assignee.options.length > 3) assignee.remove(3); // keep Anyone, Me and Nobody
+    add(assignee, state.team.map((n) => h('option', {value: n}, n)));
+    $('bulk-assignee').replaceChildren(...teamOptions('Nobody'));
+    $('bulk').hidden = state.user.role === 'viewer';
     state.stages = stages.map((st) => st.name);
     state.labels = Object.fromEntries(stages.map((st) => [st.name, st.label]));
     const select = $('f-stage');
@@ -259,8 +328,7 @@
   function readFilters() {
     const form = $('filters');
     const f = {};
-    const stage = form.elements.stage.value;
-    if (stage) f.stage = stage;
+    for (const name of ['stage', 'status', 'assignee']) if (form.elements[name].value) f[name] = form.elements[name].value;
     const since = dayBound(form.elements.since.value, false);
     const until = dayBound(form.elements.until.value, true);
     if (since) f.since = since;
@@ -287,8 +355,10 @@
     const body = $('conversation-table').tBodies[0];
     body.replaceChildren(...data.items.map(row));
     if (!data.items.length) {
-      body.append(h('tr', {}, h('td', {colspan: 2, class: 'empty'}, 'No conversations match these filters.')));
+      body.append(h('tr', {}, h('td', {colspan: 3, class: 'empty'}, 'No conversations match these filters.')));
     }
+    state.picked.clear();
+    picked();
     const first = data.total ? data.offset + 1 : 0;
     const last = data.offset + data.items.length;
     $('list-count').textContent = `${data.total} conversation${data.total === 1 ? '' : 's'}`;
@@ -301,15 +371,52 @@
   function row(c) {
     const open = h('a', {class: 'open'}, c.first_question || '(no question)');
     open.href = `#/conversations/${encodeURIComponent(c.id)}`;
+    const pick = h('input', {type: 'checkbox', 'aria-label': `Select: ${c.first_question || c.id}`, onchange: () => {
+      if (pick.checked) state.picked.add(c.id); else state.picked.delete(c.id);
+      picked();
+    }});
     return h('tr', {'data-id': c.id},
+      h('td', {class: 'pick'}, pick),
       h('td', {class: 'when'}, h('time', {datetime: parseTime(c.updated_at).toISOString()},
         when(c.updated_at, shortFormat)), h('br'), stageChip(c.stage, c.stage_confidence)),
       h('td', {class: 'question'}, open,
         h('span', {class: 'flags'},
           h('span', {class: 'turn-count'}, `${c.turns} turn${c.turns === 1 ? '' : 's'}`),
+          statusBadge(c),
+          c.status === 'snoozed' && c.until ? h('span', {class: 'muted'}, `until ${when(c.until, shortFormat)}`) : null,
+          c.assignee ? h('span', {class: 'assignee'}, `Assigned to ${c.assignee}`) : null,
           c.handoff ? badge('Handoff', 'handoff') : null,
           c.thumbs_down ? badge('Thumbs down', 'down') : null,
           c.reviewed_at ? badge('Reviewed', 'reviewed') : null)));
+  }
+
+  /** The bulk bar follows the ticked rows. */
+  function picked() {
+    const n = state.picked.size;
+    $('bulk-count').textContent = n ? `${n} selected` : 'Tick conversations to change them together';
+    for (const button of $('bulk').querySelectorAll('button')) button.disabled = n === 0;
+    const boxes = [...$('conversation-table').tBodies[0].querySelectorAll('td.pick input')];
+    $('pick-all').checked = boxes.length > 0 && boxes.every((b) => b.checked);
+  }
+
+  async function bulkChange(event) {
+    event.preventDefault();
+    const form = $('bulk');
+    const what = event.submitter && event.submitter.value === 'assignee' ? 'assignee' : 'status';
+    const ids = [...state.picked];
+    const body = what === 'status' ? statusBody(form.elements.status, form.elements.until)
+      : {assignee: form.elements.assignee.value || null};
+    const msg = $('bulk-msg');
+    say(msg, 'Saving…');
+    const [changed, failure] = await changeEach(ids, what, body);
+    const done = what === 'status' ? `set to ${statusText(body)}` : `assigned to ${body.assignee || 'nobody'}`;
+    if (failure) {
+      say(msg, `${changed} of ${ids.length} ${done}. ${failure.message}`, failure.status === 403 ? 'refused' : 'error');
+    } else say(msg, `${changed} conversation${changed === 1 ? '' : 's'} ${done}.`, 'ok');
+    if (changed) {
+      await loadList();
+      if (state.open && ids.includes(state.open)) await openConversation(state.open, true);
+    }
   }
 
   function markOpen() {
@@ -319,7 +426,7 @@
     }
   }
 
-  async function openConversation(id) {
+  async function openConversation(id, keepFocus) {
     state.open = id;
     markOpen();
     const pane = $('transcript');
@@ -338,6 +445,7 @@
     if (state.open !== id) return;
     pane.replaceChildren();
     add(pane, transcript(data));
+    if (keepFocus) return;
     pane.scrollTop = 0;
     pane.focus({preventScroll: true});
     if (window.matchMedia('(max-width: 1099px)').matches) pane.scrollIntoView({block: 'start'});
@@ -381,13 +489,55 @@
         fact('Started', when(c.created_at)),
         fact('Last activity', when(c.updated_at)),
         fact('Stage now', stageChip(c.stage)),
+        fact('Status', [statusBadge(c), c.status === 'snoozed' && c.until ? ` until ${when(c.until)}` : null]),
+        fact('Assignee', c.assignee || 'nobody'),
         fact('Visitor', h('code', {}, c.visitor_id)),
         fact('Landing page', page),
         identity ? fact('Identity', identity) : null,
         fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
       h('div', {class: 'actions'}, review, reviewMsg),
+      state.user && state.user.role !== 'viewer' ? inboxForms(c) : null,
       roleHint());
     return el;
+  }
+
+  /** Status and assignee of the open conversation; after a change the transcript is read again (with its event). */
+  function inboxForms(c) {
+    const again = async (formName, text) => {
+      await openConversation(c.id, true);
+      const form = document.querySelector(`#transcript form[data-form=${formName}]`);
+      if (form) { say(form.querySelector('.msg'), text, 'ok'); form.querySelector('button').focus(); }
+      loadList();
+    };
+    const statusId = uid('status');
+    const untilId = uid('until');
+    const statusMsg = h('span', {class: 'msg', role: 'status'});
+    const select = h('select', {id: statusId, name: 'status'},
+      Object.entries(INBOX).map(([value, name]) => h('option', {value}, name)));
+    select.value = c.status || 'open';
+    const until = h('input', {id: untilId, name: 'until', type: 'datetime-local'});
+    if (c.status === 'snoozed' && c.until) until.value = localInput(parseTime(c.until));
+    const untilWrap = h('span', {class: 'until'}, h('label', {for: untilId}, 'until'), until);
+    untilFollows(select, untilWrap, until);
+    const statusForm = h('form', {class: 'row', 'data-form': 'status', onsubmit: async (event) => {
+      event.preventDefault();
+      const body = statusBody(select, until);
+      const done = await act(statusMsg, 'Saved.',
+        () => api('PUT', `/v1/staff/conversations/${encodeURIComponent(c.id)}/status`, body));
+      if (done) await again('status', `Status: ${statusText(done)}.`);
+    }}, h('label', {for: statusId}, 'Status'), select, untilWrap, h('button', {type: 'submit'}, 'Save status'),
+    statusMsg);
+    const ownerId = uid('owner');
+    const ownerMsg = h('span', {class: 'msg', role: 'status'});
+    const owner = h('select', {id: ownerId, name: 'assignee'}, teamOptions('Nobody'));
+    owner.value = c.assignee || '';
+    const ownerForm = h('form', {class: 'row', 'data-form': 'assignee', onsubmit: async (event) => {
+      event.preventDefault();
+      const done = await act(ownerMsg, 'Saved.', () => api('PUT',
+        `/v1/staff/conversations/${encodeURIComponent(c.id)}/assignee`, {assignee: owner.value || null}));
+      if (done) await again('assignee', `Assigned to ${done.assignee || 'nobody'}.`);
+    }}, h('label', {for: ownerId}, 'Assign to'), owner, h('button', {type: 'submit'}, 'Assign'), ownerMsg);
+    return h('div', {class: 'inbox'}, statusForm, ownerForm);
   }
 
   /** One message: who said it, then the text (never parsed as HTML). */
@@ -415,6 +565,16 @@
       const rating = data.rating === 'down' ? badge('Thumbs down', 'down') : badge('Thumbs up', 'up');
       return h('li', {class: 'event'}, rating, ` on turn ${about ? about.turn : '?'} · `, when(e.created_at),
         data.comment ? [' · “', data.comment, '”'] : null);
+    }
+    if (e.kind === 'status') {
+      const until = data.status === 'snoozed' && data.until ? ` until ${when(data.until)}` : '';
+      const who = data.by === 'visitor' ? 'Reopened by a visitor message' : `${data.by} set it`;
+      return h('li', {class: 'event'}, badge(INBOX[data.status] || data.status, `status-${data.status}`),
+        ` ${who} · ${when(e.created_at)}${until}`);
+    }
+    if (e.kind === 'assignee') {
+      return h('li', {class: 'event'}, badge('Assigned', 'assigned'),
+        ` ${data.by} assigned it to ${data.assignee || 'nobody'} · ${when(e.created_at)}`);
     }
     const said = {visitor_message: 'Visitor', human_message: data.name || 'Staff'}[e.kind];
     if (said) {
@@ -1206,6 +1366,14 @@
       state.limit = Number(event.target.value); state.offset = 0; loadList();
     });
     $('range').addEventListener('submit', (event) => { event.preventDefault(); loadAnalytics(); });
+    $('bulk').addEventListener('submit', bulkChange);
+    untilFollows($('bulk-status'), $('bulk').querySelector('.until'), $('bulk-until'));
+    $('pick-all').addEventListener('change', (event) => {
+      const on = event.target.checked;
+      for (const box of $('conversation-table').tBodies[0].querySelectorAll('td.pick input')) {
+        if (box.checked !== on) { box.checked = on; box.dispatchEvent(new Event('change')); }
+      }
+    });
     $('answer-new').addEventListener('submit', createAnswer);
     window.addEventListener('hashchange', route);
     window.addEventListener('offline', () => { // drop the live stream now; resume from the last id when back

@@ -225,6 +225,79 @@ def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
     desk.assert_clean()
 
 
+def test_status_and_assignee_from_the_transcript_and_in_bulk(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    iphone = desk.rows().filter(has_text=FILLER[1]).first
+    iphone_id = iphone.get_attribute("data-id")
+    iphone.get_by_role("link").click()
+    pane = page.locator("#transcript")
+    expect(pane.locator(".tr-head")).to_contain_text("Open")
+    pane.locator("form[data-form=status] select").select_option("pending")
+    pane.get_by_role("button", name="Save status").click()
+    expect(pane.locator("form[data-form=status] .msg")).to_have_text("Status: Pending.")
+    expect(pane.get_by_role("button", name="Save status")).to_be_focused()
+    expect(pane.locator("dl.facts").first).to_contain_text("Pending")
+    expect(pane.locator(".events .event").last).to_contain_text("editor@lumio.example set it")
+    pane.get_by_label("Assign to").select_option("viewer@lumio.example")
+    pane.get_by_role("button", name="Assign").click()
+    expect(pane.locator("form[data-form=assignee] .msg")).to_have_text("Assigned to viewer@lumio.example.")
+    expect(pane.locator(".events .event").last).to_contain_text("assigned it to viewer@lumio.example")
+    row = page.locator(f'#conversation-table tr[data-id="{iphone_id}"]')
+    expect(row.locator(".badge.status-pending")).to_have_text("Pending")
+    expect(row).to_contain_text("Assigned to viewer@lumio.example")
+    saved = staff.transcript(iphone_id)
+    assert (saved["status"], saved["assignee"]) == ("pending", "viewer@lumio.example")
+
+    page.locator("#f-status").select_option("pending")
+    expect(desk.rows()).to_have_count(1)
+    expect(desk.rows().first).to_have_attribute("data-id", iphone_id)
+    page.locator("#f-status").select_option("")
+    expect(page.locator("#list-count")).to_have_text("28 conversations")
+
+    reminders = desk.rows().filter(has_text=FILLER[2])
+    expect(page.get_by_role("button", name="Set status")).to_be_disabled()
+    picked = [reminders.nth(i).get_attribute("data-id") for i in range(3)]
+    for i in range(3):
+        reminders.nth(i).locator("td.pick input").check()
+    expect(page.locator("#bulk-count")).to_have_text("3 selected")
+    page.locator("#bulk-status").select_option("snoozed")
+    expect(page.locator("#bulk-until")).to_be_visible()
+    page.locator("#bulk-until").fill("2099-01-02T09:00")
+    desk.shot("inbox-bulk-1280")
+    page.get_by_role("button", name="Set status").click()
+    expect(page.locator("#bulk-msg")).to_contain_text("3 conversations set to Snoozed until")
+    page.locator("#f-status").select_option("snoozed")
+    expect(desk.rows()).to_have_count(3)
+    assert {desk.rows().nth(i).get_attribute("data-id") for i in range(3)} == set(picked)
+    expect(desk.rows().first).to_contain_text("until")
+    page.locator("#pick-all").check()
+    page.locator("#bulk-assignee").select_option("editor@lumio.example")
+    page.locator("#bulk").get_by_role("button", name="Assign").click()
+    expect(page.locator("#bulk-msg")).to_have_text("3 conversations assigned to editor@lumio.example.")
+    page.locator("#f-assignee").select_option("me")
+    expect(desk.rows()).to_have_count(3)
+    listed = staff.api("GET", "/conversations", params={"status": "snoozed", "assignee": "me"}).json()["items"]
+    assert {c["id"] for c in listed} == set(picked) and all(c["until"].startswith("2099-01-02") for c in listed)
+    desk.shot("inbox-snoozed-mine-1280")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(page.locator("#list-count")).to_have_text("28 conversations")
+    desk.assert_clean()
+
+
+def test_viewer_sees_status_but_gets_no_inbox_controls(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.viewer)
+    expect(desk.page.locator("#bulk")).to_be_hidden()
+    pane = desk.open(XSS)
+    expect(pane.locator("dl.facts").first).to_contain_text("Status")
+    expect(pane.locator("form[data-form=status]")).to_have_count(0)
+    desk.assert_clean()
+
+
 def test_filters_search_and_paging(desk, staff):
     from playwright.sync_api import expect
 
@@ -473,10 +546,29 @@ def test_keyboard_only(desk, staff):
 
 
 TEXTS = [
-    ".brand", ".brand span", "#tabs a[aria-current]", "#tabs a:not([aria-current])", "#who-name", "label",
-    ".hint", "td.when time", "td.question a", ".turn-count", ".badge.handoff", ".badge.down", ".conf",
-    ".who-said", ".bubble.visitor .text", ".bubble.guide .text", "dl.facts dt", ".sources a", ".snippet",
-    "summary", "button.quiet", ".fix button[type=submit]", ".events .event",
+    ".brand",
+    ".brand span",
+    "#tabs a[aria-current]",
+    "#tabs a:not([aria-current])",
+    "#who-name",
+    "label",
+    ".hint",
+    "td.when time",
+    "td.question a",
+    ".turn-count",
+    ".badge.handoff",
+    ".badge.down",
+    ".conf",
+    ".who-said",
+    ".bubble.visitor .text",
+    ".bubble.guide .text",
+    "dl.facts dt",
+    ".sources a",
+    ".snippet",
+    "summary",
+    "button.quiet",
+    ".fix button[type=submit]",
+    ".events .event",
 ]
 
 
