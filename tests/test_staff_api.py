@@ -460,7 +460,12 @@ def _fixture_rows(session) -> None:
             (T0 + timedelta(days=1), "support", "my widget spins forever", 0.2),
             (T0 + timedelta(days=1) + 3 * minute, "support", "the widget keeps spinning", 0.25),
         ],
-        events=[(T0 + timedelta(days=1, minutes=4), "handoff", {"email": "b@example.com"})],
+        events=[
+            (T0 + timedelta(days=1, minutes=4), "handoff", {"email": "b@example.com"}),
+            (T0 + timedelta(days=1, minutes=5), "feedback", {"rating": "up", "message_id": "conv-bbbb-t2"}),
+            (T0 + timedelta(days=1, minutes=6), "feedback", {"rating": "up", "message_id": "conv-bbbb-t2"}),  # again
+            (T0 + timedelta(days=1, minutes=9), "status", {"status": "resolved", "previous": "open", "by": "ann"}),
+        ],
     )
     convo(
         "conv-cccc",
@@ -495,10 +500,22 @@ def test_analytics_figures_on_known_fixture(analytics_server):
     assert funnel["support"]["visitors"] == 1 and funnel["support"]["reached"] == 1
     assert funnel["renewal"]["reached"] == 0
     assert data["transitions"] == [{"from": "awareness", "to": "decision", "count": 1}]
-    time_in = {t["stage"]: t for t in data["time_in_stage"]}
-    assert time_in["awareness"]["mean_seconds"] == 300.0
-    assert time_in["support"]["mean_seconds"] == 180.0
-    assert time_in["decision"] == {"stage": "decision", "spans": 2, "mean_seconds": 0.0, "median_seconds": 0.0}
+    time_in = {t["stage"]: t for t in data["time_in_stage"]}  # first to last touchpoint of the stage
+    assert time_in["awareness"]["mean_seconds"] == 120.0, "two turns two minutes apart"
+    assert time_in["support"]["mean_seconds"] == 360.0, "to the last feedback, not to the status change"
+    assert time_in["decision"] == {
+        "stage": "decision",
+        "spans": 1,
+        "single": 1,
+        "mean_seconds": 60.0,
+        "median_seconds": 60.0,
+    }, "the one-turn decision of conv-aaaa has no duration; conv-cccc's feedback came a minute after the turn"
+    assert data["csat"]["by_stage"] == [
+        {"stage": "decision", "up": 0, "down": 1, "csat": 0.0},
+        {"stage": "support", "up": 1, "down": 0, "csat": 1.0},
+    ], "a reply rated twice counts once"
+    assert data["csat"]["by_day"] == [{"day": "2026-03-03", "up": 1, "down": 1, "csat": 0.5}]
+    assert data["csat"]["overall"] == {"scope": "all", "up": 1, "down": 1, "csat": 0.5}
     daily = {(d["day"], d["stage"]): d["count"] for d in data["daily"]}
     assert daily == {
         ("2026-03-02", "awareness"): 2,
@@ -519,6 +536,10 @@ def test_analytics_figures_on_known_fixture(analytics_server):
     ).json()
     assert {f["stage"]: f["visitors"] for f in one_day["funnel"]}["awareness"] == 0
     assert one_day["transitions"] == []
+    assert one_day["csat"]["by_day"] == [{"day": "2026-03-03", "up": 1, "down": 1, "csat": 0.5}]
+    day_one = api(server, tokens["viewer"], "GET", "/analytics", params={"until": "2026-03-03T00:00:00Z"}).json()
+    nothing = {"scope": "all", "up": 0, "down": 0, "csat": None}
+    assert day_one["csat"] == {"overall": nothing, "by_stage": [], "by_day": []}
 
 
 def test_knowledge_gaps_group_similar_questions(analytics_server):
@@ -681,3 +702,35 @@ def test_visitor_message_reopens_a_resolved_conversation_and_a_snooze_ends_on_ti
     assert conversation not in _ids(server, tokens["viewer"], status="snoozed")
     transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
     assert (transcript["status"], transcript["until"]) == ("open", None)
+
+
+def test_turn_count_excludes_feedback_handoff_and_status_rows(staff):
+    server, tokens = staff
+    first = chat(server, "How do I add a second staff calendar?")
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    chat(server, "And a third one?", **ids)
+    vote = {"visitor_id": first["visitor_id"], "message_id": first["message_id"], "rating": "up"}
+    httpx.post(f"{server.url}/v1/conversations/{first['conversation_id']}/feedback", json=vote).raise_for_status()
+    handoff = {"visitor_id": first["visitor_id"], "email": "turns@example.com"}
+    httpx.post(f"{server.url}/v1/conversations/{first['conversation_id']}/handoff", json=handoff).raise_for_status()
+    _status(server, tokens["editor"], first["conversation_id"], status="pending").raise_for_status()
+    items = api(server, tokens["viewer"], "GET", "/conversations", params={"q": "second staff calendar"}).json()
+    assert [c["turns"] for c in items["items"]] == [2]
+
+
+def test_stage_now_follows_a_correction_of_the_last_turn(staff):
+    server, tokens = staff
+    first = chat(server, "Tell me about the quokka mascot on your homepage")
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    second = chat(server, "Does the quokka have a name?", **ids)
+    conversation = first["conversation_id"]
+    now = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"]
+    target = "advocacy" if now != "advocacy" else "renewal"
+    api(server, tokens["editor"], "PUT", f"/touchpoints/{first['message_id']}/stage", json={"stage": target})
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"] == now, (
+        "correcting an earlier turn leaves the stage now as the last turn's"
+    )
+    api(server, tokens["editor"], "PUT", f"/touchpoints/{second['message_id']}/stage", json={"stage": target})
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"] == target
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"q": "quokka", "stage": target}).json()
+    assert [(c["id"], c["stage"]) for c in listed["items"]] == [(conversation, target)]

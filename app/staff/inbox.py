@@ -17,6 +17,7 @@ from app.store.models import OPEN, SNOOZED, STATUSES, Conversation, utcnow
 from app.store.service import STATUS_KIND, status_touchpoint
 
 ASSIGNEE_KIND = "assignee"
+INBOX_KINDS = (STATUS_KIND, ASSIGNEE_KIND)  # staff's bookkeeping on a conversation, not the visitor's journey
 UNASSIGNED = "none"  # ?assignee=none lists the conversations nobody owns
 
 

@@ -260,7 +260,7 @@ async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep
 async def journey_analytics(
     user: Viewer, services: ServicesDep, since: datetime | None = None, until: datetime | None = None
 ) -> dict:
-    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates and resolution."""
+    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates, resolution and CSAT."""
     period = analytics.Period(service.as_utc(since), service.as_utc(until))
     names = services.journey.names
 
@@ -273,6 +273,7 @@ async def journey_analytics(
             "daily": analytics.daily(session=session, period=period),
             "rates": analytics.rates(session=session, period=period, stages=names),
             "resolution": analytics.resolution(session=session, period=period),
+            "csat": analytics.csat(session=session, period=period, stages=names),
         }
 
     return await _run(services, compute)

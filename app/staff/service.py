@@ -111,6 +111,13 @@ def list_conversations(*, session: Session, f: ConversationFilter, limit: int, o
         .order_by(Touchpoint.turn.desc())
     ):
         first_questions[conversation_id] = question
+    turns = dict(  # the visitor's turns: exchanges, not feedback, handoffs or other events
+        session.execute(
+            select(Touchpoint.conversation_id, func.count())
+            .where(Touchpoint.conversation_id.in_(ids), Touchpoint.kind == "exchange")
+            .group_by(Touchpoint.conversation_id)
+        ).all()
+    )
     handoffs = set(
         session.scalars(
             select(Touchpoint.conversation_id).where(Touchpoint.conversation_id.in_(ids), Touchpoint.kind == "handoff")
@@ -136,7 +143,7 @@ def list_conversations(*, session: Session, f: ConversationFilter, limit: int, o
             "updated_at": c.updated_at,
             "stage": c.stage,
             "stage_confidence": c.stage_confidence,
-            "turns": c.turns,
+            "turns": turns.get(c.id, 0),
             "first_question": first_questions.get(c.id, ""),
             "handoff": c.id in handoffs,
             "thumbs_down": c.id in downs,
@@ -254,6 +261,14 @@ def correct_stage(*, session: Session, touchpoint_id: str, stage: str, by: str) 
     """Record the right stage for a turn and keep the question as a labelled example for the detector."""
     touchpoint = _exchange(session, touchpoint_id)
     _annotation(session, touchpoint, by).corrected_stage = stage
+    last_turn = session.scalar(
+        select(func.max(Touchpoint.turn)).where(
+            Touchpoint.conversation_id == touchpoint.conversation_id, Touchpoint.kind == "exchange"
+        )
+    )
+    if touchpoint.turn == last_turn:  # the conversation's stage now is its last turn's, as corrected
+        conversation = session.get(Conversation, touchpoint.conversation_id)
+        conversation.stage, conversation.stage_confidence = stage, 1.0
     example = session.scalar(select(StageExample).where(StageExample.source_touchpoint_id == touchpoint_id))
     if example is None:
         example = StageExample(
