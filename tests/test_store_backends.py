@@ -343,7 +343,7 @@ def test_staff_queries(sessions):
         assert analytics.funnel(session=session, period=period, stages=stages)
         assert analytics.rates(session=session, period=period, stages=stages)
         assert analytics.time_in_stage(session=session, period=period)
-        rated = analytics.csat(session=session, period=period, stages=stages)
+        rated = analytics.csat(session=session, period=analytics.Period(), stages=stages)
         assert rated["by_stage"] == [{"stage": "decision", "up": 0, "down": 1, "csat": 0.0}]
         assert analytics.resolution(session=session, period=analytics.Period())["unresolved_handoffs"] == 1
         items, total = list_conversations(session=session, f=ConversationFilter(thumbs_down=True), limit=10, offset=0)
