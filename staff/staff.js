@@ -501,6 +501,20 @@
     return el;
   }
 
+  /** Read the open conversation again and redraw its header (the stage now follows a correction of its last turn). */
+  async function refreshHeader() {
+    const id = state.open;
+    let fresh;
+    try {
+      fresh = await api('GET', `/v1/staff/conversations/${encodeURIComponent(id)}`);
+    } catch (_error) {
+      return;
+    }
+    const old = document.querySelector('#transcript .tr-head');
+    if (old && state.open === id) old.replaceWith(header(fresh));
+    loadList();
+  }
+
   /** Status and assignee of the open conversation; after a change the transcript is read again (with its event). */
   function inboxForms(c) {
     const again = async (formName, text) => {
@@ -543,6 +557,14 @@
   /** One message: who said it, then the text (never parsed as HTML). */
   const bubble = (kind, who, text) => h('div', {class: `bubble ${kind}`}, h('p', {class: 'who-said'}, who),
     h('p', {class: 'text'}, text));
+
+  /** The guide's reply as the widget shows it: its own safe Markdown renderer (widget/widget.js), never HTML. */
+  function guideBubble(reply, sources) {
+    const body = h('div', {class: 'text md'});
+    if (window.JourneyMarkdown) window.JourneyMarkdown.markdown(body, reply || '', sources || []);
+    else body.textContent = reply || '';
+    return h('div', {class: 'bubble guide'}, h('p', {class: 'who-said'}, 'Guide'), body);
+  }
 
   const fact = (term, value) => h('div', {}, h('dt', {}, term), h('dd', {}, value));
 
@@ -600,7 +622,7 @@
         h('span', {class: 'muted'}, when(t.created_at)),
         t.page && t.page.url ? h('span', {class: 'page'}, 'on ', link(t.page.url, t.page.title || t.page.url)) : null),
       bubble('visitor', 'Visitor', t.question),
-      bubble('guide', 'Guide', t.reply),
+      guideBubble(t.reply, t.sources),
       h('dl', {class: 'facts meta'},
         fact('Stage', [stageChip(st.name, st.confidence),
           st.changed && st.previous ? h('span', {class: 'muted'}, ` from ${label(st.previous)}`) : null]),
@@ -677,7 +699,7 @@
       event.preventDefault();
       const done = await act(stageMsg, `Saved: ${label(select.value)}. The detector learns it now.`,
         () => api('PUT', `${path}/stage`, {stage: select.value}));
-      if (done) noted({corrected_stage: done.stage});
+      if (done) { noted({corrected_stage: done.stage}); refreshHeader(); }
     }, 'data-form': 'stage'}, h('label', {for: stageId}, 'Right stage'), select, h('button', {type: 'submit'}, 'Save stage'), stageMsg);
 
     const tagsId = uid('tags');
@@ -917,7 +939,7 @@
       h('span', {class: 'muted'}, when(t.created_at, shortFormat)));
     switch (t.kind) {
       case 'exchange': return [h('li', {}, bubble('visitor', 'Visitor', t.question)),
-        t.reply ? h('li', {}, bubble('guide', 'Guide', t.reply)) : null];
+        t.reply ? h('li', {}, guideBubble(t.reply, [])) : null];
       case 'visitor_message': return h('li', {}, bubble('visitor', 'Visitor', t.text));
       case 'human_message': return h('li', {}, bubble('staff', person, t.text));
       case 'handoff': return line(['Asked for a person', t.text ? [': “', t.text, '”'] : '']);
@@ -1177,6 +1199,8 @@
     $('chart-time').replaceChildren(timeChart(data.time_in_stage));
     $('chart-daily').replaceChildren(...dailyChart(data.daily));
     $('chart-rates').replaceChildren(ratesTable(data.rates));
+    $('chart-csat-stage').replaceChildren(csatChart(data.csat.by_stage, 'stage'));
+    $('chart-csat-day').replaceChildren(csatChart(data.csat.by_day, 'day'));
     $('gaps').replaceChildren(gapList(gaps.groups));
   }
 
@@ -1214,10 +1238,23 @@
     if (!times.length) return nothing();
     const order = (stage) => { const i = state.stages.indexOf(stage); return i < 0 ? 99 : i; };
     const sorted = [...times].sort((a, b) => order(a.stage) - order(b.stage));
-    const rows = sorted.map((t) => ({stage: t.stage, value: t.median_seconds,
-      text: `${duration(t.median_seconds)} (mean ${duration(t.mean_seconds)}, ${t.spans}×)`}));
+    const single = (t) => (t.single ? `, ${t.single} on one touchpoint` : '');
+    const rows = sorted.map((t) => ({stage: t.stage, value: t.median_seconds || 0,
+      text: t.median_seconds === null ? `– (${t.single} on one touchpoint)`
+        : `${duration(t.median_seconds)} (mean ${duration(t.mean_seconds)}, ${t.spans}×${single(t)})`}));
     const max = Math.max(...rows.map((r) => r.value));
     return bars(rows, max, 'Median time in stage: ' + rows.map((r) => `${label(r.stage)} ${r.text}`).join(', '));
+  }
+
+  /** Thumbs-up share per stage or per day, as bars (a day's bar takes the first colour). */
+  function csatChart(rows, key) {
+    if (!rows.length) return nothing('No rated replies in this period.');
+    const named = rows.map((r) => ({stage: key === 'stage' ? r.stage : null, name: r[key], value: r.csat,
+      text: `${pct(r.csat)} (${r.up} up, ${r.down} down)`}));
+    const svg = bars(named.map((r) => ({...r, stage: r.stage || r.name})), 1,
+      `CSAT per ${key}: ` + named.map((r) => `${key === 'stage' ? label(r.name) : r.name} ${r.text}`).join(', '));
+    svg.classList.add(`csat-${key}`);
+    return svg;
   }
 
   function ratesTable(rates) {

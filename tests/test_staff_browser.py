@@ -170,7 +170,7 @@ def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
     expect(desk.rows()).to_have_count(1)
     expect(desk.rows().first).to_contain_text(PRICING)
     expect(desk.rows().first.locator(".badge.handoff")).to_have_text("Handoff")
-    expect(desk.rows().first).to_contain_text("3 turns")
+    expect(desk.rows().first).to_contain_text("2 turns")  # two exchanges; the handoff is not a turn
 
     pane = desk.open(PRICING)
     expect(pane.locator(".turn")).to_have_count(2)
@@ -295,6 +295,38 @@ def test_viewer_sees_status_but_gets_no_inbox_controls(desk, staff):
     pane = desk.open(XSS)
     expect(pane.locator("dl.facts").first).to_contain_text("Status")
     expect(pane.locator("form[data-form=status]")).to_have_count(0)
+    desk.assert_clean()
+
+
+MARKDOWN_QUESTION = "Can the shop export the week's bookings as a spreadsheet?"
+MARKDOWN_ANSWER = "**Delivered:** every Monday.\n- CSV for Excel\n- PDF <img src=x onerror=alert(3)>"
+
+
+def test_guide_reply_markdown_renders_like_the_widget_and_stage_now_follows_a_correction(desk, staff):
+    from playwright.sync_api import expect
+
+    saved = staff.api("POST", "/answers", json={"question": MARKDOWN_QUESTION, "answer": MARKDOWN_ANSWER})
+    assert saved.status_code == 201, saved.text
+    reply = chat(staff.server, MARKDOWN_QUESTION)
+    assert reply["reply"].startswith("**Delivered:**"), reply["reply"]
+    desk.sign_in(staff.editor)
+    pane = desk.open(MARKDOWN_QUESTION)
+    guide = desk.turn(0).locator(".bubble.guide .md")
+    expect(guide.locator("strong")).to_have_text("Delivered:")
+    expect(guide.locator("li")).to_have_count(2)
+    expect(guide.locator("li").nth(1)).to_have_text("PDF <img src=x onerror=alert(3)>")
+    assert guide.locator("img").count() == 0 and "**" not in guide.inner_text()
+    desk.shot("markdown-reply-1280")
+
+    before = pane.locator("dl.facts").first.locator("div", has_text="Stage now").inner_text()
+    target = "advocacy" if "Advocacy" not in before else "renewal"
+    desk.turn(0).get_by_label("Right stage").select_option(target)
+    desk.turn(0).get_by_role("button", name="Save stage").click()
+    expected = staff.api("GET", "/stages").json()["stages"]
+    name = next(st["label"] for st in expected if st["name"] == target)
+    expect(pane.locator("dl.facts").first.locator("div", has_text="Stage now")).to_contain_text(name)
+    expect(desk.rows().filter(has_text=MARKDOWN_QUESTION).locator(".stage")).to_contain_text(name)
+    assert staff.transcript(reply["conversation_id"])["stage"] == target
     desk.assert_clean()
 
 
@@ -478,6 +510,13 @@ def test_analytics_charts_render_as_svg(desk, staff):
         expect(gaps.filter(has_text=CANCEL).locator(".badge")).to_contain_text(["handoff 1"])
     counts = [int(c[:-1]) for c in gaps.locator(".count").all_inner_texts()]
     assert counts == sorted(counts, reverse=True), "most frequent first"
+    csat = page.locator("#chart-csat-stage svg[role=img]")
+    blank = next(c for c in staff.api("GET", "/conversations", params={"q": "blank"}).json()["items"])
+    labels = {st["name"]: st["label"] for st in staff.api("GET", "/stages").json()["stages"]}
+    stage_label = labels[blank["stage"]]
+    assert f"{stage_label} 0% (0 up, 1 down)" in csat.get_attribute("aria-label"), "the thumbs down on BLANK"
+    expect(page.locator("#chart-csat-day svg rect.bar")).to_have_count(1)
+    expect(page.locator("#chart-csat-day svg text.value")).to_have_text("0% (0 up, 1 down)")
     desk.shot("staff-desktop-analytics", full_page=True)
 
     page.locator("#a-until").fill("2001-01-01")
