@@ -739,7 +739,68 @@
   const REASONS = {visitor: 'asked for a person', api: 'requested by the site',
     bot_frustrated: 'frustrated (the guide asked)', bot_no_answer: 'the guide had no answer'};
   const live = {items: [], lastId: 0, ctl: null, retry: 0, timer: 0, tick: 0, reload: 0, seq: 0, fetchedAt: 0,
-    chat: null, ended: false, since: 0, seen: new Set(), said: [], recent: [], typedAt: 0, idle: 0, typing: 0};
+    chat: null, ended: false, since: 0, seen: new Set(), said: [], recent: [], typedAt: 0, idle: 0, typing: 0,
+    known: null};
+  const TITLE = document.title;
+  const SOUND_KEY = 'journey-guide-staff-sound';
+
+  // ---- notifications: the tab title, a desktop notification (with permission) and an optional sound ----
+
+  const canNotify = () => 'Notification' in window;
+
+  function showNotifyState() {
+    const button = $('notify-on');
+    const stateText = $('notify-state');
+    if (!canNotify()) {
+      button.hidden = true;
+      stateText.textContent = 'This browser cannot show desktop notifications.';
+      return;
+    }
+    button.hidden = Notification.permission !== 'default';
+    stateText.textContent = {granted: 'Desktop notifications are on.', denied: 'Desktop notifications are blocked '
+      + 'for this site in the browser settings.'}[Notification.permission] || '';
+  }
+
+  function soundOn() {
+    try { return localStorage.getItem(SOUND_KEY) === 'on'; } catch (_e) { return false; }
+  }
+
+  /** A short two-note chime made on the spot (no audio file to load). */
+  function chime() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    try {
+      const audio = new Context();
+      [660, 880].forEach((frequency, i) => {
+        const tone = audio.createOscillator();
+        const gain = audio.createGain();
+        tone.frequency.value = frequency;
+        gain.gain.value = 0.08;
+        tone.connect(gain).connect(audio.destination);
+        tone.start(audio.currentTime + i * 0.16);
+        tone.stop(audio.currentTime + i * 0.16 + 0.14);
+      });
+      setTimeout(() => audio.close(), 600);
+    } catch (_error) { /* no sound, the title and notification still tell */ }
+  }
+
+  /** New waiting requests (not the ones already there when the queue was first read) ring and notify. */
+  function announce(items) {
+    const waiting = items.filter((x) => x.status === 'waiting');
+    const keys = new Set(waiting.map((x) => `${x.conversation_id}@${x.requested_at}`));
+    const fresh = live.known ? waiting.filter((x) => !live.known.has(`${x.conversation_id}@${x.requested_at}`)) : [];
+    live.known = keys;
+    document.title = waiting.length ? `(${waiting.length}) waiting · ${TITLE}` : TITLE;
+    if (!fresh.length) return;
+    if (soundOn()) chime();
+    if (!canNotify() || Notification.permission !== 'granted') return;
+    for (const x of fresh) {
+      const said = x.message || x.last_message || '';
+      const note = new Notification('A visitor is waiting for a person', {
+        body: `${label(x.stage)}${said ? ` · “${said.slice(0, 140)}”` : ''}`, tag: `handoff-${x.conversation_id}`});
+      note.onclick = () => { window.focus(); location.hash = '#/live'; note.close(); };
+    }
+  }
   const agentName = (a) => (a && typeof a === 'object' ? a.name : a) || '';
 
   /** Server-sent events read off a fetch() response: on(name, data, id) for each event; comments are skipped. */
@@ -779,7 +840,8 @@
     if (live.ctl) live.ctl.abort();
     clearTimeout(live.timer);
     clearInterval(live.tick);
-    Object.assign(live, {ctl: null, items: [], lastId: 0, retry: 0, chat: null});
+    Object.assign(live, {ctl: null, items: [], lastId: 0, retry: 0, chat: null, known: null});
+    document.title = TITLE;
     $('queue').replaceChildren();
     $('chat').replaceChildren(h('p', {class: 'empty'}, 'Claim a request to talk with the visitor.'));
     $('live-count').hidden = true;
@@ -841,6 +903,7 @@
     live.items = data.handoffs || [];
     live.fetchedAt = Date.now();
     renderQueue();
+    announce(live.items);
   }
 
   function renderQueue() {
@@ -850,8 +913,9 @@
       : null;
     list.replaceChildren(...live.items.map(queueItem));
     if (!live.items.length) list.append(h('li', {class: 'empty'}, 'No one is waiting for a person.'));
-    const waiting = live.items.filter((x) => x.status !== 'live').length;
-    $('queue-count').textContent = `${waiting} waiting · ${live.items.length - waiting} live`;
+    const count = (status) => live.items.filter((x) => x.status === status).length;
+    const waiting = count('waiting');
+    $('queue-count').textContent = `${waiting} waiting · ${count('unavailable')} to follow up · ${count('live')} live`;
     $('live-count').textContent = String(waiting);
     $('live-count').hidden = !waiting;
     $('queue-viewer').hidden = !state.user || state.user.role !== 'viewer';
@@ -909,7 +973,24 @@
       fact('Email', x.email ? link(`mailto:${x.email}`, x.email) : 'none given'),
       fact('Reason', REASONS[x.reason] || x.reason || '–'),
       fact('Asked', when(x.requested_at, shortFormat))),
+    x.status === 'unavailable' ? followUp(x, editor, msg) : null,
     h('div', {class: 'actions'}, action, msg));
+  }
+
+  /** A request nobody took in time is a task: write to the visitor about their question, then mark it done. */
+  function followUp(x, editor, msg) {
+    const question = x.message || x.last_message || '';
+    const done = h('button', {type: 'button', class: 'quiet', disabled: !editor, onclick: async () => {
+      const closed = await act(msg, 'Marked followed up.',
+        () => api('POST', `/v1/staff/handoffs/${encodeURIComponent(x.conversation_id)}/close`));
+      if (closed !== undefined) loadQueue();
+    }}, 'Mark followed up');
+    const open = h('a', {}, 'Open the conversation');
+    open.href = `#/conversations/${encodeURIComponent(x.conversation_id)}`;
+    return h('div', {class: 'followup'}, h('h3', {}, 'Follow-up task'),
+      h('p', {}, x.email ? ['Write to ', link(`mailto:${x.email}`, x.email)] : 'No email given: open the conversation',
+        question ? [' about: “', question, '”'] : ''),
+      h('div', {class: 'actions'}, done, open));
   }
 
   async function claim(x, msg) {
@@ -1404,6 +1485,16 @@
     });
     $('range').addEventListener('submit', (event) => { event.preventDefault(); loadAnalytics(); });
     $('bulk').addEventListener('submit', bulkChange);
+    $('notify-on').addEventListener('click', async () => {
+      if (canNotify()) await Notification.requestPermission();
+      showNotifyState();
+    });
+    $('sound-on').checked = soundOn();
+    $('sound-on').addEventListener('change', (event) => {
+      try { localStorage.setItem(SOUND_KEY, event.target.checked ? 'on' : 'off'); } catch (_e) { /* this tab only */ }
+      if (event.target.checked) chime();
+    });
+    showNotifyState();
     untilFollows($('bulk-status'), $('bulk').querySelector('.until'), $('bulk-until'));
     $('pick-all').addEventListener('change', (event) => {
       const on = event.target.checked;

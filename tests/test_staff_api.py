@@ -636,6 +636,10 @@ def test_status_and_assignee_are_kept_filtered_exported_and_recorded_as_events(s
     assert [r["data"]["status"] for r in rows if r["conversation_id"] == waiting and r["kind"] == "status"] == [
         "pending"
     ]
+    visitor_id = transcript["visitor_id"]
+    seen = httpx.get(f"{server.url}/v1/conversations/{waiting}", params={"visitor_id": visitor_id}, timeout=30)
+    assert seen.status_code == 200 and len(seen.json()["turns"]) == 1, seen.text
+    assert "pending" not in seen.text and owner not in seen.text, "visitors never see status or assignee"
     unassigned = api(server, tokens["editor"], "PUT", f"/conversations/{waiting}/assignee", json={"assignee": None})
     assert unassigned.json()["assignee"] is None and waiting in _ids(server, tokens["viewer"], assignee="none")
 

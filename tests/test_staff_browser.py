@@ -25,7 +25,9 @@ CANCEL = "Can I cancel anytime?"
 BLANK = "My booking page is blank, what's wrong?"
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> what is lumio?"
 FILLER = ["What is Lumio?", "Do you have an app for iPhone?", "How do reminders work?", "Is there a free trial?"]
-FILLERS = 25  # with the three below: 28 conversations, more than one page of 25
+FILLERS = 24  # with the four below: 28 conversations, more than one page of 25
+MARKDOWN_QUESTION = "Can the shop export the week's bookings as a spreadsheet?"
+MARKDOWN_ANSWER = "**Delivered:** every Monday.\n- CSV for Excel\n- PDF <b onclick=alert(3)>now</b>"
 
 
 def create_token(data_dir: Path, name: str, role: str) -> tuple[int, str]:
@@ -86,6 +88,10 @@ def staff(browser, make_data_dir) -> Iterator[Staff]:
         down = {"visitor_id": blank["visitor_id"], "message_id": blank["message_id"], "rating": "down"}
         httpx.post(f"{server.url}/v1/conversations/{blank['conversation_id']}/feedback", json=down).raise_for_status()
         xss = chat(server, XSS)
+        answer = {"question": MARKDOWN_QUESTION, "answer": MARKDOWN_ANSWER}  # a curated answer written in Markdown
+        headers = {"authorization": f"Bearer {editor}"}
+        httpx.post(f"{server.url}/v1/staff/answers", json=answer, headers=headers, timeout=30).raise_for_status()
+        chat(server, MARKDOWN_QUESTION)
         yield Staff(server, editor, viewer, first["conversation_id"], xss["conversation_id"])
     finally:
         server.stop()
@@ -298,24 +304,16 @@ def test_viewer_sees_status_but_gets_no_inbox_controls(desk, staff):
     desk.assert_clean()
 
 
-MARKDOWN_QUESTION = "Can the shop export the week's bookings as a spreadsheet?"
-MARKDOWN_ANSWER = "**Delivered:** every Monday.\n- CSV for Excel\n- PDF <img src=x onerror=alert(3)>"
-
-
 def test_guide_reply_markdown_renders_like_the_widget_and_stage_now_follows_a_correction(desk, staff):
     from playwright.sync_api import expect
 
-    saved = staff.api("POST", "/answers", json={"question": MARKDOWN_QUESTION, "answer": MARKDOWN_ANSWER})
-    assert saved.status_code == 201, saved.text
-    reply = chat(staff.server, MARKDOWN_QUESTION)
-    assert reply["reply"].startswith("**Delivered:**"), reply["reply"]
     desk.sign_in(staff.editor)
     pane = desk.open(MARKDOWN_QUESTION)
     guide = desk.turn(0).locator(".bubble.guide .md")
     expect(guide.locator("strong")).to_have_text("Delivered:")
     expect(guide.locator("li")).to_have_count(2)
-    expect(guide.locator("li").nth(1)).to_have_text("PDF <img src=x onerror=alert(3)>")
-    assert guide.locator("img").count() == 0 and "**" not in guide.inner_text()
+    expect(guide.locator("li").nth(1)).to_have_text("PDF <b onclick=alert(3)>now</b>")
+    assert guide.locator("b, [onclick]").count() == 0 and "**" not in guide.inner_text()
     desk.shot("markdown-reply-1280")
 
     before = pane.locator("dl.facts").first.locator("div", has_text="Stage now").inner_text()
@@ -326,7 +324,8 @@ def test_guide_reply_markdown_renders_like_the_widget_and_stage_now_follows_a_co
     name = next(st["label"] for st in expected if st["name"] == target)
     expect(pane.locator("dl.facts").first.locator("div", has_text="Stage now")).to_contain_text(name)
     expect(desk.rows().filter(has_text=MARKDOWN_QUESTION).locator(".stage")).to_contain_text(name)
-    assert staff.transcript(reply["conversation_id"])["stage"] == target
+    conversation = desk.rows().filter(has_text=MARKDOWN_QUESTION).get_attribute("data-id")
+    assert staff.transcript(conversation)["stage"] == target
     desk.assert_clean()
 
 
