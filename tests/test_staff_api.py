@@ -738,3 +738,64 @@ def test_stage_now_follows_a_correction_of_the_last_turn(staff):
     assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"] == target
     listed = api(server, tokens["viewer"], "GET", "/conversations", params={"q": "quokka", "stage": target}).json()
     assert [(c["id"], c["stage"]) for c in listed["items"]] == [(conversation, target)]
+
+
+# ---- canned replies and internal notes ----
+
+
+def test_canned_replies_are_saved_searched_changed_and_deleted(staff):
+    server, tokens = staff
+    body = {"title": "Refund policy", "text": "Refunds within 30 days: Billing → Invoices → Refund."}
+    made = api(server, tokens["editor"], "POST", "/canned", json=body)
+    assert made.status_code == 201, made.text
+    canned = made.json()
+    assert (canned["title"], canned["created_by"]) == ("Refund policy", "editor@lumio.example")
+    other = api(server, tokens["editor"], "POST", "/canned", json={"title": "Opening hours", "text": "9 to 5."}).json()
+    found = api(server, tokens["viewer"], "GET", "/canned", params={"q": "invoices"}).json()["items"]
+    assert [c["id"] for c in found] == [canned["id"]], "found by text"
+    found = api(server, tokens["viewer"], "GET", "/canned", params={"q": "OPENING"}).json()["items"]
+    assert [c["id"] for c in found] == [other["id"]], "found by title, any case"
+    changed = api(server, tokens["editor"], "PUT", f"/canned/{canned['id']}", json={**body, "text": "Within 60 days."})
+    assert changed.json()["text"] == "Within 60 days."
+    same_title = api(server, tokens["editor"], "POST", "/canned", json=body)
+    assert same_title.status_code == 422 and "already exists" in same_title.text
+    blank = api(server, tokens["editor"], "POST", "/canned", json={"title": "   ", "text": "x"})
+    assert blank.status_code == 422 and "must not be empty" in blank.text
+    assert api(server, tokens["viewer"], "POST", "/canned", json={"title": "v", "text": "v"}).status_code == 403
+    assert api(server, tokens["editor"], "DELETE", f"/canned/{canned['id']}").status_code == 204
+    assert api(server, tokens["editor"], "DELETE", f"/canned/{canned['id']}").status_code == 404
+    titles = [c["title"] for c in api(server, tokens["viewer"], "GET", "/canned").json()["items"]]
+    assert "Refund policy" not in titles and "Opening hours" in titles
+
+
+def test_internal_notes_are_for_staff_only_and_erased_with_the_visitor(staff):
+    server, tokens = staff
+    turn = chat(server, "Can I pay by bank transfer?")
+    conversation, visitor_id = turn["conversation_id"], turn["visitor_id"]
+    secret = "Internal: VIP customer (code ZANZIBAR-7731), offer them 20% off"
+    note = api(server, tokens["editor"], "POST", f"/conversations/{conversation}/notes", json={"text": secret})
+    assert note.status_code == 201 and note.json()["author"] == "editor@lumio.example", note.text
+    path = f"/conversations/{conversation}/notes"
+    assert api(server, tokens["viewer"], "POST", path, json={"text": "x"}).status_code == 403
+    missing = api(server, tokens["editor"], "POST", "/conversations/nope-nope/notes", json={"text": "x"})
+    assert missing.status_code == 404
+    empty = api(server, tokens["editor"], "POST", path, json={"text": " "})
+    assert empty.status_code == 422 and "must not be empty" in empty.text
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert [n["text"] for n in transcript["notes"]] == [secret]
+
+    ids = {"conversation_id": conversation, "visitor_id": visitor_id}
+    seen = [
+        httpx.get(f"{server.url}/v1/conversations/{conversation}", params={"visitor_id": visitor_id}, timeout=30),
+        httpx.post(f"{server.url}/v1/chat", json={"message": "And by card?", **ids}, timeout=60),
+        httpx.post(f"{server.url}/v1/chat/stream", json={"message": "What about PayPal?", **ids}, timeout=60),
+    ]
+    for response in seen:
+        assert response.status_code == 200, response.text
+        assert "ZANZIBAR" not in response.text and "VIP" not in response.text, response.text
+    exported = api(server, tokens["editor"], "GET", "/export", params={"visitor_id": visitor_id}).text
+    assert secret not in exported, "notes are not touchpoints: they stay out of exports and webhooks"
+
+    erased = api(server, tokens["admin"], "DELETE", f"/visitors/{visitor_id}").json()["erased"]
+    assert erased["notes"] == 1
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").status_code == 404

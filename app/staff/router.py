@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
-from app.staff import analytics, inbox, service
+from app.staff import analytics, inbox, replies, service
 from app.staff.auth import Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
 from app.store.models import STATUSES
@@ -58,6 +58,25 @@ class AssigneeIn(BaseModel):
     """Who owns a conversation: a staff member's name (as on their token), or null for nobody."""
 
     assignee: str | None = Field(..., min_length=1, max_length=120)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only spaces")
+    return value.strip()
+
+
+class CannedIn(BaseModel):
+    """A canned reply: a short title to find it by and the text it puts in the message box."""
+
+    title: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=80)
+    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000)
+
+
+class NoteIn(BaseModel):
+    """An internal note on a conversation (staff only)."""
+
+    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000)
 
 
 class AnswerIn(BaseModel):
@@ -186,6 +205,43 @@ async def set_assignee(conversation_id: str, body: AssigneeIn, user: Editor, ser
 async def team(user: Viewer, services: ServicesDep) -> dict:
     """Names of the staff members a conversation can be assigned to (those with an active token)."""
     return {"names": await _run(services, inbox.staff_names)}
+
+
+@router.post("/conversations/{conversation_id}/notes", status_code=201)
+async def add_note(conversation_id: str, body: NoteIn, user: Editor, services: ServicesDep) -> dict:
+    """Leave an internal note on a conversation: staff see it in the transcript, visitors never do."""
+    return await _run(services, replies.add_note, conversation_id=conversation_id, text=body.text, by=user.name)
+
+
+CannedId = Annotated[int, Path(ge=1, le=2**53)]
+
+
+@router.get("/canned")
+async def canned_replies(
+    user: Viewer, services: ServicesDep, q: Annotated[str | None, Query(max_length=200)] = None
+) -> dict:
+    """Canned replies by title (those whose title or text contains `q`)."""
+    return {"items": await _run(services, replies.list_canned, q=q)}
+
+
+@router.post("/canned", status_code=201)
+async def create_canned(body: CannedIn, user: Editor, services: ServicesDep) -> dict:
+    """Save a canned reply."""
+    return await _run(services, replies.save_canned, title=body.title, text=body.text, by=user.name)
+
+
+@router.put("/canned/{canned_id}")
+async def update_canned(canned_id: CannedId, body: CannedIn, user: Editor, services: ServicesDep) -> dict:
+    """Change a canned reply."""
+    return await _run(
+        services, replies.save_canned, title=body.title, text=body.text, by=user.name, canned_id=canned_id
+    )
+
+
+@router.delete("/canned/{canned_id}", status_code=204)
+async def delete_canned(canned_id: CannedId, user: Editor, services: ServicesDep) -> None:
+    """Remove a canned reply."""
+    await _run(services, replies.delete_canned, canned_id=canned_id)
 
 
 @router.put("/touchpoints/{touchpoint_id}/stage")

@@ -12,6 +12,7 @@ from app.security.redact import redact
 from app.staff.erasure import forget_quotes
 from app.staff.inbox import assignee_condition, status_condition, status_of
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
+from app.staff.replies import erase_notes, notes_of
 from app.store.models import Conversation, Touchpoint, utcnow
 from app.webhooks.outbox import add_erased_event, erase_visitor_events
 
@@ -235,6 +236,7 @@ def transcript(*, session: Session, conversation_id: str) -> dict:
         "first_page": conversation.first_page,
         "reviewed": None if review is None else {"by": review.reviewed_by, "at": review.reviewed_at},
         **status_of(conversation),
+        "notes": notes_of(session=session, conversation_id=conversation_id),
         "turns": turns,
         "events": events,
     }
@@ -385,6 +387,7 @@ def erase_visitor(*, session: Session, visitor_id: str, webhook_urls: list[str] 
         "reviews": session.execute(
             delete(ConversationReview).where(ConversationReview.conversation_id.in_(conversation_ids))
         ).rowcount,
+        "notes": erase_notes(session=session, visitor_id=visitor_id),
         "stage_examples": session.execute(delete(StageExample).where(StageExample.visitor_id == visitor_id)).rowcount,
         "curated_answers_detached": detach_answers(session=session, visitor_id=visitor_id),
         "webhook_events": erase_visitor_events(session=session, visitor_id=visitor_id),
