@@ -313,6 +313,7 @@
     }
     if (view === 'answers') {
       show('answers');
+      loadCanned();
       return loadAnswers();
     }
     if (view === 'live') return show('live');
@@ -456,8 +457,30 @@
       header(c),
       c.events.length ? h('section', {class: 'events', 'aria-label': 'Events'},
         h('h3', {}, 'Events'), h('ul', {}, c.events.map((e) => eventItem(e, c.turns)))) : null,
+      notesSection(c),
       h('ol', {class: 'turns', 'aria-label': 'Turns'}, c.turns.map(turn)),
     ];
+  }
+
+  /** Internal notes: staff only, never shown to the visitor (the visitor API does not return them). */
+  function notesSection(c) {
+    const noteItem = (n) => h('li', {}, h('p', {class: 'text'}, n.text),
+      h('p', {class: 'muted'}, `${n.author} · ${when(n.created_at)}`));
+    const list = h('ul', {class: 'note-list'}, (c.notes || []).map(noteItem));
+    const editor = state.user && state.user.role !== 'viewer';
+    const textId = uid('note-text');
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const text = h('textarea', {id: textId, name: 'text', rows: 2, maxlength: 4000, required: true});
+    const form = editor ? h('form', {class: 'stack', 'data-form': 'note', onsubmit: async (event) => {
+      event.preventDefault();
+      const made = await act(msg, 'Note added.', () => api('POST',
+        `/v1/staff/conversations/${encodeURIComponent(c.id)}/notes`, {text: text.value}));
+      if (made) { list.append(noteItem(made)); text.value = ''; }
+    }}, h('label', {for: textId}, 'New internal note'), text,
+    h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Add note'), msg)) : null;
+    return h('section', {class: 'notes', 'aria-label': 'Internal notes'},
+      h('h3', {}, 'Internal notes ', h('span', {class: 'muted'}, '(staff only: the visitor never sees them)')),
+      list, form);
   }
 
   function header(c) {
@@ -1043,12 +1066,13 @@
     clearTimeout(live.idle);
     const msg = h('span', {class: 'msg', role: 'status'});
     const box = h('textarea', {id: 'chat-input', name: 'text', rows: 3, maxlength: 4000});
+    const picker = cannedPicker(box); // its keydown listener goes first: Enter on a canned reply inserts, not sends
     const form = h('form', {class: 'chat-form', onsubmit: (event) => { event.preventDefault(); sendChat(box, msg); }},
-      h('label', {for: 'chat-input'}, 'Message to the visitor'), box,
+      h('label', {for: 'chat-input'}, 'Message to the visitor'), box, picker,
       h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Send'),
         h('button', {type: 'button', class: 'quiet', onclick: () => endChat('release', msg)}, 'Hand back to bot'),
         h('button', {type: 'button', class: 'quiet danger', onclick: () => endChat('close', msg)}, 'Close'), msg),
-      h('p', {class: 'hint'}, 'Enter sends; Shift+Enter starts a new line.'));
+      h('p', {class: 'hint'}, 'Enter sends; Shift+Enter starts a new line; / finds a canned reply.'));
     box.addEventListener('keydown', (event) => {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -1243,6 +1267,92 @@
     }
     view();
     return item;
+  }
+
+  // ---- canned replies: saved texts, inserted in a live chat with `/` ----
+
+  async function fetchCanned() {
+    try {
+      return (await api('GET', '/v1/staff/canned')).items;
+    } catch (_error) {
+      return [];
+    }
+  }
+
+  async function loadCanned() {
+    const items = await fetchCanned();
+    const list = $('canned-list');
+    list.replaceChildren(...items.map((c) => {
+      const msg = h('span', {class: 'msg', role: 'status'});
+      const item = h('li', {class: 'card answer', 'data-id': c.id}, h('h3', {}, c.title), h('p', {class: 'text'}, c.text),
+        h('div', {class: 'actions'}, h('button', {type: 'button', class: 'quiet danger', onclick: async () => {
+          const done = await act(msg, 'Deleted.', () => api('DELETE', `/v1/staff/canned/${c.id}`));
+          if (done !== undefined) loadCanned();
+        }}, `Delete “${c.title}”`), msg));
+      return item;
+    }));
+    if (!items.length) list.append(h('li', {class: 'empty'}, 'No canned replies yet.'));
+  }
+
+  async function createCanned(event) {
+    event.preventDefault();
+    const form = event.target;
+    const done = await act(form.querySelector('.msg'), 'Saved.', () => api('POST', '/v1/staff/canned',
+      {title: form.elements.title.value, text: form.elements.text.value}));
+    if (done) { form.reset(); loadCanned(); }
+  }
+
+  /** `/` at the start of the message box lists canned replies matching what follows; Enter or Tab inserts one. */
+  function cannedPicker(box) {
+    let replies = [];
+    let shown = [];
+    let active = 0;
+    fetchCanned().then((items) => { replies = items; });
+    const list = h('ul', {class: 'canned', id: uid('canned'), role: 'listbox', 'aria-label': 'Canned replies',
+      hidden: true});
+    box.setAttribute('aria-controls', list.id);
+    box.setAttribute('aria-autocomplete', 'list');
+    const close = () => { list.hidden = true; shown = []; box.removeAttribute('aria-activedescendant'); };
+    const pick = (reply) => {
+      box.value = reply.text;
+      close();
+      box.focus();
+      box.dispatchEvent(new Event('input'));
+    };
+    const render = () => {
+      list.replaceChildren(...shown.map((reply, i) => h('li', {role: 'option', id: `${list.id}-${i}`,
+        'aria-selected': i === active ? 'true' : 'false', onmousedown: (event) => { event.preventDefault(); pick(reply); }},
+      h('b', {}, reply.title), ' ', h('span', {class: 'muted'}, reply.text.slice(0, 90)))));
+      if (!shown.length) list.append(h('li', {class: 'empty'}, 'No canned reply matches.'));
+      list.hidden = false;
+      if (shown.length) box.setAttribute('aria-activedescendant', `${list.id}-${active}`);
+    };
+    box.addEventListener('input', () => {
+      const value = box.value;
+      if (!value.startsWith('/') || value.includes('\n')) return close();
+      const q = value.slice(1).trim().toLowerCase();
+      shown = replies.filter((r) => !q || r.title.toLowerCase().includes(q) || r.text.toLowerCase().includes(q))
+        .slice(0, 8);
+      active = 0;
+      render();
+    });
+    box.addEventListener('keydown', (event) => {
+      if (list.hidden) return;
+      if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+        event.preventDefault();
+        if (shown.length) active = (active + (event.key === 'ArrowDown' ? 1 : shown.length - 1)) % shown.length;
+        render();
+      } else if ((event.key === 'Enter' || event.key === 'Tab') && shown.length) {
+        event.preventDefault();
+        event.stopImmediatePropagation(); // not sent: the reply goes in the box to be read and sent
+        pick(shown[active]);
+      } else if (event.key === 'Escape') {
+        event.preventDefault();
+        close();
+      }
+    });
+    box.addEventListener('blur', () => setTimeout(close, 150));
+    return list;
   }
 
   async function createAnswer(event) {
@@ -1503,6 +1613,7 @@
       }
     });
     $('answer-new').addEventListener('submit', createAnswer);
+    $('canned-new').addEventListener('submit', createCanned);
     window.addEventListener('hashchange', route);
     window.addEventListener('offline', () => { // drop the live stream now; resume from the last id when back
       if (live.ctl) live.ctl.abort();

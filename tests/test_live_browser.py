@@ -592,6 +592,40 @@ def test_a_request_nobody_took_becomes_a_follow_up_task(desk, closed_server):
     desk.assert_clean()
 
 
+def test_slash_in_the_message_box_inserts_a_canned_reply(desk, one_server):
+    from playwright.sync_api import expect
+
+    reply = "Refunds are made within 30 days: Billing, then Invoices, then Refund."
+    for title, text in [("Refund policy", reply), ("Opening hours", "We answer 9:00-17:00, Monday to Friday.")]:
+        one_server.staff_api("POST", "/canned", json={"title": title, "text": text})
+    conversation = ask_for_a_person(one_server.visitor_server, "I want my money back")
+    desk.sign_in(one_server.staff_server.url, one_server.editor)
+    desk.request(conversation).get_by_role("button", name="Claim").click()
+    box = desk.page.locator("#chat-input")
+    expect(box).to_be_focused()
+    box.press_sequentially("/inv")
+    options = desk.page.get_by_role("listbox", name="Canned replies").get_by_role("option")
+    expect(options).to_have_count(1)
+    expect(options.first).to_contain_text("Refund policy")
+    desk.shot("canned-picker-1280")
+    box.press("Enter")
+    expect(box).to_have_value(reply)
+    expect(desk.page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
+    expect(desk.chat().locator(".bubble.staff")).to_have_count(0)  # inserted, not sent
+    box.press("Enter")
+    expect(desk.chat().locator(".bubble.staff .text")).to_have_text([reply])
+    box.press_sequentially("/zzz")
+    expect(desk.page.get_by_role("listbox", name="Canned replies")).to_have_text("No canned reply matches.")
+    box.press("Escape")
+    expect(desk.page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
+    httpx.post(
+        f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
+        headers={"authorization": f"Bearer {one_server.editor}"},
+        timeout=30,
+    ).raise_for_status()
+    desk.assert_clean()
+
+
 def test_the_guide_asks_for_a_person_itself(visitor, one_server):
     from playwright.sync_api import expect
 

@@ -329,6 +329,44 @@ def test_guide_reply_markdown_renders_like_the_widget_and_stage_now_follows_a_co
     desk.assert_clean()
 
 
+def test_internal_notes_stay_with_staff_and_canned_replies_are_kept(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    row = desk.rows().filter(has_text=FILLER[3]).first
+    conversation = row.get_attribute("data-id")
+    row.get_by_role("link").click()
+    notes = page.locator("#transcript section.notes")
+    expect(notes).to_contain_text("staff only")
+    text = "Called back <b>Tuesday</b>: wants the trial extended"
+    notes.get_by_label("New internal note").fill(text)
+    notes.get_by_role("button", name="Add note").click()
+    expect(notes.locator(".msg")).to_have_text("Note added.")
+    expect(notes.locator(".note-list li .text")).to_have_text([text])
+    assert notes.locator(".note-list b").count() == 0
+    expect(notes.locator(".note-list li .muted")).to_contain_text("editor@lumio.example")
+    desk.shot("internal-note-1280")
+    saved = staff.transcript(conversation)
+    assert [n["text"] for n in saved["notes"]] == [text]
+    visitor = httpx.get(
+        f"{staff.server.url}/v1/conversations/{conversation}", params={"visitor_id": saved["visitor_id"]}, timeout=30
+    )
+    assert visitor.status_code == 200 and "Tuesday" not in visitor.text
+
+    page.get_by_role("link", name="Curated answers").click()
+    form = page.locator("#canned-new")
+    form.get_by_label("Title").fill("Trial extension")
+    form.get_by_label("Text").fill("I've extended your trial by 14 days.")
+    form.get_by_role("button", name="Save canned reply").click()
+    item = page.locator("#canned-list li", has_text="Trial extension")
+    expect(item).to_contain_text("extended your trial by 14 days")
+    assert [c["title"] for c in staff.api("GET", "/canned").json()["items"]] == ["Trial extension"]
+    item.get_by_role("button", name="Delete “Trial extension”").click()
+    expect(page.locator("#canned-list")).to_have_text("No canned replies yet.")
+    desk.assert_clean()
+
+
 def test_filters_search_and_paging(desk, staff):
     from playwright.sync_api import expect
 
