@@ -285,6 +285,7 @@
     add(assignee, state.team.map((n) => h('option', {value: n}, n)));
     $('bulk-assignee').replaceChildren(...teamOptions('Nobody'));
     $('bulk').hidden = state.user.role === 'viewer';
+    $('export').hidden = state.user.role === 'viewer';
     state.stages = stages.map((st) => st.name);
     state.labels = Object.fromEntries(stages.map((st) => [st.name, st.label]));
     const select = $('f-stage');
@@ -420,6 +421,36 @@
     }
   }
 
+  /** Download the export (CSV or JSON lines) of the touchpoints of the conversations the current filters list. */
+  async function exportList(format) {
+    const msg = $('export-msg');
+    say(msg, 'Preparing the export…');
+    const params = new URLSearchParams({...state.filters, format});
+    let response;
+    try {
+      response = await fetch(`/v1/staff/export?${params}`, {headers: {authorization: `Bearer ${state.token}`},
+        cache: 'no-store'});
+    } catch (_error) {
+      return say(msg, 'The server could not be reached. Check your connection and try again.', 'error');
+    }
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      const detail = typeof data.detail === 'string' ? data.detail : response.statusText;
+      return say(msg, `Error ${response.status}: ${detail}`, response.status === 403 ? 'refused' : 'error');
+    }
+    const blob = await response.blob();
+    const name = `touchpoints-${new Date().toISOString().slice(0, 10)}.${format}`;
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+    const filtered = Object.keys(state.filters).length ? 'with the current filters' : 'of every conversation';
+    say(msg, `Downloaded ${name} (${Math.max(1, Math.round(blob.size / 1024))} KB), ${filtered}.`, 'ok');
+  }
+
   function markOpen() {
     for (const tr of $('conversation-table').tBodies[0].rows) {
       if (tr.dataset.id && tr.dataset.id === state.open) tr.setAttribute('aria-current', 'true');
@@ -520,6 +551,7 @@
         fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
       h('div', {class: 'actions'}, review, reviewMsg),
       state.user && state.user.role !== 'viewer' ? inboxForms(c) : null,
+      state.user && state.user.role === 'admin' ? erasure(c) : null,
       roleHint());
     return el;
   }
@@ -536,6 +568,41 @@
     const old = document.querySelector('#transcript .tr-head');
     if (old && state.open === id) old.replaceWith(header(fresh));
     loadList();
+  }
+
+  /** Erase the visitor (admin): a confirmation naming what goes, then the counts of what went. */
+  function erasure(c) {
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const box = h('div', {class: 'erase'});
+    const ask = async () => {
+      let total = '?';
+      try {
+        total = (await api('GET', `/v1/staff/conversations?${new URLSearchParams({visitor_id: c.visitor_id, limit: 1})}`))
+          .total;
+      } catch (_error) { /* the confirmation still names the visitor */ }
+      const yes = h('button', {type: 'button', class: 'danger', onclick: async () => {
+        const done = await act(msg, 'Erasing…', () => api('DELETE', `/v1/staff/visitors/${encodeURIComponent(c.visitor_id)}`));
+        if (!done) return;
+        const e = done.erased;
+        state.open = null;
+        location.hash = '#/conversations';
+        $('transcript').replaceChildren(h('p', {class: 'msg ok', role: 'status'}, `Visitor ${c.visitor_id} erased: `
+          + `${e.conversations} conversation${e.conversations === 1 ? '' : 's'}, ${e.touchpoints} touchpoints, `
+          + `${e.notes || 0} notes, ${e.annotations} annotations.`));
+        loadList();
+      }}, `Yes, erase visitor ${c.visitor_id}`);
+      const no = h('button', {type: 'button', class: 'quiet', onclick: () => { box.replaceChildren(start); start.focus(); }},
+        'Keep everything');
+      box.replaceChildren(h('p', {class: 'confirm', role: 'alert'}, `Erase visitor ${c.visitor_id}? This permanently `
+        + `deletes their ${total} conversation${total === 1 ? '' : 's'} with every turn, feedback, handoff, status `
+        + 'change, internal note, annotation and review, the stage examples learned from their words and their words '
+        + 'quoted on other turns. Curated answers written from their turns stay, detached. This cannot be undone.'),
+      h('div', {class: 'actions'}, yes, no, msg));
+      no.focus();
+    };
+    const start = h('button', {type: 'button', class: 'quiet danger', onclick: ask}, 'Erase this visitor…');
+    box.append(start);
+    return box;
   }
 
   /** Status and assignee of the open conversation; after a change the transcript is read again (with its event). */
@@ -1614,6 +1681,8 @@
     });
     $('answer-new').addEventListener('submit', createAnswer);
     $('canned-new').addEventListener('submit', createCanned);
+    $('export-csv').addEventListener('click', () => exportList('csv'));
+    $('export-jsonl').addEventListener('click', () => exportList('jsonl'));
     window.addEventListener('hashchange', route);
     window.addEventListener('offline', () => { // drop the live stream now; resume from the last id when back
       if (live.ctl) live.ctl.abort();

@@ -6,6 +6,9 @@ JOURNEY_REQUIRE_SERVICES=1, where a missing browser fails the run (see chromium.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -652,3 +655,60 @@ def test_text_contrast_is_wcag_aa(desk, staff):
     desk.sign_in(staff.editor)
     desk.open(PRICING)
     assert_contrast(desk.page, None, TEXTS)
+
+
+# ---- export and erasure (kept last: erasure removes a conversation it makes) ----
+
+
+def test_export_downloads_the_touchpoints_of_the_filtered_list(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    desk.check("Thumbs down")
+    expect(desk.rows()).to_have_count(1)
+    with page.expect_download() as download:
+        page.locator("#export").get_by_role("button", name="CSV").click()
+    path = download.value.path()
+    rows = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+    assert {r["question"] for r in rows if r["kind"] == "exchange"} == {BLANK}
+    assert {r["kind"] for r in rows} >= {"exchange", "feedback"}
+    assert download.value.suggested_filename.endswith(".csv")
+    expect(page.locator("#export-msg")).to_contain_text("with the current filters")
+    with page.expect_download() as download:
+        page.locator("#export").get_by_role("button", name="JSON lines").click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(rows) and all(json.loads(line)["visitor_id"] == rows[0]["visitor_id"] for line in lines)
+    desk.assert_clean()
+
+
+def test_admin_erases_a_visitor_after_a_confirmation_naming_what_goes(browser, desk, staff):
+    from playwright.sync_api import expect
+
+    question = "Please forget me: what is Lumio?"
+    gone = chat(staff.server, question)
+    staff.api("POST", f"/conversations/{gone['conversation_id']}/notes", json={"text": "asked to be forgotten"})
+    _, admin = create_token(staff.server.data_dir, "admin@lumio.example", "admin")
+    desk.sign_in(staff.editor)
+    pane = desk.open(question)
+    expect(pane.get_by_role("button", name="Erase this visitor…")).to_have_count(0)  # editors cannot erase
+    desk.page.get_by_role("button", name="Sign out").click()
+
+    desk.sign_in(admin)
+    pane = desk.open(question)
+    pane.get_by_role("button", name="Erase this visitor…").click()
+    confirm = pane.locator(".erase .confirm")
+    expect(confirm).to_contain_text(f"Erase visitor {gone['visitor_id']}?")
+    expect(confirm).to_contain_text("their 1 conversation with every turn")
+    expect(pane.get_by_role("button", name="Keep everything")).to_be_focused()
+    desk.shot("erase-confirm-1280")
+    pane.get_by_role("button", name="Keep everything").click()
+    assert staff.transcript(gone["conversation_id"])["id"] == gone["conversation_id"], "kept"
+    pane.get_by_role("button", name="Erase this visitor…").click()
+    pane.get_by_role("button", name=f"Yes, erase visitor {gone['visitor_id']}").click()
+    expect(desk.page.locator("#transcript")).to_contain_text(
+        f"Visitor {gone['visitor_id']} erased: 1 conversation, 1 touchpoints, 1 notes"
+    )
+    expect(desk.page.locator("#list-count")).to_have_text("28 conversations")
+    assert staff.api("GET", f"/conversations/{gone['conversation_id']}").status_code == 404
+    desk.assert_clean()
