@@ -586,9 +586,10 @@
         const e = done.erased;
         state.open = null;
         location.hash = '#/conversations';
+        const n = (count, word) => `${count || 0} ${word}${count === 1 ? '' : 's'}`;
         $('transcript').replaceChildren(h('p', {class: 'msg ok', role: 'status'}, `Visitor ${c.visitor_id} erased: `
-          + `${e.conversations} conversation${e.conversations === 1 ? '' : 's'}, ${e.touchpoints} touchpoints, `
-          + `${e.notes || 0} notes, ${e.annotations} annotations.`));
+          + `${n(e.conversations, 'conversation')}, ${n(e.touchpoints, 'touchpoint')}, ${n(e.notes, 'note')}, `
+          + `${n(e.annotations, 'annotation')}.`));
         loadList();
       }}, `Yes, erase visitor ${c.visitor_id}`);
       const no = h('button', {type: 'button', class: 'quiet', onclick: () => { box.replaceChildren(start); start.focus(); }},

@@ -707,7 +707,7 @@ def test_admin_erases_a_visitor_after_a_confirmation_naming_what_goes(browser, d
     pane.get_by_role("button", name="Erase this visitor…").click()
     pane.get_by_role("button", name=f"Yes, erase visitor {gone['visitor_id']}").click()
     expect(desk.page.locator("#transcript")).to_contain_text(
-        f"Visitor {gone['visitor_id']} erased: 1 conversation, 1 touchpoints, 1 notes"
+        f"Visitor {gone['visitor_id']} erased: 1 conversation, 1 touchpoint, 1 note, 0 annotations."
     )
     expect(desk.page.locator("#list-count")).to_have_text("28 conversations")
     assert staff.api("GET", f"/conversations/{gone['conversation_id']}").status_code == 404
