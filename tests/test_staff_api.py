@@ -799,3 +799,60 @@ def test_internal_notes_are_for_staff_only_and_erased_with_the_visitor(staff):
     erased = api(server, tokens["admin"], "DELETE", f"/visitors/{visitor_id}").json()["erased"]
     assert erased["notes"] == 1
     assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").status_code == 404
+
+
+# ---- the customer view (signed identities) ----
+
+IDENTITY_SECRET = "host-server-secret-for-customers"
+
+
+@pytest.fixture(scope="module")
+def signed_server(make_data_dir):
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir, JOURNEY_IDENTITY_SECRET=IDENTITY_SECRET)
+    yield server, tokens
+    server.stop()
+
+
+def signed(customer_id: str, **fields) -> dict:
+    from app.security.identity import sign
+
+    identity = {"id": customer_id, "known_customer": True, "expires": int(time.time()) + 3600, **fields}
+    return {**identity, "signature": sign(identity, IDENTITY_SECRET)}
+
+
+def test_customer_view_gathers_a_signed_identity_across_visitors(signed_server):
+    server, tokens = signed_server
+    kim = signed("cus_42", email="kim@salon.example", name="Kim Lee", plan="pro")
+    laptop = chat(server, "How much does the pro plan cost?", identity=kim)
+    same = {k: laptop[k] for k in ("conversation_id", "visitor_id")}
+    chat(server, "Can I add a second location?", identity=kim, **same)
+    phone = chat(server, "My calendar sync stopped working", identity=kim)  # another device: another visitor id
+    assert phone["visitor_id"] != laptop["visitor_id"]
+    vote = {"visitor_id": phone["visitor_id"], "message_id": phone["message_id"], "rating": "down", "comment": "slow"}
+    httpx.post(f"{server.url}/v1/conversations/{phone['conversation_id']}/feedback", json=vote).raise_for_status()
+    ask = {"visitor_id": phone["visitor_id"], "email": "kim@salon.example", "message": "call me"}
+    httpx.post(f"{server.url}/v1/conversations/{phone['conversation_id']}/handoff", json=ask).raise_for_status()
+    forged = chat(server, "What is Lumio?", identity={"id": "cus_42", "email": "eve@example.com"})  # not signed
+    other = chat(server, "What is Lumio?", identity=signed("cus_7", email="sam@example.com"))
+
+    view = api(server, tokens["viewer"], "GET", "/customers/cus_42")
+    assert view.status_code == 200, view.text
+    data = view.json()
+    ids = {c["id"] for c in data["conversations"]}
+    assert ids == {laptop["conversation_id"], phone["conversation_id"]} and data["total"] == 2
+    assert forged["conversation_id"] not in ids and other["conversation_id"] not in ids
+    assert data["identity"]["email"] == "kim@salon.example" and data["identity"]["name"] == "Kim Lee"
+    assert "signature" not in data["identity"] and data["identity"]["verified"] is True
+    assert [j["stage"] for j in data["journey"]][0] == laptop["stage"]["name"] and all(j["at"] for j in data["journey"])
+    assert {j["conversation_id"] for j in data["journey"]} == ids
+    assert [(f["rating"], f["comment"]) for f in data["feedback"]] == [("down", "slow")]
+    assert [(h["email"], h["message"]) for h in data["handoffs"]] == [("kim@salon.example", "call me")]
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"customer": "cus_42"}).json()
+    assert {c["id"] for c in listed["items"]} == ids
+    exported = api(server, tokens["editor"], "GET", "/export", params={"customer": "cus_42"}).text.splitlines()
+    assert {json.loads(line)["conversation_id"] for line in exported} == ids
+    missing = api(server, tokens["viewer"], "GET", "/customers/cus_404")
+    assert missing.status_code == 404 and "signed identity" in missing.text
+    assert api(server, None, "GET", "/customers/cus_42").status_code == 401

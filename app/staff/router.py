@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
-from app.staff import analytics, inbox, replies, service
+from app.staff import analytics, customers, inbox, replies, service
 from app.staff.auth import Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
 from app.store.models import STATUSES
@@ -100,6 +100,7 @@ def _filter(
     visitor_id: Annotated[str | None, Query(max_length=128)] = None,
     status: Status | None = None,
     assignee: Annotated[str | None, Query(min_length=1, max_length=120)] = None,
+    customer: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> service.ConversationFilter:
     return service.ConversationFilter(
         stage=stage,
@@ -114,6 +115,7 @@ def _filter(
         visitor_id=visitor_id,
         status=status,
         assignee=assignee,
+        customer=customer,
     )
 
 
@@ -174,6 +176,17 @@ async def conversations(
 async def conversation(conversation_id: str, user: Viewer, services: ServicesDep) -> dict:
     """A transcript with the stage, evidence, sources, latency, mode and feedback of every turn."""
     return await _run(services, service.transcript, conversation_id=conversation_id)
+
+
+@router.get("/customers/{customer_id}")
+async def customer(
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)], user: Viewer, services: ServicesDep
+) -> dict:
+    """A signed identity's conversations on every visitor id, its journey (stages with dates), feedback, handoffs."""
+    f = service.ConversationFilter(customer=customer_id)
+    view = await _run(services, customers.journey, customer_id=customer_id)
+    items, total = await _run(services, service.list_conversations, f=f, limit=200, offset=0)
+    return {**view, "conversations": items, "total": total}
 
 
 @router.put("/conversations/{conversation_id}/review")

@@ -9,6 +9,7 @@ from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.security.redact import redact
+from app.staff.customers import customer_condition
 from app.staff.erasure import forget_quotes
 from app.staff.inbox import assignee_condition, status_condition, status_of
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
@@ -47,6 +48,7 @@ class ConversationFilter:
     visitor_id: str | None = None
     status: str | None = None
     assignee: str | None = None
+    customer: str | None = None  # the id of a signed identity: that customer's conversations on every device
 
 
 def _has(*conditions) -> exists:
@@ -72,6 +74,8 @@ def filtered(query: Select, f: ConversationFilter) -> Select:
         query = query.where(status_condition(f.status, utcnow()))
     if f.assignee:
         query = query.where(assignee_condition(f.assignee))
+    if f.customer:
+        query = query.where(customer_condition(f.customer))
     if f.thumbs_down:
         query = query.where(_has(thumbs_down_condition()))
     if f.handoff:
