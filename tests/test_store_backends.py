@@ -387,6 +387,18 @@ def test_status_snooze_and_reopen_on_both_backends(sessions):
         assert reopened == {"status": "open", "previous": "resolved", "until": None, "by": "visitor"}
 
 
+def test_customer_filter_reads_signed_identities_on_both_backends(sessions):
+    """?customer= matches the id of a verified identity only (JSON fields compared in SQL)."""
+    with sessions() as session:
+        signed = {"id": "cus_1", "email": "a@x.example", "verified": True}
+        forged = {"id": "cus_1", "verified": False}
+        for conversation, identity in [("conv-a", signed), ("conv-b", signed), ("conv-c", forged)]:
+            record = exchange(1, conversation=conversation, visitor=f"visitor-{conversation}", identity=identity)
+            record_exchange(session=session, record=record)
+        items, total = list_conversations(session=session, f=ConversationFilter(customer="cus_1"), limit=9, offset=0)
+        assert total == 2 and {c["id"] for c in items} == {"conv-a", "conv-b"}
+
+
 def test_whole_app_on_postgresql(make_data_dir, tmp_path: Path):
     """A server on PostgreSQL: chat (plain and streamed), transcript, feedback, handoff, staff list and export."""
     url, drop = create_pg_database()
