@@ -319,6 +319,12 @@
     }
     if (view === 'live') return show('live');
     show('conversations');
+    if (view === 'customers' && id) {
+      if (!$('conversation-table').tBodies[0].rows.length) await loadList();
+      state.open = null;
+      markOpen();
+      return openCustomer(decodeURIComponent(id));
+    }
     if (!$('conversation-table').tBodies[0].rows.length) await loadList();
     if (seq !== state.viewSeq) return;
     const wanted = id ? decodeURIComponent(id) : null;
@@ -493,6 +499,61 @@
     ];
   }
 
+  const IDENTITY_LABELS = {name: 'Name', email: 'Email', id: 'Customer id', plan: 'Plan',
+    known_customer: 'Known customer', verified: 'Signed by the site'};
+
+  /** What the host page said about the visitor, as labelled fields (null when it said nothing). */
+  function identityFields(identity) {
+    const entries = Object.entries(identity || {}).filter(([k]) => k !== 'signature' && k !== 'expires');
+    if (!entries.length) return null;
+    const order = Object.keys(IDENTITY_LABELS);
+    const rank = (key) => (order.includes(key) ? order.indexOf(key) : order.length);
+    entries.sort(([a], [b]) => rank(a) - rank(b));
+    const shown = (v) => (typeof v === 'boolean' ? (v ? 'yes' : 'no') : typeof v === 'object' ? JSON.stringify(v) : v);
+    return h('dl', {class: 'identity'}, entries.map(([k, v]) => h('div', {},
+      h('dt', {}, IDENTITY_LABELS[k] || k), h('dd', {}, shown(v)))));
+  }
+
+  /** A signed customer's conversations on every device, their journey with dates, feedback and handoffs. */
+  async function openCustomer(customerId) {
+    const pane = $('transcript');
+    pane.replaceChildren(h('p', {class: 'empty', role: 'status'}, 'Loading the customer…'));
+    let data;
+    try {
+      data = await api('GET', `/v1/staff/customers/${encodeURIComponent(customerId)}`);
+    } catch (error) {
+      pane.replaceChildren(h('p', {class: 'msg error', role: 'alert'}, error.message));
+      return;
+    }
+    const conversation = (x) => {
+      const a = h('a', {}, x.first_question || '(no question)');
+      a.href = `#/conversations/${encodeURIComponent(x.id)}`;
+      return h('li', {}, a, ' ', h('span', {class: 'muted'}, when(x.updated_at, shortFormat)), ' ', stageChip(x.stage),
+        ' ', statusBadge(x), ' ', h('span', {class: 'muted'}, `${x.turns} turn${x.turns === 1 ? '' : 's'} · visitor `),
+        h('code', {}, x.visitor_id));
+    };
+    const visitors = new Set(data.conversations.map((x) => x.visitor_id)).size;
+    pane.replaceChildren(h('header', {class: 'tr-head'},
+      h('h2', {}, 'Customer ', h('code', {}, data.customer_id)),
+      identityFields(data.identity),
+      h('p', {class: 'muted'}, `${data.total} conversation${data.total === 1 ? '' : 's'} from ${visitors} `
+        + `device${visitors === 1 ? '' : 's'} or browser${visitors === 1 ? '' : 's'}`)),
+    h('section', {class: 'customer-journey', 'aria-label': 'Journey'}, h('h3', {}, 'Journey'),
+      data.journey.length ? h('ol', {class: 'journey'}, data.journey.map((j) => h('li', {}, stageChip(j.stage), ' ',
+        h('span', {class: 'muted'}, when(j.at))))) : h('p', {class: 'empty'}, 'No stage yet.')),
+    h('section', {'aria-label': 'Conversations'}, h('h3', {}, 'Conversations'),
+      h('ul', {class: 'customer-conversations'}, data.conversations.map(conversation))),
+    h('section', {'aria-label': 'Feedback'}, h('h3', {}, 'Feedback'), data.feedback.length
+      ? h('ul', {}, data.feedback.map((f) => h('li', {}, f.rating === 'down' ? badge('Thumbs down', 'down')
+        : badge('Thumbs up', 'up'), ' ', when(f.at), f.comment ? [' · “', f.comment, '”'] : null)))
+      : h('p', {class: 'empty'}, 'No feedback.')),
+    h('section', {'aria-label': 'Handoffs'}, h('h3', {}, 'Handoffs'), data.handoffs.length
+      ? h('ul', {}, data.handoffs.map((x) => h('li', {}, badge('Handoff', 'handoff'), ' ', when(x.at),
+        x.email ? [' · ', link(`mailto:${x.email}`, x.email)] : null, x.message ? [' · “', x.message, '”'] : null)))
+      : h('p', {class: 'empty'}, 'No handoffs.')));
+    pane.scrollTop = 0;
+  }
+
   /** Internal notes: staff only, never shown to the visitor (the visitor API does not return them). */
   function notesSection(c) {
     const noteItem = (n) => h('li', {}, h('p', {class: 'text'}, n.text),
@@ -529,9 +590,10 @@
       loadList();
     }}, reviewed ? 'Mark not reviewed' : 'Mark reviewed');
     const page = c.first_page && c.first_page.url ? link(c.first_page.url, c.first_page.title || c.first_page.url) : '–';
-    const identity = c.identity && Object.keys(c.identity).length
-      ? Object.entries(c.identity).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ')
-      : null;
+    const identity = identityFields(c.identity);
+    const customer = c.identity && c.identity.verified && c.identity.id ? h('a', {class: 'customer-link'},
+      'Customer view: every conversation of this customer') : null;
+    if (customer) customer.href = `#/customers/${encodeURIComponent(c.identity.id)}`;
     const back = h('button', {type: 'button', class: 'quiet back', onclick: () => {
       const current = document.querySelector('#conversation-table tr[aria-current] a');
       if (current) { current.scrollIntoView({block: 'center'}); current.focus({preventScroll: true}); }
@@ -549,6 +611,7 @@
         fact('Landing page', page),
         identity ? fact('Identity', identity) : null,
         fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
+      customer,
       h('div', {class: 'actions'}, review, reviewMsg),
       state.user && state.user.role !== 'viewer' ? inboxForms(c) : null,
       state.user && state.user.role === 'admin' ? erasure(c) : null,

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ CANCEL = "Can I cancel anytime?"
 BLANK = "My booking page is blank, what's wrong?"
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> what is lumio?"
 FILLER = ["What is Lumio?", "Do you have an app for iPhone?", "How do reminders work?", "Is there a free trial?"]
+IDENTITY_SECRET = "host-secret-for-the-staff-page"
 FILLERS = 24  # with the four below: 28 conversations, more than one page of 25
 MARKDOWN_QUESTION = "Can the shop export the week's bookings as a spreadsheet?"
 MARKDOWN_ANSWER = "**Delivered:** every Monday.\n- CSV for Excel\n- PDF <b onclick=alert(3)>now</b>"
@@ -77,7 +79,7 @@ def staff(browser, make_data_dir) -> Iterator[Staff]:
     data_dir = make_data_dir()
     _, editor = create_token(data_dir, "editor@lumio.example", "editor")
     _, viewer = create_token(data_dir, "viewer@lumio.example", "viewer")
-    server = Server(data_dir)
+    server = Server(data_dir, JOURNEY_IDENTITY_SECRET=IDENTITY_SECRET)  # unsigned identities still pass, unverified
     try:
         for i in range(FILLERS):
             chat(server, FILLER[i % len(FILLER)])
@@ -711,4 +713,38 @@ def test_admin_erases_a_visitor_after_a_confirmation_naming_what_goes(browser, d
     )
     expect(desk.page.locator("#list-count")).to_have_text("28 conversations")
     assert staff.api("GET", f"/conversations/{gone['conversation_id']}").status_code == 404
+    desk.assert_clean()
+
+
+def test_customer_view_of_a_signed_identity_with_labelled_fields(desk, staff):
+    from playwright.sync_api import expect
+
+    from app.security.identity import sign
+
+    identity = {"id": "cus_77", "email": "kim@salon.example", "name": "Kim <b>Lee</b>", "plan": "pro"}
+    identity = {**identity, "known_customer": True, "expires": int(time.time()) + 3600}
+    identity["signature"] = sign(identity, IDENTITY_SECRET)
+    laptop = chat(staff.server, "Do you integrate with Square for payments?", identity=identity)
+    phone = chat(staff.server, "How do I move a booking to another day?", identity=identity)
+    down = {"visitor_id": phone["visitor_id"], "message_id": phone["message_id"], "rating": "down"}
+    httpx.post(f"{staff.server.url}/v1/conversations/{phone['conversation_id']}/feedback", json=down).raise_for_status()
+    desk.sign_in(staff.viewer)
+    pane = desk.open("How do I move a booking to another day?")
+    fields = pane.locator("dl.identity")
+    labels = ["Name", "Email", "Customer id", "Plan", "Known customer", "Signed by the site"]
+    expect(fields.locator("dt")).to_have_text(labels)
+    expect(fields.locator("dd").first).to_have_text("Kim <b>Lee</b>")
+    pane.get_by_role("link", name="Customer view: every conversation of this customer").click()
+    expect(pane.locator("h2")).to_contain_text("Customer cus_77")
+    expect(pane).to_contain_text("2 conversations from 2 devices or browsers")
+    links = pane.locator(".customer-conversations a")
+    expect(links).to_have_count(2)
+    expect(links).to_contain_text(["How do I move a booking", "Do you integrate with Square"])
+    expect(pane.locator("ol.journey li").first).to_be_visible()
+    expect(pane.get_by_role("region", name="Feedback")).to_contain_text("Thumbs down")
+    assert pane.locator("dl.identity b").count() == 0
+    desk.shot("customer-view-1280")
+    links.filter(has_text="Square").click()
+    expect(desk.page.locator("#transcript .turn").first).to_contain_text("Square")
+    assert laptop["conversation_id"] in desk.page.url
     desk.assert_clean()
