@@ -1182,6 +1182,7 @@
       case 'handoff_unavailable': return line(['No one was available', t.text ? [': ', t.text] : '']);
       case 'handoff_returned': return line(`${person} handed back to the guide`);
       case 'handoff_closed': return line(`${person} closed the conversation`);
+      case 'status': case 'assignee': return null; // staff bookkeeping: in the full transcript's events
       default: return line(t.kind);
     }
   }
