@@ -23,6 +23,8 @@
     open: null,
     listSeq: 0,
     viewSeq: 0,
+    team: [],
+    picked: new Set(),
   };
 
   // ---- DOM helpers ----
@@ -121,6 +123,63 @@
 
   const badge = (text, kind) => h('span', {class: `badge ${kind}`}, text);
 
+  // ---- inbox: status and assignee ----
+
+  const INBOX = {open: 'Open', pending: 'Pending', snoozed: 'Snoozed', resolved: 'Resolved'};
+
+  function statusBadge(c) {
+    return badge(INBOX[c.status] || c.status || 'Open', `status-${c.status || 'open'}`);
+  }
+
+  /** "Snoozed until 4 Dec, 09:00", "Resolved", ...: a conversation's status in words. */
+  const statusText = (c) => (c.status === 'snoozed' && c.until
+    ? `Snoozed until ${when(c.until)}` : INBOX[c.status] || c.status || 'Open');
+
+  /** A datetime-local input's value for a Date (local time, to the minute). */
+  function localInput(date) {
+    const pad = (n) => String(n).padStart(2, '0');
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:`
+      + pad(date.getMinutes());
+  }
+
+  /** The body of PUT .../status for a status select and its "until" input (tomorrow 9:00 when left empty). */
+  function statusBody(select, untilInput) {
+    if (select.value !== 'snoozed') return {status: select.value};
+    return {status: 'snoozed', until: untilInput.value ? new Date(untilInput.value).toISOString() : undefined};
+  }
+
+  /** Show the "until" field only when snoozing, with tomorrow 9:00 as the default. */
+  function untilFollows(select, wrap, input) {
+    const sync = () => {
+      wrap.hidden = select.value !== 'snoozed';
+      if (!wrap.hidden && !input.value) {
+        const morning = new Date();
+        morning.setDate(morning.getDate() + 1);
+        morning.setHours(9, 0, 0, 0);
+        input.value = localInput(morning);
+      }
+    };
+    select.addEventListener('change', sync);
+    sync();
+  }
+
+  const teamOptions = (first) => [h('option', {value: ''}, first), ...state.team.map((n) => h('option', {value: n}, n))];
+
+  /** PUT a status or assignee on each conversation, one after the other; returns [changed, first error]. */
+  async function changeEach(ids, what, body) {
+    let changed = 0;
+    let failure = null;
+    for (const id of ids) {
+      try {
+        await api('PUT', `/v1/staff/conversations/${encodeURIComponent(id)}/${what}`, body);
+        changed += 1;
+      } catch (error) {
+        failure = failure || error;
+      }
+    }
+    return [changed, failure];
+  }
+
   /** A local date input as a UTC ISO time: its midnight, or the next midnight for an end date. */
   function dayBound(value, end) {
     if (!value) return null;
@@ -216,6 +275,17 @@
       return;
     }
     store.set(token);
+    try {
+      ({names: state.team} = await api('GET', '/v1/staff/team'));
+    } catch (_error) {
+      state.team = [];
+    }
+    const assignee = $('f-assignee');
+    while (assignee.options.length > 3) assignee.remove(3); // keep Anyone, Me and Nobody
+    add(assignee, state.team.map((n) => h('option', {value: n}, n)));
+    $('bulk-assignee').replaceChildren(...teamOptions('Nobody'));
+    $('bulk').hidden = state.user.role === 'viewer';
+    $('export').hidden = state.user.role === 'viewer';
     state.stages = stages.map((st) => st.name);
     state.labels = Object.fromEntries(stages.map((st) => [st.name, st.label]));
     const select = $('f-stage');
@@ -244,10 +314,17 @@
     }
     if (view === 'answers') {
       show('answers');
+      loadCanned();
       return loadAnswers();
     }
     if (view === 'live') return show('live');
     show('conversations');
+    if (view === 'customers' && id) {
+      if (!$('conversation-table').tBodies[0].rows.length) await loadList();
+      state.open = null;
+      markOpen();
+      return openCustomer(decodeURIComponent(id));
+    }
     if (!$('conversation-table').tBodies[0].rows.length) await loadList();
     if (seq !== state.viewSeq) return;
     const wanted = id ? decodeURIComponent(id) : null;
@@ -259,8 +336,7 @@
   function readFilters() {
     const form = $('filters');
     const f = {};
-    const stage = form.elements.stage.value;
-    if (stage) f.stage = stage;
+    for (const name of ['stage', 'status', 'assignee']) if (form.elements[name].value) f[name] = form.elements[name].value;
     const since = dayBound(form.elements.since.value, false);
     const until = dayBound(form.elements.until.value, true);
     if (since) f.since = since;
@@ -287,8 +363,10 @@
     const body = $('conversation-table').tBodies[0];
     body.replaceChildren(...data.items.map(row));
     if (!data.items.length) {
-      body.append(h('tr', {}, h('td', {colspan: 2, class: 'empty'}, 'No conversations match these filters.')));
+      body.append(h('tr', {}, h('td', {colspan: 3, class: 'empty'}, 'No conversations match these filters.')));
     }
+    state.picked.clear();
+    picked();
     const first = data.total ? data.offset + 1 : 0;
     const last = data.offset + data.items.length;
     $('list-count').textContent = `${data.total} conversation${data.total === 1 ? '' : 's'}`;
@@ -301,15 +379,82 @@
   function row(c) {
     const open = h('a', {class: 'open'}, c.first_question || '(no question)');
     open.href = `#/conversations/${encodeURIComponent(c.id)}`;
+    const pick = h('input', {type: 'checkbox', 'aria-label': `Select: ${c.first_question || c.id}`, onchange: () => {
+      if (pick.checked) state.picked.add(c.id); else state.picked.delete(c.id);
+      picked();
+    }});
     return h('tr', {'data-id': c.id},
+      h('td', {class: 'pick'}, pick),
       h('td', {class: 'when'}, h('time', {datetime: parseTime(c.updated_at).toISOString()},
         when(c.updated_at, shortFormat)), h('br'), stageChip(c.stage, c.stage_confidence)),
       h('td', {class: 'question'}, open,
         h('span', {class: 'flags'},
           h('span', {class: 'turn-count'}, `${c.turns} turn${c.turns === 1 ? '' : 's'}`),
+          statusBadge(c),
+          c.status === 'snoozed' && c.until ? h('span', {class: 'muted'}, `until ${when(c.until, shortFormat)}`) : null,
+          c.assignee ? h('span', {class: 'assignee'}, `Assigned to ${c.assignee}`) : null,
           c.handoff ? badge('Handoff', 'handoff') : null,
           c.thumbs_down ? badge('Thumbs down', 'down') : null,
           c.reviewed_at ? badge('Reviewed', 'reviewed') : null)));
+  }
+
+  /** The bulk bar follows the ticked rows. */
+  function picked() {
+    const n = state.picked.size;
+    $('bulk-count').textContent = n ? `${n} selected` : 'Tick conversations to change them together';
+    for (const button of $('bulk').querySelectorAll('button')) button.disabled = n === 0;
+    const boxes = [...$('conversation-table').tBodies[0].querySelectorAll('td.pick input')];
+    $('pick-all').checked = boxes.length > 0 && boxes.every((b) => b.checked);
+  }
+
+  async function bulkChange(event) {
+    event.preventDefault();
+    const form = $('bulk');
+    const what = event.submitter && event.submitter.value === 'assignee' ? 'assignee' : 'status';
+    const ids = [...state.picked];
+    const body = what === 'status' ? statusBody(form.elements.status, form.elements.until)
+      : {assignee: form.elements.assignee.value || null};
+    const msg = $('bulk-msg');
+    say(msg, 'Saving…');
+    const [changed, failure] = await changeEach(ids, what, body);
+    const done = what === 'status' ? `set to ${statusText(body)}` : `assigned to ${body.assignee || 'nobody'}`;
+    if (failure) {
+      say(msg, `${changed} of ${ids.length} ${done}. ${failure.message}`, failure.status === 403 ? 'refused' : 'error');
+    } else say(msg, `${changed} conversation${changed === 1 ? '' : 's'} ${done}.`, 'ok');
+    if (changed) {
+      await loadList();
+      if (state.open && ids.includes(state.open)) await openConversation(state.open, true);
+    }
+  }
+
+  /** Download the export (CSV or JSON lines) of the touchpoints of the conversations the current filters list. */
+  async function exportList(format) {
+    const msg = $('export-msg');
+    say(msg, 'Preparing the export…');
+    const params = new URLSearchParams({...state.filters, format});
+    let response;
+    try {
+      response = await fetch(`/v1/staff/export?${params}`, {headers: {authorization: `Bearer ${state.token}`},
+        cache: 'no-store'});
+    } catch (_error) {
+      return say(msg, 'The server could not be reached. Check your connection and try again.', 'error');
+    }
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      const detail = typeof data.detail === 'string' ? data.detail : response.statusText;
+      return say(msg, `Error ${response.status}: ${detail}`, response.status === 403 ? 'refused' : 'error');
+    }
+    const blob = await response.blob();
+    const name = `touchpoints-${new Date().toISOString().slice(0, 10)}.${format}`;
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+    const filtered = Object.keys(state.filters).length ? 'with the current filters' : 'of every conversation';
+    say(msg, `Downloaded ${name} (${Math.max(1, Math.round(blob.size / 1024))} KB), ${filtered}.`, 'ok');
   }
 
   function markOpen() {
@@ -319,7 +464,7 @@
     }
   }
 
-  async function openConversation(id) {
+  async function openConversation(id, keepFocus) {
     state.open = id;
     markOpen();
     const pane = $('transcript');
@@ -338,6 +483,7 @@
     if (state.open !== id) return;
     pane.replaceChildren();
     add(pane, transcript(data));
+    if (keepFocus) return;
     pane.scrollTop = 0;
     pane.focus({preventScroll: true});
     if (window.matchMedia('(max-width: 1099px)').matches) pane.scrollIntoView({block: 'start'});
@@ -348,8 +494,85 @@
       header(c),
       c.events.length ? h('section', {class: 'events', 'aria-label': 'Events'},
         h('h3', {}, 'Events'), h('ul', {}, c.events.map((e) => eventItem(e, c.turns)))) : null,
+      notesSection(c),
       h('ol', {class: 'turns', 'aria-label': 'Turns'}, c.turns.map(turn)),
     ];
+  }
+
+  const IDENTITY_LABELS = {name: 'Name', email: 'Email', id: 'Customer id', plan: 'Plan',
+    known_customer: 'Known customer', verified: 'Signed by the site'};
+
+  /** What the host page said about the visitor, as labelled fields (null when it said nothing). */
+  function identityFields(identity) {
+    const entries = Object.entries(identity || {}).filter(([k]) => k !== 'signature' && k !== 'expires');
+    if (!entries.length) return null;
+    const order = Object.keys(IDENTITY_LABELS);
+    const rank = (key) => (order.includes(key) ? order.indexOf(key) : order.length);
+    entries.sort(([a], [b]) => rank(a) - rank(b));
+    const shown = (v) => (typeof v === 'boolean' ? (v ? 'yes' : 'no') : typeof v === 'object' ? JSON.stringify(v) : v);
+    return h('dl', {class: 'identity'}, entries.map(([k, v]) => h('div', {},
+      h('dt', {}, IDENTITY_LABELS[k] || k), h('dd', {}, shown(v)))));
+  }
+
+  /** A signed customer's conversations on every device, their journey with dates, feedback and handoffs. */
+  async function openCustomer(customerId) {
+    const pane = $('transcript');
+    pane.replaceChildren(h('p', {class: 'empty', role: 'status'}, 'Loading the customer…'));
+    let data;
+    try {
+      data = await api('GET', `/v1/staff/customers/${encodeURIComponent(customerId)}`);
+    } catch (error) {
+      pane.replaceChildren(h('p', {class: 'msg error', role: 'alert'}, error.message));
+      return;
+    }
+    const conversation = (x) => {
+      const a = h('a', {}, x.first_question || '(no question)');
+      a.href = `#/conversations/${encodeURIComponent(x.id)}`;
+      return h('li', {}, a, ' ', h('span', {class: 'muted'}, when(x.updated_at, shortFormat)), ' ', stageChip(x.stage),
+        ' ', statusBadge(x), ' ', h('span', {class: 'muted'}, `${x.turns} turn${x.turns === 1 ? '' : 's'} · visitor `),
+        h('code', {}, x.visitor_id));
+    };
+    const visitors = new Set(data.conversations.map((x) => x.visitor_id)).size;
+    pane.replaceChildren(h('header', {class: 'tr-head'},
+      h('h2', {}, 'Customer ', h('code', {}, data.customer_id)),
+      identityFields(data.identity),
+      h('p', {class: 'muted'}, `${data.total} conversation${data.total === 1 ? '' : 's'} from ${visitors} `
+        + `device${visitors === 1 ? '' : 's'} or browser${visitors === 1 ? '' : 's'}`)),
+    h('section', {class: 'customer-journey', 'aria-label': 'Journey'}, h('h3', {}, 'Journey'),
+      data.journey.length ? h('ol', {class: 'journey'}, data.journey.map((j) => h('li', {}, stageChip(j.stage), ' ',
+        h('span', {class: 'muted'}, when(j.at))))) : h('p', {class: 'empty'}, 'No stage yet.')),
+    h('section', {'aria-label': 'Conversations'}, h('h3', {}, 'Conversations'),
+      h('ul', {class: 'customer-conversations'}, data.conversations.map(conversation))),
+    h('section', {'aria-label': 'Feedback'}, h('h3', {}, 'Feedback'), data.feedback.length
+      ? h('ul', {}, data.feedback.map((f) => h('li', {}, f.rating === 'down' ? badge('Thumbs down', 'down')
+        : badge('Thumbs up', 'up'), ' ', when(f.at), f.comment ? [' · “', f.comment, '”'] : null)))
+      : h('p', {class: 'empty'}, 'No feedback.')),
+    h('section', {'aria-label': 'Handoffs'}, h('h3', {}, 'Handoffs'), data.handoffs.length
+      ? h('ul', {}, data.handoffs.map((x) => h('li', {}, badge('Handoff', 'handoff'), ' ', when(x.at),
+        x.email ? [' · ', link(`mailto:${x.email}`, x.email)] : null, x.message ? [' · “', x.message, '”'] : null)))
+      : h('p', {class: 'empty'}, 'No handoffs.')));
+    pane.scrollTop = 0;
+  }
+
+  /** Internal notes: staff only, never shown to the visitor (the visitor API does not return them). */
+  function notesSection(c) {
+    const noteItem = (n) => h('li', {}, h('p', {class: 'text'}, n.text),
+      h('p', {class: 'muted'}, `${n.author} · ${when(n.created_at)}`));
+    const list = h('ul', {class: 'note-list'}, (c.notes || []).map(noteItem));
+    const editor = state.user && state.user.role !== 'viewer';
+    const textId = uid('note-text');
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const text = h('textarea', {id: textId, name: 'text', rows: 2, maxlength: 4000, required: true});
+    const form = editor ? h('form', {class: 'stack', 'data-form': 'note', onsubmit: async (event) => {
+      event.preventDefault();
+      const made = await act(msg, 'Note added.', () => api('POST',
+        `/v1/staff/conversations/${encodeURIComponent(c.id)}/notes`, {text: text.value}));
+      if (made) { list.append(noteItem(made)); text.value = ''; }
+    }}, h('label', {for: textId}, 'New internal note'), text,
+    h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Add note'), msg)) : null;
+    return h('section', {class: 'notes', 'aria-label': 'Internal notes'},
+      h('h3', {}, 'Internal notes ', h('span', {class: 'muted'}, '(staff only: the visitor never sees them)')),
+      list, form);
   }
 
   function header(c) {
@@ -367,9 +590,10 @@
       loadList();
     }}, reviewed ? 'Mark not reviewed' : 'Mark reviewed');
     const page = c.first_page && c.first_page.url ? link(c.first_page.url, c.first_page.title || c.first_page.url) : '–';
-    const identity = c.identity && Object.keys(c.identity).length
-      ? Object.entries(c.identity).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ')
-      : null;
+    const identity = identityFields(c.identity);
+    const customer = c.identity && c.identity.verified && c.identity.id ? h('a', {class: 'customer-link'},
+      'Customer view: every conversation of this customer') : null;
+    if (customer) customer.href = `#/customers/${encodeURIComponent(c.identity.id)}`;
     const back = h('button', {type: 'button', class: 'quiet back', onclick: () => {
       const current = document.querySelector('#conversation-table tr[aria-current] a');
       if (current) { current.scrollIntoView({block: 'center'}); current.focus({preventScroll: true}); }
@@ -381,18 +605,120 @@
         fact('Started', when(c.created_at)),
         fact('Last activity', when(c.updated_at)),
         fact('Stage now', stageChip(c.stage)),
+        fact('Status', [statusBadge(c), c.status === 'snoozed' && c.until ? ` until ${when(c.until)}` : null]),
+        fact('Assignee', c.assignee || 'nobody'),
         fact('Visitor', h('code', {}, c.visitor_id)),
         fact('Landing page', page),
         identity ? fact('Identity', identity) : null,
         fact('Reviewed', c.reviewed ? `by ${c.reviewed.by}, ${when(c.reviewed.at)}` : 'not yet')),
+      customer,
       h('div', {class: 'actions'}, review, reviewMsg),
+      state.user && state.user.role !== 'viewer' ? inboxForms(c) : null,
+      state.user && state.user.role === 'admin' ? erasure(c) : null,
       roleHint());
     return el;
+  }
+
+  /** Read the open conversation again and redraw its header (the stage now follows a correction of its last turn). */
+  async function refreshHeader() {
+    const id = state.open;
+    let fresh;
+    try {
+      fresh = await api('GET', `/v1/staff/conversations/${encodeURIComponent(id)}`);
+    } catch (_error) {
+      return;
+    }
+    const old = document.querySelector('#transcript .tr-head');
+    if (old && state.open === id) old.replaceWith(header(fresh));
+    loadList();
+  }
+
+  /** Erase the visitor (admin): a confirmation naming what goes, then the counts of what went. */
+  function erasure(c) {
+    const msg = h('span', {class: 'msg', role: 'status'});
+    const box = h('div', {class: 'erase'});
+    const ask = async () => {
+      let total = '?';
+      try {
+        total = (await api('GET', `/v1/staff/conversations?${new URLSearchParams({visitor_id: c.visitor_id, limit: 1})}`))
+          .total;
+      } catch (_error) { /* the confirmation still names the visitor */ }
+      const yes = h('button', {type: 'button', class: 'danger', onclick: async () => {
+        const done = await act(msg, 'Erasing…', () => api('DELETE', `/v1/staff/visitors/${encodeURIComponent(c.visitor_id)}`));
+        if (!done) return;
+        const e = done.erased;
+        state.open = null;
+        location.hash = '#/conversations';
+        const n = (count, word) => `${count || 0} ${word}${count === 1 ? '' : 's'}`;
+        $('transcript').replaceChildren(h('p', {class: 'msg ok', role: 'status'}, `Visitor ${c.visitor_id} erased: `
+          + `${n(e.conversations, 'conversation')}, ${n(e.touchpoints, 'touchpoint')}, ${n(e.notes, 'note')}, `
+          + `${n(e.annotations, 'annotation')}.`));
+        loadList();
+      }}, `Yes, erase visitor ${c.visitor_id}`);
+      const no = h('button', {type: 'button', class: 'quiet', onclick: () => { box.replaceChildren(start); start.focus(); }},
+        'Keep everything');
+      box.replaceChildren(h('p', {class: 'confirm', role: 'alert'}, `Erase visitor ${c.visitor_id}? This permanently `
+        + `deletes their ${total} conversation${total === 1 ? '' : 's'} with every turn, feedback, handoff, status `
+        + 'change, internal note, annotation and review, the stage examples learned from their words and their words '
+        + 'quoted on other turns. Curated answers written from their turns stay, detached. This cannot be undone.'),
+      h('div', {class: 'actions'}, yes, no, msg));
+      no.focus();
+    };
+    const start = h('button', {type: 'button', class: 'quiet danger', onclick: ask}, 'Erase this visitor…');
+    box.append(start);
+    return box;
+  }
+
+  /** Status and assignee of the open conversation; after a change the transcript is read again (with its event). */
+  function inboxForms(c) {
+    const again = async (formName, text) => {
+      await openConversation(c.id, true);
+      const form = document.querySelector(`#transcript form[data-form=${formName}]`);
+      if (form) { say(form.querySelector('.msg'), text, 'ok'); form.querySelector('button').focus(); }
+      loadList();
+    };
+    const statusId = uid('status');
+    const untilId = uid('until');
+    const statusMsg = h('span', {class: 'msg', role: 'status'});
+    const select = h('select', {id: statusId, name: 'status'},
+      Object.entries(INBOX).map(([value, name]) => h('option', {value}, name)));
+    select.value = c.status || 'open';
+    const until = h('input', {id: untilId, name: 'until', type: 'datetime-local'});
+    if (c.status === 'snoozed' && c.until) until.value = localInput(parseTime(c.until));
+    const untilWrap = h('span', {class: 'until'}, h('label', {for: untilId}, 'until'), until);
+    untilFollows(select, untilWrap, until);
+    const statusForm = h('form', {class: 'row', 'data-form': 'status', onsubmit: async (event) => {
+      event.preventDefault();
+      const body = statusBody(select, until);
+      const done = await act(statusMsg, 'Saved.',
+        () => api('PUT', `/v1/staff/conversations/${encodeURIComponent(c.id)}/status`, body));
+      if (done) await again('status', `Status: ${statusText(done)}.`);
+    }}, h('label', {for: statusId}, 'Status'), select, untilWrap, h('button', {type: 'submit'}, 'Save status'),
+    statusMsg);
+    const ownerId = uid('owner');
+    const ownerMsg = h('span', {class: 'msg', role: 'status'});
+    const owner = h('select', {id: ownerId, name: 'assignee'}, teamOptions('Nobody'));
+    owner.value = c.assignee || '';
+    const ownerForm = h('form', {class: 'row', 'data-form': 'assignee', onsubmit: async (event) => {
+      event.preventDefault();
+      const done = await act(ownerMsg, 'Saved.', () => api('PUT',
+        `/v1/staff/conversations/${encodeURIComponent(c.id)}/assignee`, {assignee: owner.value || null}));
+      if (done) await again('assignee', `Assigned to ${done.assignee || 'nobody'}.`);
+    }}, h('label', {for: ownerId}, 'Assign to'), owner, h('button', {type: 'submit'}, 'Assign'), ownerMsg);
+    return h('div', {class: 'inbox'}, statusForm, ownerForm);
   }
 
   /** One message: who said it, then the text (never parsed as HTML). */
   const bubble = (kind, who, text) => h('div', {class: `bubble ${kind}`}, h('p', {class: 'who-said'}, who),
     h('p', {class: 'text'}, text));
+
+  /** The guide's reply as the widget shows it: its own safe Markdown renderer (widget/widget.js), never HTML. */
+  function guideBubble(reply, sources) {
+    const body = h('div', {class: 'text md'});
+    if (window.JourneyMarkdown) window.JourneyMarkdown.markdown(body, reply || '', sources || []);
+    else body.textContent = reply || '';
+    return h('div', {class: 'bubble guide'}, h('p', {class: 'who-said'}, 'Guide'), body);
+  }
 
   const fact = (term, value) => h('div', {}, h('dt', {}, term), h('dd', {}, value));
 
@@ -415,6 +741,16 @@
       const rating = data.rating === 'down' ? badge('Thumbs down', 'down') : badge('Thumbs up', 'up');
       return h('li', {class: 'event'}, rating, ` on turn ${about ? about.turn : '?'} · `, when(e.created_at),
         data.comment ? [' · “', data.comment, '”'] : null);
+    }
+    if (e.kind === 'status') {
+      const until = data.status === 'snoozed' && data.until ? ` until ${when(data.until)}` : '';
+      const who = data.by === 'visitor' ? 'Reopened by a visitor message' : `${data.by} set it`;
+      return h('li', {class: 'event'}, badge(INBOX[data.status] || data.status, `status-${data.status}`),
+        ` ${who} · ${when(e.created_at)}${until}`);
+    }
+    if (e.kind === 'assignee') {
+      return h('li', {class: 'event'}, badge('Assigned', 'assigned'),
+        ` ${data.by} assigned it to ${data.assignee || 'nobody'} · ${when(e.created_at)}`);
     }
     const said = {visitor_message: 'Visitor', human_message: data.name || 'Staff'}[e.kind];
     if (said) {
@@ -440,7 +776,7 @@
         h('span', {class: 'muted'}, when(t.created_at)),
         t.page && t.page.url ? h('span', {class: 'page'}, 'on ', link(t.page.url, t.page.title || t.page.url)) : null),
       bubble('visitor', 'Visitor', t.question),
-      bubble('guide', 'Guide', t.reply),
+      guideBubble(t.reply, t.sources),
       h('dl', {class: 'facts meta'},
         fact('Stage', [stageChip(st.name, st.confidence),
           st.changed && st.previous ? h('span', {class: 'muted'}, ` from ${label(st.previous)}`) : null]),
@@ -517,7 +853,7 @@
       event.preventDefault();
       const done = await act(stageMsg, `Saved: ${label(select.value)}. The detector learns it now.`,
         () => api('PUT', `${path}/stage`, {stage: select.value}));
-      if (done) noted({corrected_stage: done.stage});
+      if (done) { noted({corrected_stage: done.stage}); refreshHeader(); }
     }, 'data-form': 'stage'}, h('label', {for: stageId}, 'Right stage'), select, h('button', {type: 'submit'}, 'Save stage'), stageMsg);
 
     const tagsId = uid('tags');
@@ -557,7 +893,68 @@
   const REASONS = {visitor: 'asked for a person', api: 'requested by the site',
     bot_frustrated: 'frustrated (the guide asked)', bot_no_answer: 'the guide had no answer'};
   const live = {items: [], lastId: 0, ctl: null, retry: 0, timer: 0, tick: 0, reload: 0, seq: 0, fetchedAt: 0,
-    chat: null, ended: false, since: 0, seen: new Set(), said: [], recent: [], typedAt: 0, idle: 0, typing: 0};
+    chat: null, ended: false, since: 0, seen: new Set(), said: [], recent: [], typedAt: 0, idle: 0, typing: 0,
+    known: null};
+  const TITLE = document.title;
+  const SOUND_KEY = 'journey-guide-staff-sound';
+
+  // ---- notifications: the tab title, a desktop notification (with permission) and an optional sound ----
+
+  const canNotify = () => 'Notification' in window;
+
+  function showNotifyState() {
+    const button = $('notify-on');
+    const stateText = $('notify-state');
+    if (!canNotify()) {
+      button.hidden = true;
+      stateText.textContent = 'This browser cannot show desktop notifications.';
+      return;
+    }
+    button.hidden = Notification.permission !== 'default';
+    stateText.textContent = {granted: 'Desktop notifications are on.', denied: 'Desktop notifications are blocked '
+      + 'for this site in the browser settings.'}[Notification.permission] || '';
+  }
+
+  function soundOn() {
+    try { return localStorage.getItem(SOUND_KEY) === 'on'; } catch (_e) { return false; }
+  }
+
+  /** A short two-note chime made on the spot (no audio file to load). */
+  function chime() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    try {
+      const audio = new Context();
+      [660, 880].forEach((frequency, i) => {
+        const tone = audio.createOscillator();
+        const gain = audio.createGain();
+        tone.frequency.value = frequency;
+        gain.gain.value = 0.08;
+        tone.connect(gain).connect(audio.destination);
+        tone.start(audio.currentTime + i * 0.16);
+        tone.stop(audio.currentTime + i * 0.16 + 0.14);
+      });
+      setTimeout(() => audio.close(), 600);
+    } catch (_error) { /* no sound, the title and notification still tell */ }
+  }
+
+  /** New waiting requests (not the ones already there when the queue was first read) ring and notify. */
+  function announce(items) {
+    const waiting = items.filter((x) => x.status === 'waiting');
+    const keys = new Set(waiting.map((x) => `${x.conversation_id}@${x.requested_at}`));
+    const fresh = live.known ? waiting.filter((x) => !live.known.has(`${x.conversation_id}@${x.requested_at}`)) : [];
+    live.known = keys;
+    document.title = waiting.length ? `(${waiting.length}) waiting · ${TITLE}` : TITLE;
+    if (!fresh.length) return;
+    if (soundOn()) chime();
+    if (!canNotify() || Notification.permission !== 'granted') return;
+    for (const x of fresh) {
+      const said = x.message || x.last_message || '';
+      const note = new Notification('A visitor is waiting for a person', {
+        body: `${label(x.stage)}${said ? ` · “${said.slice(0, 140)}”` : ''}`, tag: `handoff-${x.conversation_id}`});
+      note.onclick = () => { window.focus(); location.hash = '#/live'; note.close(); };
+    }
+  }
   const agentName = (a) => (a && typeof a === 'object' ? a.name : a) || '';
 
   /** Server-sent events read off a fetch() response: on(name, data, id) for each event; comments are skipped. */
@@ -597,7 +994,8 @@
     if (live.ctl) live.ctl.abort();
     clearTimeout(live.timer);
     clearInterval(live.tick);
-    Object.assign(live, {ctl: null, items: [], lastId: 0, retry: 0, chat: null});
+    Object.assign(live, {ctl: null, items: [], lastId: 0, retry: 0, chat: null, known: null});
+    document.title = TITLE;
     $('queue').replaceChildren();
     $('chat').replaceChildren(h('p', {class: 'empty'}, 'Claim a request to talk with the visitor.'));
     $('live-count').hidden = true;
@@ -659,6 +1057,7 @@
     live.items = data.handoffs || [];
     live.fetchedAt = Date.now();
     renderQueue();
+    announce(live.items);
   }
 
   function renderQueue() {
@@ -668,8 +1067,9 @@
       : null;
     list.replaceChildren(...live.items.map(queueItem));
     if (!live.items.length) list.append(h('li', {class: 'empty'}, 'No one is waiting for a person.'));
-    const waiting = live.items.filter((x) => x.status !== 'live').length;
-    $('queue-count').textContent = `${waiting} waiting · ${live.items.length - waiting} live`;
+    const count = (status) => live.items.filter((x) => x.status === status).length;
+    const waiting = count('waiting');
+    $('queue-count').textContent = `${waiting} waiting · ${count('unavailable')} to follow up · ${count('live')} live`;
     $('live-count').textContent = String(waiting);
     $('live-count').hidden = !waiting;
     $('queue-viewer').hidden = !state.user || state.user.role !== 'viewer';
@@ -727,7 +1127,24 @@
       fact('Email', x.email ? link(`mailto:${x.email}`, x.email) : 'none given'),
       fact('Reason', REASONS[x.reason] || x.reason || '–'),
       fact('Asked', when(x.requested_at, shortFormat))),
+    x.status === 'unavailable' ? followUp(x, editor, msg) : null,
     h('div', {class: 'actions'}, action, msg));
+  }
+
+  /** A request nobody took in time is a task: write to the visitor about their question, then mark it done. */
+  function followUp(x, editor, msg) {
+    const question = x.message || x.last_message || '';
+    const done = h('button', {type: 'button', class: 'quiet', disabled: !editor, onclick: async () => {
+      const closed = await act(msg, 'Marked followed up.',
+        () => api('POST', `/v1/staff/handoffs/${encodeURIComponent(x.conversation_id)}/close`));
+      if (closed !== undefined) loadQueue();
+    }}, 'Mark followed up');
+    const open = h('a', {}, 'Open the conversation');
+    open.href = `#/conversations/${encodeURIComponent(x.conversation_id)}`;
+    return h('div', {class: 'followup'}, h('h3', {}, 'Follow-up task'),
+      h('p', {}, x.email ? ['Write to ', link(`mailto:${x.email}`, x.email)] : 'No email given: open the conversation',
+        question ? [' about: “', question, '”'] : ''),
+      h('div', {class: 'actions'}, done, open));
   }
 
   async function claim(x, msg) {
@@ -757,7 +1174,7 @@
       h('span', {class: 'muted'}, when(t.created_at, shortFormat)));
     switch (t.kind) {
       case 'exchange': return [h('li', {}, bubble('visitor', 'Visitor', t.question)),
-        t.reply ? h('li', {}, bubble('guide', 'Guide', t.reply)) : null];
+        t.reply ? h('li', {}, guideBubble(t.reply, [])) : null];
       case 'visitor_message': return h('li', {}, bubble('visitor', 'Visitor', t.text));
       case 'human_message': return h('li', {}, bubble('staff', person, t.text));
       case 'handoff': return line(['Asked for a person', t.text ? [': “', t.text, '”'] : '']);
@@ -765,6 +1182,7 @@
       case 'handoff_unavailable': return line(['No one was available', t.text ? [': ', t.text] : '']);
       case 'handoff_returned': return line(`${person} handed back to the guide`);
       case 'handoff_closed': return line(`${person} closed the conversation`);
+      case 'status': case 'assignee': return null; // staff bookkeeping: in the full transcript's events
       default: return line(t.kind);
     }
   }
@@ -780,12 +1198,13 @@
     clearTimeout(live.idle);
     const msg = h('span', {class: 'msg', role: 'status'});
     const box = h('textarea', {id: 'chat-input', name: 'text', rows: 3, maxlength: 4000});
+    const picker = cannedPicker(box); // its keydown listener goes first: Enter on a canned reply inserts, not sends
     const form = h('form', {class: 'chat-form', onsubmit: (event) => { event.preventDefault(); sendChat(box, msg); }},
-      h('label', {for: 'chat-input'}, 'Message to the visitor'), box,
+      h('label', {for: 'chat-input'}, 'Message to the visitor'), box, picker,
       h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Send'),
         h('button', {type: 'button', class: 'quiet', onclick: () => endChat('release', msg)}, 'Hand back to bot'),
         h('button', {type: 'button', class: 'quiet danger', onclick: () => endChat('close', msg)}, 'Close'), msg),
-      h('p', {class: 'hint'}, 'Enter sends; Shift+Enter starts a new line.'));
+      h('p', {class: 'hint'}, 'Enter sends; Shift+Enter starts a new line; / finds a canned reply.'));
     box.addEventListener('keydown', (event) => {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -982,6 +1401,92 @@
     return item;
   }
 
+  // ---- canned replies: saved texts, inserted in a live chat with `/` ----
+
+  async function fetchCanned() {
+    try {
+      return (await api('GET', '/v1/staff/canned')).items;
+    } catch (_error) {
+      return [];
+    }
+  }
+
+  async function loadCanned() {
+    const items = await fetchCanned();
+    const list = $('canned-list');
+    list.replaceChildren(...items.map((c) => {
+      const msg = h('span', {class: 'msg', role: 'status'});
+      const item = h('li', {class: 'card answer', 'data-id': c.id}, h('h3', {}, c.title), h('p', {class: 'text'}, c.text),
+        h('div', {class: 'actions'}, h('button', {type: 'button', class: 'quiet danger', onclick: async () => {
+          const done = await act(msg, 'Deleted.', () => api('DELETE', `/v1/staff/canned/${c.id}`));
+          if (done !== undefined) loadCanned();
+        }}, `Delete “${c.title}”`), msg));
+      return item;
+    }));
+    if (!items.length) list.append(h('li', {class: 'empty'}, 'No canned replies yet.'));
+  }
+
+  async function createCanned(event) {
+    event.preventDefault();
+    const form = event.target;
+    const done = await act(form.querySelector('.msg'), 'Saved.', () => api('POST', '/v1/staff/canned',
+      {title: form.elements.title.value, text: form.elements.text.value}));
+    if (done) { form.reset(); loadCanned(); }
+  }
+
+  /** `/` at the start of the message box lists canned replies matching what follows; Enter or Tab inserts one. */
+  function cannedPicker(box) {
+    let replies = [];
+    let shown = [];
+    let active = 0;
+    fetchCanned().then((items) => { replies = items; });
+    const list = h('ul', {class: 'canned', id: uid('canned'), role: 'listbox', 'aria-label': 'Canned replies',
+      hidden: true});
+    box.setAttribute('aria-controls', list.id);
+    box.setAttribute('aria-autocomplete', 'list');
+    const close = () => { list.hidden = true; shown = []; box.removeAttribute('aria-activedescendant'); };
+    const pick = (reply) => {
+      box.value = reply.text;
+      close();
+      box.focus();
+      box.dispatchEvent(new Event('input'));
+    };
+    const render = () => {
+      list.replaceChildren(...shown.map((reply, i) => h('li', {role: 'option', id: `${list.id}-${i}`,
+        'aria-selected': i === active ? 'true' : 'false', onmousedown: (event) => { event.preventDefault(); pick(reply); }},
+      h('b', {}, reply.title), ' ', h('span', {class: 'muted'}, reply.text.slice(0, 90)))));
+      if (!shown.length) list.append(h('li', {class: 'empty'}, 'No canned reply matches.'));
+      list.hidden = false;
+      if (shown.length) box.setAttribute('aria-activedescendant', `${list.id}-${active}`);
+    };
+    box.addEventListener('input', () => {
+      const value = box.value;
+      if (!value.startsWith('/') || value.includes('\n')) return close();
+      const q = value.slice(1).trim().toLowerCase();
+      shown = replies.filter((r) => !q || r.title.toLowerCase().includes(q) || r.text.toLowerCase().includes(q))
+        .slice(0, 8);
+      active = 0;
+      render();
+    });
+    box.addEventListener('keydown', (event) => {
+      if (list.hidden) return;
+      if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+        event.preventDefault();
+        if (shown.length) active = (active + (event.key === 'ArrowDown' ? 1 : shown.length - 1)) % shown.length;
+        render();
+      } else if ((event.key === 'Enter' || event.key === 'Tab') && shown.length) {
+        event.preventDefault();
+        event.stopImmediatePropagation(); // not sent: the reply goes in the box to be read and sent
+        pick(shown[active]);
+      } else if (event.key === 'Escape') {
+        event.preventDefault();
+        close();
+      }
+    });
+    box.addEventListener('blur', () => setTimeout(close, 150));
+    return list;
+  }
+
   async function createAnswer(event) {
     event.preventDefault();
     const form = event.target;
@@ -1017,6 +1522,8 @@
     $('chart-time').replaceChildren(timeChart(data.time_in_stage));
     $('chart-daily').replaceChildren(...dailyChart(data.daily));
     $('chart-rates').replaceChildren(ratesTable(data.rates));
+    $('chart-csat-stage').replaceChildren(csatChart(data.csat.by_stage, 'stage'));
+    $('chart-csat-day').replaceChildren(csatChart(data.csat.by_day, 'day'));
     $('gaps').replaceChildren(gapList(gaps.groups));
   }
 
@@ -1054,10 +1561,23 @@
     if (!times.length) return nothing();
     const order = (stage) => { const i = state.stages.indexOf(stage); return i < 0 ? 99 : i; };
     const sorted = [...times].sort((a, b) => order(a.stage) - order(b.stage));
-    const rows = sorted.map((t) => ({stage: t.stage, value: t.median_seconds,
-      text: `${duration(t.median_seconds)} (mean ${duration(t.mean_seconds)}, ${t.spans}×)`}));
+    const single = (t) => (t.single ? `, ${t.single} on one touchpoint` : '');
+    const rows = sorted.map((t) => ({stage: t.stage, value: t.median_seconds || 0,
+      text: t.median_seconds === null ? `– (${t.single} on one touchpoint)`
+        : `${duration(t.median_seconds)} (mean ${duration(t.mean_seconds)}, ${t.spans}×${single(t)})`}));
     const max = Math.max(...rows.map((r) => r.value));
     return bars(rows, max, 'Median time in stage: ' + rows.map((r) => `${label(r.stage)} ${r.text}`).join(', '));
+  }
+
+  /** Thumbs-up share per stage or per day, as bars (a day's bar takes the first colour). */
+  function csatChart(rows, key) {
+    if (!rows.length) return nothing('No rated replies in this period.');
+    const named = rows.map((r) => ({stage: key === 'stage' ? r.stage : null, name: r[key], value: r.csat,
+      text: `${pct(r.csat)} (${r.up} up, ${r.down} down)`}));
+    const svg = bars(named.map((r) => ({...r, stage: r.stage || r.name})), 1,
+      `CSAT per ${key}: ` + named.map((r) => `${key === 'stage' ? label(r.name) : r.name} ${r.text}`).join(', '));
+    svg.classList.add(`csat-${key}`);
+    return svg;
   }
 
   function ratesTable(rates) {
@@ -1206,7 +1726,28 @@
       state.limit = Number(event.target.value); state.offset = 0; loadList();
     });
     $('range').addEventListener('submit', (event) => { event.preventDefault(); loadAnalytics(); });
+    $('bulk').addEventListener('submit', bulkChange);
+    $('notify-on').addEventListener('click', async () => {
+      if (canNotify()) await Notification.requestPermission();
+      showNotifyState();
+    });
+    $('sound-on').checked = soundOn();
+    $('sound-on').addEventListener('change', (event) => {
+      try { localStorage.setItem(SOUND_KEY, event.target.checked ? 'on' : 'off'); } catch (_e) { /* this tab only */ }
+      if (event.target.checked) chime();
+    });
+    showNotifyState();
+    untilFollows($('bulk-status'), $('bulk').querySelector('.until'), $('bulk-until'));
+    $('pick-all').addEventListener('change', (event) => {
+      const on = event.target.checked;
+      for (const box of $('conversation-table').tBodies[0].querySelectorAll('td.pick input')) {
+        if (box.checked !== on) { box.checked = on; box.dispatchEvent(new Event('change')); }
+      }
+    });
     $('answer-new').addEventListener('submit', createAnswer);
+    $('canned-new').addEventListener('submit', createCanned);
+    $('export-csv').addEventListener('click', () => exportList('csv'));
+    $('export-jsonl').addEventListener('click', () => exportList('jsonl'));
     window.addEventListener('hashchange', route);
     window.addEventListener('offline', () => { // drop the live stream now; resume from the last id when back
       if (live.ctl) live.ctl.abort();

@@ -503,6 +503,129 @@ def test_outside_office_hours_the_visitor_is_told_and_leaves_an_email(browser, v
     visitor.assert_clean()
 
 
+RECORD_NOTICES = """(() => {
+  const notes = (window.__notes = []);
+  class Recorder {  // the browser's Notification, recording what the page shows (headless shows nothing)
+    constructor(title, options) { notes.push({title, body: options.body, tag: options.tag}); }
+    close() {}
+    static requestPermission() { Recorder.permission = 'granted'; return Promise.resolve('granted'); }
+  }
+  Recorder.permission = 'default';
+  window.Notification = Recorder;
+  window.__tones = 0;
+  const Real = window.AudioContext;
+  window.AudioContext = class extends Real {
+    createOscillator() { window.__tones += 1; return super.createOscillator(); }
+  };
+})();"""
+
+
+def ask_for_a_person(server: Server, question: str, **handoff) -> str:
+    """A visitor (over the API) asks the guide, then for a person; returns the conversation id."""
+    turn = httpx.post(f"{server.url}/v1/chat", json={"message": question}, timeout=60).json()
+    body = {"visitor_id": turn["visitor_id"], "message": question, **handoff}
+    url = f"{server.url}/v1/conversations/{turn['conversation_id']}/handoff"
+    httpx.post(url, json=body, timeout=30).raise_for_status()
+    return turn["conversation_id"]
+
+
+def test_a_waiting_visitor_shows_in_the_tab_title_a_notification_and_a_sound(browser, one_server):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+    context.set_default_timeout(30_000)
+    context.add_init_script(RECORD_NOTICES)
+    try:
+        desk = Desk(context.new_page()).sign_in(one_server.staff_server.url, one_server.editor)
+        page = desk.page
+        expect(page.locator("#notify-on")).to_be_visible()
+        page.locator("#notify-on").click()
+        expect(page.locator("#notify-state")).to_have_text("Desktop notifications are on.")
+        expect(page.locator("#notify-on")).to_be_hidden()
+        page.get_by_label("Play a sound when a visitor asks for a person").check()
+        page.wait_for_function("window.__tones >= 2")  # turning the sound on plays it once
+        before = sum(1 for h in one_server.handoffs() if h["status"] == "waiting")
+        expect(page).to_have_title(f"({before}) waiting · Journey Guide · Staff" if before else "Journey Guide · Staff")
+        assert page.evaluate("window.__notes") == [], "requests already waiting at sign-in do not ring"
+
+        question = "Can a person help me move 3 salons <b>today</b>?"
+        conversation = ask_for_a_person(one_server.visitor_server, question)
+        expect(page).to_have_title(f"({before + 1}) waiting · Journey Guide · Staff")
+        page.wait_for_function("window.__notes.length === 1 && window.__tones >= 4")
+        note = page.evaluate("window.__notes[0]")
+        assert note["title"] == "A visitor is waiting for a person" and note["tag"] == f"handoff-{conversation}"
+        assert question in note["body"], note
+        expect(page.locator("#live-count")).to_have_text(str(before + 1))
+        desk.shot("live-notified-1280")
+        desk.request(conversation).get_by_role("button", name="Claim").click()
+        expect(page).to_have_title(f"({before}) waiting · Journey Guide · Staff" if before else "Journey Guide · Staff")
+        assert page.evaluate("window.__notes.length") == 1, "claiming rings nothing"
+        httpx.post(
+            f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
+            headers={"authorization": f"Bearer {one_server.editor}"},
+            timeout=30,
+        ).raise_for_status()
+        desk.assert_clean()
+    finally:
+        context.close()
+
+
+def test_a_request_nobody_took_becomes_a_follow_up_task(desk, closed_server):
+    from playwright.sync_api import expect
+
+    question = "Please call me about moving our <i>two</i> salons"
+    conversation = ask_for_a_person(closed_server.visitor_server, question, email="lee@salon.example")
+    desk.sign_in(closed_server.staff_server.url, closed_server.editor)
+    task = desk.request(conversation).locator(".followup")
+    expect(task.locator("h3")).to_have_text("Follow-up task")
+    expect(task).to_contain_text(f"Write to lee@salon.example about: “{question}”")
+    expect(task.get_by_role("link", name="lee@salon.example")).to_have_attribute("href", "mailto:lee@salon.example")
+    expect(task.get_by_role("link", name="Open the conversation")).to_have_attribute(
+        "href", f"#/conversations/{conversation}"
+    )
+    expect(desk.page.locator("#queue-count")).to_contain_text("to follow up")
+    expect(desk.page).to_have_title("Journey Guide · Staff")  # nobody is waiting: they were told to expect an email
+    desk.shot("live-follow-up-1280")
+    task.get_by_role("button", name="Mark followed up").click()
+    expect(desk.request(conversation)).to_have_count(0)
+    assert all(h["conversation_id"] != conversation for h in closed_server.handoffs())
+    desk.assert_clean()
+
+
+def test_slash_in_the_message_box_inserts_a_canned_reply(desk, one_server):
+    from playwright.sync_api import expect
+
+    reply = "Refunds are made within 30 days: Billing, then Invoices, then Refund."
+    for title, text in [("Refund policy", reply), ("Opening hours", "We answer 9:00-17:00, Monday to Friday.")]:
+        one_server.staff_api("POST", "/canned", json={"title": title, "text": text})
+    conversation = ask_for_a_person(one_server.visitor_server, "I want my money back")
+    desk.sign_in(one_server.staff_server.url, one_server.editor)
+    desk.request(conversation).get_by_role("button", name="Claim").click()
+    box = desk.page.locator("#chat-input")
+    expect(box).to_be_focused()
+    box.press_sequentially("/inv")
+    options = desk.page.get_by_role("listbox", name="Canned replies").get_by_role("option")
+    expect(options).to_have_count(1)
+    expect(options.first).to_contain_text("Refund policy")
+    desk.shot("canned-picker-1280")
+    box.press("Enter")
+    expect(box).to_have_value(reply)
+    expect(desk.page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
+    expect(desk.chat().locator(".bubble.staff")).to_have_count(0)  # inserted, not sent
+    box.press("Enter")
+    expect(desk.chat().locator(".bubble.staff .text")).to_have_text([reply])
+    box.press_sequentially("/zzz")
+    expect(desk.page.get_by_role("listbox", name="Canned replies")).to_have_text("No canned reply matches.")
+    box.press("Escape")
+    expect(desk.page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
+    httpx.post(
+        f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
+        headers={"authorization": f"Bearer {one_server.editor}"},
+        timeout=30,
+    ).raise_for_status()
+    desk.assert_clean()
+
+
 def test_the_guide_asks_for_a_person_itself(visitor, one_server):
     from playwright.sync_api import expect
 

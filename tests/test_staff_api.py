@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -459,7 +460,12 @@ def _fixture_rows(session) -> None:
             (T0 + timedelta(days=1), "support", "my widget spins forever", 0.2),
             (T0 + timedelta(days=1) + 3 * minute, "support", "the widget keeps spinning", 0.25),
         ],
-        events=[(T0 + timedelta(days=1, minutes=4), "handoff", {"email": "b@example.com"})],
+        events=[
+            (T0 + timedelta(days=1, minutes=4), "handoff", {"email": "b@example.com"}),
+            (T0 + timedelta(days=1, minutes=5), "feedback", {"rating": "up", "message_id": "conv-bbbb-t2"}),
+            (T0 + timedelta(days=1, minutes=6), "feedback", {"rating": "up", "message_id": "conv-bbbb-t2"}),  # again
+            (T0 + timedelta(days=1, minutes=9), "status", {"status": "resolved", "previous": "open", "by": "ann"}),
+        ],
     )
     convo(
         "conv-cccc",
@@ -494,10 +500,22 @@ def test_analytics_figures_on_known_fixture(analytics_server):
     assert funnel["support"]["visitors"] == 1 and funnel["support"]["reached"] == 1
     assert funnel["renewal"]["reached"] == 0
     assert data["transitions"] == [{"from": "awareness", "to": "decision", "count": 1}]
-    time_in = {t["stage"]: t for t in data["time_in_stage"]}
-    assert time_in["awareness"]["mean_seconds"] == 300.0
-    assert time_in["support"]["mean_seconds"] == 180.0
-    assert time_in["decision"] == {"stage": "decision", "spans": 2, "mean_seconds": 0.0, "median_seconds": 0.0}
+    time_in = {t["stage"]: t for t in data["time_in_stage"]}  # first to last touchpoint of the stage
+    assert time_in["awareness"]["mean_seconds"] == 120.0, "two turns two minutes apart"
+    assert time_in["support"]["mean_seconds"] == 360.0, "to the last feedback, not to the status change"
+    assert time_in["decision"] == {
+        "stage": "decision",
+        "spans": 1,
+        "single": 1,
+        "mean_seconds": 60.0,
+        "median_seconds": 60.0,
+    }, "the one-turn decision of conv-aaaa has no duration; conv-cccc's feedback came a minute after the turn"
+    assert data["csat"]["by_stage"] == [
+        {"stage": "decision", "up": 0, "down": 1, "csat": 0.0},
+        {"stage": "support", "up": 1, "down": 0, "csat": 1.0},
+    ], "a reply rated twice counts once"
+    assert data["csat"]["by_day"] == [{"day": "2026-03-03", "up": 1, "down": 1, "csat": 0.5}]
+    assert data["csat"]["overall"] == {"scope": "all", "up": 1, "down": 1, "csat": 0.5}
     daily = {(d["day"], d["stage"]): d["count"] for d in data["daily"]}
     assert daily == {
         ("2026-03-02", "awareness"): 2,
@@ -518,6 +536,10 @@ def test_analytics_figures_on_known_fixture(analytics_server):
     ).json()
     assert {f["stage"]: f["visitors"] for f in one_day["funnel"]}["awareness"] == 0
     assert one_day["transitions"] == []
+    assert one_day["csat"]["by_day"] == [{"day": "2026-03-03", "up": 1, "down": 1, "csat": 0.5}]
+    day_one = api(server, tokens["viewer"], "GET", "/analytics", params={"until": "2026-03-03T00:00:00Z"}).json()
+    nothing = {"scope": "all", "up": 0, "down": 0, "csat": None}
+    assert day_one["csat"] == {"overall": nothing, "by_stage": [], "by_day": []}
 
 
 def test_knowledge_gaps_group_similar_questions(analytics_server):
@@ -570,3 +592,278 @@ def test_a_date_bound_that_is_a_number_is_refused_not_read_as_1970(staff):
             assert "a date like 2026-01-31" in response.json()["error"], response.text
     day = api(server, tokens["viewer"], "GET", "/conversations", params={"since": "2026-01-31"})
     assert day.status_code == 200, day.text
+
+
+# ---- inbox: status and assignee (docs/inbox.md) ----
+
+
+def _status(server, token, conversation_id, **body) -> httpx.Response:
+    return api(server, token, "PUT", f"/conversations/{conversation_id}/status", json=body)
+
+
+def _ids(server, token, **params) -> set[str]:
+    response = api(server, token, "GET", "/conversations", params={"limit": 200, **params})
+    assert response.status_code == 200, response.text
+    return {c["id"] for c in response.json()["items"]}
+
+
+def test_status_and_assignee_are_kept_filtered_exported_and_recorded_as_events(staff):
+    server, tokens = staff
+    waiting = chat(server, "Do you have an app for iPhone?")["conversation_id"]
+    other = chat(server, "How do reminders work?")["conversation_id"]
+
+    response = _status(server, tokens["editor"], waiting, status="pending")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"conversation_id": waiting, "status": "pending", "until": None, "assignee": None}
+    assert waiting in _ids(server, tokens["viewer"], status="pending")
+    assert other not in _ids(server, tokens["viewer"], status="pending")
+    assert other in _ids(server, tokens["viewer"], status="open")
+    assert waiting not in _ids(server, tokens["viewer"], status="open")
+
+    owner = "editor@lumio.example"
+    given = api(server, tokens["admin"], "PUT", f"/conversations/{waiting}/assignee", json={"assignee": owner})
+    assert given.status_code == 200 and given.json()["assignee"] == owner, given.text
+    assert waiting in _ids(server, tokens["viewer"], assignee=owner)
+    assert waiting in _ids(server, tokens["editor"], assignee="me")
+    assert waiting not in _ids(server, tokens["admin"], assignee="me")
+    assert waiting not in _ids(server, tokens["viewer"], assignee="none") and other in _ids(
+        server, tokens["viewer"], assignee="none"
+    )
+    assert _ids(server, tokens["viewer"], status="pending", assignee=owner) >= {waiting}
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"status": "pending", "limit": 200})
+    row = next(c for c in listed.json()["items"] if c["id"] == waiting)
+    assert (row["status"], row["assignee"]) == ("pending", owner)
+
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{waiting}").json()
+    assert (transcript["status"], transcript["assignee"]) == ("pending", owner)
+    events = [e for e in transcript["events"] if e["kind"] in ("status", "assignee")]
+    assert [(e["kind"], e["data"]["by"]) for e in events] == [("status", owner), ("assignee", "admin@lumio.example")]
+    assert events[0]["data"]["previous"] == "open" and events[0]["created_at"]
+    assert events[1]["data"] == {"assignee": owner, "previous": None, "by": "admin@lumio.example"}
+
+    exported = api(server, tokens["editor"], "GET", "/export", params={"status": "pending", "format": "jsonl"})
+    rows = [json.loads(line) for line in exported.text.splitlines()]
+    assert {r["conversation_id"] for r in rows} >= {waiting} and other not in {r["conversation_id"] for r in rows}
+    assert [r["data"]["status"] for r in rows if r["conversation_id"] == waiting and r["kind"] == "status"] == [
+        "pending"
+    ]
+    visitor_id = transcript["visitor_id"]
+    seen = httpx.get(f"{server.url}/v1/conversations/{waiting}", params={"visitor_id": visitor_id}, timeout=30)
+    assert seen.status_code == 200 and len(seen.json()["turns"]) == 1, seen.text
+    assert "pending" not in seen.text and owner not in seen.text, "visitors never see status or assignee"
+    unassigned = api(server, tokens["editor"], "PUT", f"/conversations/{waiting}/assignee", json={"assignee": None})
+    assert unassigned.json()["assignee"] is None and waiting in _ids(server, tokens["viewer"], assignee="none")
+
+
+def test_status_and_assignee_need_an_editor(staff):
+    server, tokens = staff
+    conversation = chat(server, "Is there a free trial?")["conversation_id"]
+    assert _status(server, tokens["viewer"], conversation, status="resolved").status_code == 403
+    body = {"assignee": "viewer@lumio.example"}
+    assert api(server, tokens["viewer"], "PUT", f"/conversations/{conversation}/assignee", json=body).status_code == 403
+    assert _status(server, None, conversation, status="resolved").status_code == 401
+    assert conversation in _ids(server, tokens["viewer"], status="open")
+
+
+def test_bad_status_or_assignee_is_a_clear_4xx_and_changes_nothing(staff):
+    server, tokens = staff
+    conversation = chat(server, "What is Lumio?")["conversation_id"]
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    cases = [
+        ({"status": "closed"}, "status"),
+        ({"status": "snoozed"}, "needs `until`"),
+        ({"status": "snoozed", "until": past}, "must be in the future"),
+        ({"status": "snoozed", "until": "tomorrow"}, "until"),
+        ({"status": "resolved", "until": future}, "only for status snoozed"),
+        ({}, "status"),
+    ]
+    for body, message in cases:
+        response = _status(server, tokens["editor"], conversation, **body)
+        assert response.status_code == 422 and message in response.text, (body, response.text)
+    for assignee, message in [("nobody@lumio.example", "no staff member named"), ("gone@lumio.example", "active")]:
+        response = api(
+            server, tokens["editor"], "PUT", f"/conversations/{conversation}/assignee", json={"assignee": assignee}
+        )
+        assert response.status_code == 422 and message in response.text, response.text
+    assert _status(server, tokens["editor"], "no-such-conversation", status="resolved").status_code == 404
+    bad = api(server, tokens["viewer"], "GET", "/conversations", params={"status": "closed"})
+    assert bad.status_code == 422 and "status" in bad.text
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert (transcript["status"], transcript["assignee"]) == ("open", None)
+    assert [e for e in transcript["events"] if e["kind"] in ("status", "assignee")] == []
+
+
+def test_visitor_message_reopens_a_resolved_conversation_and_a_snooze_ends_on_time(staff):
+    server, tokens = staff
+    first = chat(server, "How do I connect Google Calendar?")
+    conversation = first["conversation_id"]
+    assert _status(server, tokens["editor"], conversation, status="resolved").status_code == 200
+    assert conversation in _ids(server, tokens["viewer"], status="resolved")
+    chat(server, "And Outlook?", conversation_id=conversation, visitor_id=first["visitor_id"])
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert transcript["status"] == "open" and conversation in _ids(server, tokens["viewer"], status="open")
+    reopened = [e["data"] for e in transcript["events"] if e["kind"] == "status"][-1]
+    assert reopened == {"status": "open", "previous": "resolved", "until": None, "by": "visitor"}
+
+    until = datetime.now(UTC) + timedelta(seconds=1.5)
+    snoozed = _status(server, tokens["editor"], conversation, status="snoozed", until=until.isoformat())
+    assert snoozed.status_code == 200 and snoozed.json()["status"] == "snoozed", snoozed.text
+    assert datetime.fromisoformat(snoozed.json()["until"]) == until
+    assert conversation in _ids(server, tokens["viewer"], status="snoozed")
+    assert conversation not in _ids(server, tokens["viewer"], status="open")
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.2)
+    assert conversation in _ids(server, tokens["viewer"], status="open")
+    assert conversation not in _ids(server, tokens["viewer"], status="snoozed")
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert (transcript["status"], transcript["until"]) == ("open", None)
+
+
+def test_turn_count_excludes_feedback_handoff_and_status_rows(staff):
+    server, tokens = staff
+    first = chat(server, "How do I add a second staff calendar?")
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    chat(server, "And a third one?", **ids)
+    vote = {"visitor_id": first["visitor_id"], "message_id": first["message_id"], "rating": "up"}
+    httpx.post(f"{server.url}/v1/conversations/{first['conversation_id']}/feedback", json=vote).raise_for_status()
+    handoff = {"visitor_id": first["visitor_id"], "email": "turns@example.com"}
+    httpx.post(f"{server.url}/v1/conversations/{first['conversation_id']}/handoff", json=handoff).raise_for_status()
+    _status(server, tokens["editor"], first["conversation_id"], status="pending").raise_for_status()
+    items = api(server, tokens["viewer"], "GET", "/conversations", params={"q": "second staff calendar"}).json()
+    assert [c["turns"] for c in items["items"]] == [2]
+
+
+def test_stage_now_follows_a_correction_of_the_last_turn(staff):
+    server, tokens = staff
+    first = chat(server, "Tell me about the quokka mascot on your homepage")
+    ids = {"conversation_id": first["conversation_id"], "visitor_id": first["visitor_id"]}
+    second = chat(server, "Does the quokka have a name?", **ids)
+    conversation = first["conversation_id"]
+    now = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"]
+    target = "advocacy" if now != "advocacy" else "renewal"
+    api(server, tokens["editor"], "PUT", f"/touchpoints/{first['message_id']}/stage", json={"stage": target})
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"] == now, (
+        "correcting an earlier turn leaves the stage now as the last turn's"
+    )
+    api(server, tokens["editor"], "PUT", f"/touchpoints/{second['message_id']}/stage", json={"stage": target})
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()["stage"] == target
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"q": "quokka", "stage": target}).json()
+    assert [(c["id"], c["stage"]) for c in listed["items"]] == [(conversation, target)]
+
+
+# ---- canned replies and internal notes ----
+
+
+def test_canned_replies_are_saved_searched_changed_and_deleted(staff):
+    server, tokens = staff
+    body = {"title": "Refund policy", "text": "Refunds within 30 days: Billing → Invoices → Refund."}
+    made = api(server, tokens["editor"], "POST", "/canned", json=body)
+    assert made.status_code == 201, made.text
+    canned = made.json()
+    assert (canned["title"], canned["created_by"]) == ("Refund policy", "editor@lumio.example")
+    other = api(server, tokens["editor"], "POST", "/canned", json={"title": "Opening hours", "text": "9 to 5."}).json()
+    found = api(server, tokens["viewer"], "GET", "/canned", params={"q": "invoices"}).json()["items"]
+    assert [c["id"] for c in found] == [canned["id"]], "found by text"
+    found = api(server, tokens["viewer"], "GET", "/canned", params={"q": "OPENING"}).json()["items"]
+    assert [c["id"] for c in found] == [other["id"]], "found by title, any case"
+    changed = api(server, tokens["editor"], "PUT", f"/canned/{canned['id']}", json={**body, "text": "Within 60 days."})
+    assert changed.json()["text"] == "Within 60 days."
+    same_title = api(server, tokens["editor"], "POST", "/canned", json=body)
+    assert same_title.status_code == 422 and "already exists" in same_title.text
+    blank = api(server, tokens["editor"], "POST", "/canned", json={"title": "   ", "text": "x"})
+    assert blank.status_code == 422 and "must not be empty" in blank.text
+    assert api(server, tokens["viewer"], "POST", "/canned", json={"title": "v", "text": "v"}).status_code == 403
+    assert api(server, tokens["editor"], "DELETE", f"/canned/{canned['id']}").status_code == 204
+    assert api(server, tokens["editor"], "DELETE", f"/canned/{canned['id']}").status_code == 404
+    titles = [c["title"] for c in api(server, tokens["viewer"], "GET", "/canned").json()["items"]]
+    assert "Refund policy" not in titles and "Opening hours" in titles
+
+
+def test_internal_notes_are_for_staff_only_and_erased_with_the_visitor(staff):
+    server, tokens = staff
+    turn = chat(server, "Can I pay by bank transfer?")
+    conversation, visitor_id = turn["conversation_id"], turn["visitor_id"]
+    secret = "Internal: VIP customer (code ZANZIBAR-7731), offer them 20% off"
+    note = api(server, tokens["editor"], "POST", f"/conversations/{conversation}/notes", json={"text": secret})
+    assert note.status_code == 201 and note.json()["author"] == "editor@lumio.example", note.text
+    path = f"/conversations/{conversation}/notes"
+    assert api(server, tokens["viewer"], "POST", path, json={"text": "x"}).status_code == 403
+    missing = api(server, tokens["editor"], "POST", "/conversations/nope-nope/notes", json={"text": "x"})
+    assert missing.status_code == 404
+    empty = api(server, tokens["editor"], "POST", path, json={"text": " "})
+    assert empty.status_code == 422 and "must not be empty" in empty.text
+    transcript = api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").json()
+    assert [n["text"] for n in transcript["notes"]] == [secret]
+
+    ids = {"conversation_id": conversation, "visitor_id": visitor_id}
+    seen = [
+        httpx.get(f"{server.url}/v1/conversations/{conversation}", params={"visitor_id": visitor_id}, timeout=30),
+        httpx.post(f"{server.url}/v1/chat", json={"message": "And by card?", **ids}, timeout=60),
+        httpx.post(f"{server.url}/v1/chat/stream", json={"message": "What about PayPal?", **ids}, timeout=60),
+    ]
+    for response in seen:
+        assert response.status_code == 200, response.text
+        assert "ZANZIBAR" not in response.text and "VIP" not in response.text, response.text
+    exported = api(server, tokens["editor"], "GET", "/export", params={"visitor_id": visitor_id}).text
+    assert secret not in exported, "notes are not touchpoints: they stay out of exports and webhooks"
+
+    erased = api(server, tokens["admin"], "DELETE", f"/visitors/{visitor_id}").json()["erased"]
+    assert erased["notes"] == 1
+    assert api(server, tokens["viewer"], "GET", f"/conversations/{conversation}").status_code == 404
+
+
+# ---- the customer view (signed identities) ----
+
+IDENTITY_SECRET = "host-server-secret-for-customers"
+
+
+@pytest.fixture(scope="module")
+def signed_server(make_data_dir):
+    data_dir = make_data_dir()
+    tokens = make_tokens(data_dir)
+    server = Server(data_dir, JOURNEY_IDENTITY_SECRET=IDENTITY_SECRET)
+    yield server, tokens
+    server.stop()
+
+
+def signed(customer_id: str, **fields) -> dict:
+    from app.security.identity import sign
+
+    identity = {"id": customer_id, "known_customer": True, "expires": int(time.time()) + 3600, **fields}
+    return {**identity, "signature": sign(identity, IDENTITY_SECRET)}
+
+
+def test_customer_view_gathers_a_signed_identity_across_visitors(signed_server):
+    server, tokens = signed_server
+    kim = signed("cus_42", email="kim@salon.example", name="Kim Lee", plan="pro")
+    laptop = chat(server, "How much does the pro plan cost?", identity=kim)
+    same = {k: laptop[k] for k in ("conversation_id", "visitor_id")}
+    chat(server, "Can I add a second location?", identity=kim, **same)
+    phone = chat(server, "My calendar sync stopped working", identity=kim)  # another device: another visitor id
+    assert phone["visitor_id"] != laptop["visitor_id"]
+    vote = {"visitor_id": phone["visitor_id"], "message_id": phone["message_id"], "rating": "down", "comment": "slow"}
+    httpx.post(f"{server.url}/v1/conversations/{phone['conversation_id']}/feedback", json=vote).raise_for_status()
+    ask = {"visitor_id": phone["visitor_id"], "email": "kim@salon.example", "message": "call me"}
+    httpx.post(f"{server.url}/v1/conversations/{phone['conversation_id']}/handoff", json=ask).raise_for_status()
+    forged = chat(server, "What is Lumio?", identity={"id": "cus_42", "email": "eve@example.com"})  # not signed
+    other = chat(server, "What is Lumio?", identity=signed("cus_7", email="sam@example.com"))
+
+    view = api(server, tokens["viewer"], "GET", "/customers/cus_42")
+    assert view.status_code == 200, view.text
+    data = view.json()
+    ids = {c["id"] for c in data["conversations"]}
+    assert ids == {laptop["conversation_id"], phone["conversation_id"]} and data["total"] == 2
+    assert forged["conversation_id"] not in ids and other["conversation_id"] not in ids
+    assert data["identity"]["email"] == "kim@salon.example" and data["identity"]["name"] == "Kim Lee"
+    assert "signature" not in data["identity"] and data["identity"]["verified"] is True
+    assert [j["stage"] for j in data["journey"]][0] == laptop["stage"]["name"] and all(j["at"] for j in data["journey"])
+    assert {j["conversation_id"] for j in data["journey"]} == ids
+    assert [(f["rating"], f["comment"]) for f in data["feedback"]] == [("down", "slow")]
+    assert [(h["email"], h["message"]) for h in data["handoffs"]] == [("kim@salon.example", "call me")]
+    listed = api(server, tokens["viewer"], "GET", "/conversations", params={"customer": "cus_42"}).json()
+    assert {c["id"] for c in listed["items"]} == ids
+    exported = api(server, tokens["editor"], "GET", "/export", params={"customer": "cus_42"}).text.splitlines()
+    assert {json.loads(line)["conversation_id"] for line in exported} == ids
+    missing = api(server, tokens["viewer"], "GET", "/customers/cus_404")
+    assert missing.status_code == 404 and "signed identity" in missing.text
+    assert api(server, None, "GET", "/customers/cus_42").status_code == 401

@@ -6,7 +6,11 @@ JOURNEY_REQUIRE_SERVICES=1, where a missing browser fails the run (see chromium.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,10 @@ CANCEL = "Can I cancel anytime?"
 BLANK = "My booking page is blank, what's wrong?"
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> what is lumio?"
 FILLER = ["What is Lumio?", "Do you have an app for iPhone?", "How do reminders work?", "Is there a free trial?"]
-FILLERS = 25  # with the three below: 28 conversations, more than one page of 25
+IDENTITY_SECRET = "host-secret-for-the-staff-page"
+FILLERS = 24  # with the four below: 28 conversations, more than one page of 25
+MARKDOWN_QUESTION = "Can the shop export the week's bookings as a spreadsheet?"
+MARKDOWN_ANSWER = "**Delivered:** every Monday.\n- CSV for Excel\n- PDF <b onclick=alert(3)>now</b>"
 
 
 def create_token(data_dir: Path, name: str, role: str) -> tuple[int, str]:
@@ -72,7 +79,7 @@ def staff(browser, make_data_dir) -> Iterator[Staff]:
     data_dir = make_data_dir()
     _, editor = create_token(data_dir, "editor@lumio.example", "editor")
     _, viewer = create_token(data_dir, "viewer@lumio.example", "viewer")
-    server = Server(data_dir)
+    server = Server(data_dir, JOURNEY_IDENTITY_SECRET=IDENTITY_SECRET)  # unsigned identities still pass, unverified
     try:
         for i in range(FILLERS):
             chat(server, FILLER[i % len(FILLER)])
@@ -86,6 +93,10 @@ def staff(browser, make_data_dir) -> Iterator[Staff]:
         down = {"visitor_id": blank["visitor_id"], "message_id": blank["message_id"], "rating": "down"}
         httpx.post(f"{server.url}/v1/conversations/{blank['conversation_id']}/feedback", json=down).raise_for_status()
         xss = chat(server, XSS)
+        answer = {"question": MARKDOWN_QUESTION, "answer": MARKDOWN_ANSWER}  # a curated answer written in Markdown
+        headers = {"authorization": f"Bearer {editor}"}
+        httpx.post(f"{server.url}/v1/staff/answers", json=answer, headers=headers, timeout=30).raise_for_status()
+        chat(server, MARKDOWN_QUESTION)
         yield Staff(server, editor, viewer, first["conversation_id"], xss["conversation_id"])
     finally:
         server.stop()
@@ -170,7 +181,7 @@ def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
     expect(desk.rows()).to_have_count(1)
     expect(desk.rows().first).to_contain_text(PRICING)
     expect(desk.rows().first.locator(".badge.handoff")).to_have_text("Handoff")
-    expect(desk.rows().first).to_contain_text("3 turns")
+    expect(desk.rows().first).to_contain_text("2 turns")  # two exchanges; the handoff is not a turn
 
     pane = desk.open(PRICING)
     expect(pane.locator(".turn")).to_have_count(2)
@@ -222,6 +233,142 @@ def test_editor_filters_opens_a_transcript_and_corrects_it(desk, staff):
     answers = staff.api("GET", "/answers").json()["items"]
     saved = next(a for a in answers if a["answer"] == better)
     assert saved["question"] == CANCEL and saved["touchpoint_id"] == staff.transcript(staff.pricing)["turns"][1]["id"]
+    desk.assert_clean()
+
+
+def test_status_and_assignee_from_the_transcript_and_in_bulk(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    iphone = desk.rows().filter(has_text=FILLER[1]).first
+    iphone_id = iphone.get_attribute("data-id")
+    iphone.get_by_role("link").click()
+    pane = page.locator("#transcript")
+    expect(pane.locator(".tr-head")).to_contain_text("Open")
+    pane.locator("form[data-form=status] select").select_option("pending")
+    pane.get_by_role("button", name="Save status").click()
+    expect(pane.locator("form[data-form=status] .msg")).to_have_text("Status: Pending.")
+    expect(pane.get_by_role("button", name="Save status")).to_be_focused()
+    expect(pane.locator("dl.facts").first).to_contain_text("Pending")
+    expect(pane.locator(".events .event").last).to_contain_text("editor@lumio.example set it")
+    pane.get_by_label("Assign to").select_option("viewer@lumio.example")
+    pane.get_by_role("button", name="Assign").click()
+    expect(pane.locator("form[data-form=assignee] .msg")).to_have_text("Assigned to viewer@lumio.example.")
+    expect(pane.locator(".events .event").last).to_contain_text("assigned it to viewer@lumio.example")
+    row = page.locator(f'#conversation-table tr[data-id="{iphone_id}"]')
+    expect(row.locator(".badge.status-pending")).to_have_text("Pending")
+    expect(row).to_contain_text("Assigned to viewer@lumio.example")
+    saved = staff.transcript(iphone_id)
+    assert (saved["status"], saved["assignee"]) == ("pending", "viewer@lumio.example")
+
+    page.locator("#f-status").select_option("pending")
+    expect(desk.rows()).to_have_count(1)
+    expect(desk.rows().first).to_have_attribute("data-id", iphone_id)
+    page.locator("#f-status").select_option("")
+    expect(page.locator("#list-count")).to_have_text("28 conversations")
+
+    reminders = desk.rows().filter(has_text=FILLER[2])
+    expect(page.get_by_role("button", name="Set status")).to_be_disabled()
+    picked = [reminders.nth(i).get_attribute("data-id") for i in range(3)]
+    for i in range(3):
+        reminders.nth(i).locator("td.pick input").check()
+    expect(page.locator("#bulk-count")).to_have_text("3 selected")
+    page.locator("#bulk-status").select_option("snoozed")
+    expect(page.locator("#bulk-until")).to_be_visible()
+    page.locator("#bulk-until").fill("2099-01-02T09:00")
+    desk.shot("inbox-bulk-1280")
+    page.get_by_role("button", name="Set status").click()
+    expect(page.locator("#bulk-msg")).to_contain_text("3 conversations set to Snoozed until")
+    page.locator("#f-status").select_option("snoozed")
+    expect(desk.rows()).to_have_count(3)
+    assert {desk.rows().nth(i).get_attribute("data-id") for i in range(3)} == set(picked)
+    expect(desk.rows().first).to_contain_text("until")
+    page.locator("#pick-all").check()
+    page.locator("#bulk-assignee").select_option("editor@lumio.example")
+    page.locator("#bulk").get_by_role("button", name="Assign").click()
+    expect(page.locator("#bulk-msg")).to_have_text("3 conversations assigned to editor@lumio.example.")
+    page.locator("#f-assignee").select_option("me")
+    expect(desk.rows()).to_have_count(3)
+    listed = staff.api("GET", "/conversations", params={"status": "snoozed", "assignee": "me"}).json()["items"]
+    assert {c["id"] for c in listed} == set(picked) and all(c["until"].startswith("2099-01-02") for c in listed)
+    desk.shot("inbox-snoozed-mine-1280")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(page.locator("#list-count")).to_have_text("28 conversations")
+    desk.assert_clean()
+
+
+def test_viewer_sees_status_but_gets_no_inbox_controls(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.viewer)
+    expect(desk.page.locator("#bulk")).to_be_hidden()
+    pane = desk.open(XSS)
+    expect(pane.locator("dl.facts").first).to_contain_text("Status")
+    expect(pane.locator("form[data-form=status]")).to_have_count(0)
+    desk.assert_clean()
+
+
+def test_guide_reply_markdown_renders_like_the_widget_and_stage_now_follows_a_correction(desk, staff):
+    from playwright.sync_api import expect
+
+    desk.sign_in(staff.editor)
+    pane = desk.open(MARKDOWN_QUESTION)
+    guide = desk.turn(0).locator(".bubble.guide .md")
+    expect(guide.locator("strong")).to_have_text("Delivered:")
+    expect(guide.locator("li")).to_have_count(2)
+    expect(guide.locator("li").nth(1)).to_have_text("PDF <b onclick=alert(3)>now</b>")
+    assert guide.locator("b, [onclick]").count() == 0 and "**" not in guide.inner_text()
+    desk.shot("markdown-reply-1280")
+
+    before = pane.locator("dl.facts").first.locator("div", has_text="Stage now").inner_text()
+    target = "advocacy" if "Advocacy" not in before else "renewal"
+    desk.turn(0).get_by_label("Right stage").select_option(target)
+    desk.turn(0).get_by_role("button", name="Save stage").click()
+    expected = staff.api("GET", "/stages").json()["stages"]
+    name = next(st["label"] for st in expected if st["name"] == target)
+    expect(pane.locator("dl.facts").first.locator("div", has_text="Stage now")).to_contain_text(name)
+    expect(desk.rows().filter(has_text=MARKDOWN_QUESTION).locator(".stage")).to_contain_text(name)
+    conversation = desk.rows().filter(has_text=MARKDOWN_QUESTION).get_attribute("data-id")
+    assert staff.transcript(conversation)["stage"] == target
+    desk.assert_clean()
+
+
+def test_internal_notes_stay_with_staff_and_canned_replies_are_kept(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    row = desk.rows().filter(has_text=FILLER[3]).first
+    conversation = row.get_attribute("data-id")
+    row.get_by_role("link").click()
+    notes = page.locator("#transcript section.notes")
+    expect(notes).to_contain_text("staff only")
+    text = "Called back <b>Tuesday</b>: wants the trial extended"
+    notes.get_by_label("New internal note").fill(text)
+    notes.get_by_role("button", name="Add note").click()
+    expect(notes.locator(".msg")).to_have_text("Note added.")
+    expect(notes.locator(".note-list li .text")).to_have_text([text])
+    assert notes.locator(".note-list b").count() == 0
+    expect(notes.locator(".note-list li .muted")).to_contain_text("editor@lumio.example")
+    desk.shot("internal-note-1280")
+    saved = staff.transcript(conversation)
+    assert [n["text"] for n in saved["notes"]] == [text]
+    visitor = httpx.get(
+        f"{staff.server.url}/v1/conversations/{conversation}", params={"visitor_id": saved["visitor_id"]}, timeout=30
+    )
+    assert visitor.status_code == 200 and "Tuesday" not in visitor.text
+
+    page.get_by_role("link", name="Curated answers").click()
+    form = page.locator("#canned-new")
+    form.get_by_label("Title").fill("Trial extension")
+    form.get_by_label("Text").fill("I've extended your trial by 14 days.")
+    form.get_by_role("button", name="Save canned reply").click()
+    item = page.locator("#canned-list li", has_text="Trial extension")
+    expect(item).to_contain_text("extended your trial by 14 days")
+    assert [c["title"] for c in staff.api("GET", "/canned").json()["items"]] == ["Trial extension"]
+    item.get_by_role("button", name="Delete “Trial extension”").click()
+    expect(page.locator("#canned-list")).to_have_text("No canned replies yet.")
     desk.assert_clean()
 
 
@@ -405,6 +552,13 @@ def test_analytics_charts_render_as_svg(desk, staff):
         expect(gaps.filter(has_text=CANCEL).locator(".badge")).to_contain_text(["handoff 1"])
     counts = [int(c[:-1]) for c in gaps.locator(".count").all_inner_texts()]
     assert counts == sorted(counts, reverse=True), "most frequent first"
+    csat = page.locator("#chart-csat-stage svg[role=img]")
+    blank = next(c for c in staff.api("GET", "/conversations", params={"q": "blank"}).json()["items"])
+    labels = {st["name"]: st["label"] for st in staff.api("GET", "/stages").json()["stages"]}
+    stage_label = labels[blank["stage"]]
+    assert f"{stage_label} 0% (0 up, 1 down)" in csat.get_attribute("aria-label"), "the thumbs down on BLANK"
+    expect(page.locator("#chart-csat-day svg rect.bar")).to_have_count(1)
+    expect(page.locator("#chart-csat-day svg text.value")).to_have_text("0% (0 up, 1 down)")
     desk.shot("staff-desktop-analytics", full_page=True)
 
     page.locator("#a-until").fill("2001-01-01")
@@ -473,10 +627,29 @@ def test_keyboard_only(desk, staff):
 
 
 TEXTS = [
-    ".brand", ".brand span", "#tabs a[aria-current]", "#tabs a:not([aria-current])", "#who-name", "label",
-    ".hint", "td.when time", "td.question a", ".turn-count", ".badge.handoff", ".badge.down", ".conf",
-    ".who-said", ".bubble.visitor .text", ".bubble.guide .text", "dl.facts dt", ".sources a", ".snippet",
-    "summary", "button.quiet", ".fix button[type=submit]", ".events .event",
+    ".brand",
+    ".brand span",
+    "#tabs a[aria-current]",
+    "#tabs a:not([aria-current])",
+    "#who-name",
+    "label",
+    ".hint",
+    "td.when time",
+    "td.question a",
+    ".turn-count",
+    ".badge.handoff",
+    ".badge.down",
+    ".conf",
+    ".who-said",
+    ".bubble.visitor .text",
+    ".bubble.guide .text",
+    "dl.facts dt",
+    ".sources a",
+    ".snippet",
+    "summary",
+    "button.quiet",
+    ".fix button[type=submit]",
+    ".events .event",
 ]
 
 
@@ -484,3 +657,94 @@ def test_text_contrast_is_wcag_aa(desk, staff):
     desk.sign_in(staff.editor)
     desk.open(PRICING)
     assert_contrast(desk.page, None, TEXTS)
+
+
+# ---- export and erasure (kept last: erasure removes a conversation it makes) ----
+
+
+def test_export_downloads_the_touchpoints_of_the_filtered_list(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    desk.check("Thumbs down")
+    expect(desk.rows()).to_have_count(1)
+    with page.expect_download() as download:
+        page.locator("#export").get_by_role("button", name="CSV").click()
+    path = download.value.path()
+    rows = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+    assert {r["question"] for r in rows if r["kind"] == "exchange"} == {BLANK}
+    assert {r["kind"] for r in rows} >= {"exchange", "feedback"}
+    assert download.value.suggested_filename.endswith(".csv")
+    expect(page.locator("#export-msg")).to_contain_text("with the current filters")
+    with page.expect_download() as download:
+        page.locator("#export").get_by_role("button", name="JSON lines").click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(rows) and all(json.loads(line)["visitor_id"] == rows[0]["visitor_id"] for line in lines)
+    desk.assert_clean()
+
+
+def test_admin_erases_a_visitor_after_a_confirmation_naming_what_goes(browser, desk, staff):
+    from playwright.sync_api import expect
+
+    question = "Please forget me: what is Lumio?"
+    gone = chat(staff.server, question)
+    staff.api("POST", f"/conversations/{gone['conversation_id']}/notes", json={"text": "asked to be forgotten"})
+    _, admin = create_token(staff.server.data_dir, "admin@lumio.example", "admin")
+    desk.sign_in(staff.editor)
+    pane = desk.open(question)
+    expect(pane.get_by_role("button", name="Erase this visitor…")).to_have_count(0)  # editors cannot erase
+    desk.page.get_by_role("button", name="Sign out").click()
+
+    desk.sign_in(admin)
+    pane = desk.open(question)
+    pane.get_by_role("button", name="Erase this visitor…").click()
+    confirm = pane.locator(".erase .confirm")
+    expect(confirm).to_contain_text(f"Erase visitor {gone['visitor_id']}?")
+    expect(confirm).to_contain_text("their 1 conversation with every turn")
+    expect(pane.get_by_role("button", name="Keep everything")).to_be_focused()
+    desk.shot("erase-confirm-1280")
+    pane.get_by_role("button", name="Keep everything").click()
+    assert staff.transcript(gone["conversation_id"])["id"] == gone["conversation_id"], "kept"
+    pane.get_by_role("button", name="Erase this visitor…").click()
+    pane.get_by_role("button", name=f"Yes, erase visitor {gone['visitor_id']}").click()
+    expect(desk.page.locator("#transcript")).to_contain_text(
+        f"Visitor {gone['visitor_id']} erased: 1 conversation, 1 touchpoint, 1 note, 0 annotations."
+    )
+    expect(desk.page.locator("#list-count")).to_have_text("28 conversations")
+    assert staff.api("GET", f"/conversations/{gone['conversation_id']}").status_code == 404
+    desk.assert_clean()
+
+
+def test_customer_view_of_a_signed_identity_with_labelled_fields(desk, staff):
+    from playwright.sync_api import expect
+
+    from app.security.identity import sign
+
+    identity = {"id": "cus_77", "email": "kim@salon.example", "name": "Kim <b>Lee</b>", "plan": "pro"}
+    identity = {**identity, "known_customer": True, "expires": int(time.time()) + 3600}
+    identity["signature"] = sign(identity, IDENTITY_SECRET)
+    laptop = chat(staff.server, "Do you integrate with Square for payments?", identity=identity)
+    phone = chat(staff.server, "How do I move a booking to another day?", identity=identity)
+    down = {"visitor_id": phone["visitor_id"], "message_id": phone["message_id"], "rating": "down"}
+    httpx.post(f"{staff.server.url}/v1/conversations/{phone['conversation_id']}/feedback", json=down).raise_for_status()
+    desk.sign_in(staff.viewer)
+    pane = desk.open("How do I move a booking to another day?")
+    fields = pane.locator("dl.identity")
+    labels = ["Name", "Email", "Customer id", "Plan", "Known customer", "Signed by the site"]
+    expect(fields.locator("dt")).to_have_text(labels)
+    expect(fields.locator("dd").first).to_have_text("Kim <b>Lee</b>")
+    pane.get_by_role("link", name="Customer view: every conversation of this customer").click()
+    expect(pane.locator("h2")).to_contain_text("Customer cus_77")
+    expect(pane).to_contain_text("2 conversations from 2 devices or browsers")
+    links = pane.locator(".customer-conversations a")
+    expect(links).to_have_count(2)
+    expect(links).to_contain_text(["How do I move a booking", "Do you integrate with Square"])
+    expect(pane.locator("ol.journey li").first).to_be_visible()
+    expect(pane.get_by_role("region", name="Feedback")).to_contain_text("Thumbs down")
+    assert pane.locator("dl.identity b").count() == 0
+    desk.shot("customer-view-1280")
+    links.filter(has_text="Square").click()
+    expect(desk.page.locator("#transcript .turn").first).to_contain_text("Square")
+    assert laptop["conversation_id"] in desk.page.url
+    desk.assert_clean()

@@ -43,9 +43,7 @@ def test_assets_are_served_with_their_type_and_the_csp(offline_server, name):
     assert response.headers["content-type"].startswith(FILES[name])
     assert response.headers["content-security-policy"] == CSP
     assert response.content == (REPO / "staff" / name).read_bytes()
-    again = httpx.get(
-        f"{offline_server.url}/staff/assets/{name}", headers={"if-none-match": response.headers["etag"]}
-    )
+    again = httpx.get(f"{offline_server.url}/staff/assets/{name}", headers={"if-none-match": response.headers["etag"]})
     assert again.status_code == 304
 
 
@@ -61,7 +59,10 @@ def test_page_loads_nothing_from_elsewhere_and_has_no_inline_code():
     for name, text in texts.items():
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), f"external URL in {name}"
         assert "@import" not in text and "url(" not in text, f"outside resource in {name}"
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/staff/assets/staff.js" defer>']
+    assert re.findall(r"<script\b[^>]*>", html) == [
+        '<script src="/staff/assets/markdown.js" defer>',
+        '<script src="/staff/assets/staff.js" defer>',
+    ]
     assert "<style" not in html and " style=" not in html and not re.search(r"\son[a-z]+=", html)
 
 
@@ -69,3 +70,20 @@ def test_script_never_writes_markup():
     script = (REPO / "staff" / "staff.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, sink
+
+
+def test_markdown_asset_is_the_widgets_own_renderer(offline_server):
+    """The staff page renders guide replies with the widget's renderer, served from widget.js (not a copy)."""
+    response = httpx.get(f"{offline_server.url}/staff/assets/markdown.js")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/javascript")
+    assert response.headers["content-security-policy"] == CSP
+    widget = (REPO / "widget" / "widget.js").read_text(encoding="utf-8")
+    start, end = widget.index("// <shared-renderer>"), widget.index("// </shared-renderer>")
+    shared = widget[start:end]
+    assert "const markdown = (target, text, sources) =>" in shared and shared in response.text
+    assert "window.JourneyMarkdown = Object.freeze({markdown})" in response.text
+    assert "markdown(" not in (REPO / "staff" / "staff.js").read_text(encoding="utf-8").replace(
+        "JourneyMarkdown.markdown(", ""
+    ), "staff.js calls the shared renderer and defines none of its own"
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in response.text, sink

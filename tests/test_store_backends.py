@@ -26,6 +26,7 @@ from app.security.retention import purge
 from app.staff import analytics
 from app.staff.auth import _lookup, create_token, revoke_token
 from app.staff.export import touchpoint_rows
+from app.staff.inbox import set_assignee, set_status
 from app.staff.service import (
     ConversationFilter,
     correct_stage,
@@ -342,6 +343,8 @@ def test_staff_queries(sessions):
         assert analytics.funnel(session=session, period=period, stages=stages)
         assert analytics.rates(session=session, period=period, stages=stages)
         assert analytics.time_in_stage(session=session, period=period)
+        rated = analytics.csat(session=session, period=analytics.Period(), stages=stages)
+        assert rated["by_stage"] == [{"stage": "decision", "up": 0, "down": 1, "csat": 0.0}]
         assert analytics.resolution(session=session, period=analytics.Period())["unresolved_handoffs"] == 1
         items, total = list_conversations(session=session, f=ConversationFilter(thumbs_down=True), limit=10, offset=0)
         assert total == 1 and items[0]["id"] == "conv-b" and items[0]["handoff"]
@@ -349,6 +352,51 @@ def test_staff_queries(sessions):
         assert total == 2, "case-insensitive search"
     rows = list(touchpoint_rows(sessions, ConversationFilter(visitor_id="visitor-a")))
     assert [r["turn"] for r in rows] == [1, 2, 3] and rows[0]["created_at"] == base
+
+
+def test_status_snooze_and_reopen_on_both_backends(sessions):
+    """Status filters compare times in the database (a snooze that has passed lists as open) and a visitor reopens."""
+    with sessions() as session:
+        create_token(session=session, name="ann@lumio.example", role="editor")
+        for conversation in ("conv-a", "conv-b", "conv-c"):
+            record_exchange(session=session, record=exchange(1, conversation=conversation))
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        set_status(session=session, conversation_id="conv-a", status="snoozed", until=soon, by="ann@lumio.example")
+        set_status(session=session, conversation_id="conv-b", status="resolved", until=None, by="ann@lumio.example")
+        set_assignee(session=session, conversation_id="conv-b", assignee="ann@lumio.example", by="ann@lumio.example")
+
+    def listed(**f) -> set[str]:
+        with sessions() as session:
+            items, _ = list_conversations(session=session, f=ConversationFilter(**f), limit=9, offset=0)
+            return {c["id"] for c in items}
+
+    assert listed(status="snoozed") == {"conv-a"}
+    assert listed(status="open") == {"conv-c"}
+    assert listed(status="resolved", assignee="ann@lumio.example") == {"conv-b"}
+    assert listed(assignee="none") == {"conv-a", "conv-c"}
+    with sessions() as session:  # the snooze time passes
+        session.get(Conversation, "conv-a").status_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.commit()
+        record_exchange(session=session, record=exchange(2, conversation="conv-b"))  # the visitor writes again
+    assert listed(status="open") == {"conv-a", "conv-b", "conv-c"}
+    assert listed(status="snoozed") == listed(status="resolved") == set()
+    with sessions() as session:
+        kinds = [(t.turn, t.kind) for t in conversation_touchpoints(session=session, conversation_id="conv-b")]
+        assert kinds == [(1, "exchange"), (2, "status"), (3, "assignee"), (4, "exchange"), (5, "status")]
+        reopened = conversation_touchpoints(session=session, conversation_id="conv-b")[-1].data
+        assert reopened == {"status": "open", "previous": "resolved", "until": None, "by": "visitor"}
+
+
+def test_customer_filter_reads_signed_identities_on_both_backends(sessions):
+    """?customer= matches the id of a verified identity only (JSON fields compared in SQL)."""
+    with sessions() as session:
+        signed = {"id": "cus_1", "email": "a@x.example", "verified": True}
+        forged = {"id": "cus_1", "verified": False}
+        for conversation, identity in [("conv-a", signed), ("conv-b", signed), ("conv-c", forged)]:
+            record = exchange(1, conversation=conversation, visitor=f"visitor-{conversation}", identity=identity)
+            record_exchange(session=session, record=record)
+        items, total = list_conversations(session=session, f=ConversationFilter(customer="cus_1"), limit=9, offset=0)
+        assert total == 2 and {c["id"] for c in items} == {"conv-a", "conv-b"}
 
 
 def test_whole_app_on_postgresql(make_data_dir, tmp_path: Path):

@@ -74,6 +74,27 @@ def test_legacy_database_missing_a_table_keeps_its_rows(tmp_path: Path):
     engine.dispose()
 
 
+def test_conversations_from_before_the_inbox_become_open_and_unassigned(database: dict[str, str]):
+    """A database at revision 0002 with a conversation in it gets status and assignee (migration 0003)."""
+    engine = make_engine(Settings(_env_file=None, **_settings_from(database)), upgrade=False)
+    schema.upgrade(engine, "0002")
+    with engine.begin() as connection:
+        assert "status" not in {c["name"] for c in inspect(connection).get_columns("conversations")}
+        connection.execute(
+            text(
+                "INSERT INTO conversations (id, visitor_id, created_at, updated_at, turns) "
+                "VALUES ('c1', 'v1', '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', 0)"
+            )
+        )
+    assert schema.upgrade(engine) == schema.head()
+    with make_sessionmaker(engine)() as session:
+        conversation = session.get(Conversation, "c1")
+        assert (conversation.status, conversation.status_until, conversation.assignee) == ("open", None, None)
+    indexes = {i["name"] for i in inspect(engine).get_indexes("conversations")}
+    assert {"ix_conversations_status", "ix_conversations_assignee"} <= indexes
+    engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path: Path) -> Iterator[dict[str, str]]:
     """The environment of a process using a new SQLite file or a new PostgreSQL database."""

@@ -21,6 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from webhook_receiver import Receiver
 
 from app.config import Settings
+from app.staff.auth import create_token
+from app.staff.inbox import set_assignee, set_status
 from app.store.db import make_engine, make_sessionmaker
 from app.store.models import Conversation, Touchpoint, utcnow
 from app.store.service import ExchangeRecord, get_conversation, record_event, record_exchange
@@ -162,6 +164,32 @@ def test_each_touchpoint_writes_its_events_in_the_same_transaction(store):
     assert first["turn"] == 1 and first["identity"]["email"] == "ann@example.com"
     feedback = bodies[event_id(TOUCHPOINT_CREATED, "tp-feedback-1")]["data"]
     assert feedback["kind"] == "feedback" and feedback["data"]["rating"] == "down" and feedback["turn"] == 3
+
+
+def test_status_and_assignee_changes_send_conversation_events(store):
+    exchange(store, id="tp-inbox-0001", conversation="conversation-02", stage="support")
+    with store() as session:
+        create_token(session=session, name="ann@lumio.example", role="editor")
+        set_status(session=session, conversation_id="conversation-02", status="resolved", until=None, by="ann")
+        set_assignee(session=session, conversation_id="conversation-02", assignee="ann@lumio.example", by="ann")
+    exchange(store, id="tp-inbox-0002", conversation="conversation-02", stage="support")  # reopens it
+    with store() as session:
+        rows = session.scalars(select(OutboxEvent).where(OutboxEvent.url == "http://127.0.0.1:9/a")).all()
+    bodies = [json.loads(r.body) for r in sorted(rows, key=lambda r: r.id)]
+    for body in bodies:
+        jsonschema.validate(body, SCHEMA)
+    inbox = [(b["type"], b["data"].get("status"), b["data"]["by"]) for b in bodies if b["type"].startswith("conv")]
+    assert inbox == [
+        ("conversation.status", "resolved", "ann"),
+        ("conversation.assigned", None, "ann"),
+        ("conversation.status", "open", "visitor"),
+    ]
+    assigned = next(b["data"] for b in bodies if b["type"] == "conversation.assigned")
+    assert (assigned["assignee"], assigned["previous"], assigned["identity"]["email"]) == (
+        "ann@lumio.example",
+        None,
+        "ann@example.com",
+    )
 
 
 def test_a_touchpoint_that_fails_or_rolls_back_leaves_no_event(store):

@@ -250,6 +250,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   panel.id = "jg-panel";
   launcher.setAttribute("aria-controls", "jg-panel");
 
+  // <shared-renderer> from here to its end marker the staff page runs too (app/staff/page.py serves it)
   const el = (parent, tag, cls, text) => {
     const n = d.createElement(tag);
     if (cls) n.className = cls;
@@ -359,6 +360,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       }
     });
   };
+  // </shared-renderer>
 
   // ---- events and the page ----
   const handlers = Object.create(null);

@@ -12,6 +12,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.staff.inbox import INBOX_KINDS
 from app.staff.service import LOW_RETRIEVAL, thumbs_down_condition
 from app.store.models import Conversation, Touchpoint
 
@@ -69,35 +70,71 @@ def transitions(*, session: Session, period: Period) -> list[dict]:
 
 
 def time_in_stage(*, session: Session, period: Period) -> list[dict]:
-    """Seconds conversations spent in each stage: from entering it to the next stage's first turn (or last turn).
+    """Seconds each conversation spent in a stage: from its first to its last touchpoint in that stage.
 
-    Turns without a stage (a failed turn records none) neither open nor close a span.
+    Every touchpoint with a stage counts (exchanges, feedback, handoffs, live messages), not status or assignee
+    changes (staff's bookkeeping). A stage seen on one touchpoint only has no measurable time: it is counted in
+    `single`, not in the mean and median (None when a stage has no span of two touchpoints or more).
     """
-    spans: dict[str, list[float]] = defaultdict(list)
     query = (
-        select(Touchpoint.conversation_id, Touchpoint.created_at, Touchpoint.stage)
-        .where(*_exchanges(period), Touchpoint.stage.is_not(None))
-        .order_by(Touchpoint.conversation_id, Touchpoint.turn)
-        .execution_options(yield_per=1000)
+        select(Touchpoint.stage, func.min(Touchpoint.created_at), func.max(Touchpoint.created_at), func.count())
+        .where(Touchpoint.stage.is_not(None), Touchpoint.kind.not_in(INBOX_KINDS), *period.where())
+        .group_by(Touchpoint.conversation_id, Touchpoint.stage)
     )
-    current: tuple[str, str, datetime, datetime] | None = None  # conversation, stage, entered, last seen
-
-    def close(span: tuple[str, str, datetime, datetime], end: datetime) -> None:
-        spans[span[1]].append(max((end - span[2]).total_seconds(), 0.0))
-
-    for conversation_id, at, stage in session.execute(query):
-        if current and current[0] == conversation_id and current[1] == stage:
-            current = (*current[:3], at)
-            continue
-        if current:
-            close(current, at if current[0] == conversation_id else current[3])
-        current = (conversation_id, stage, at, at)
-    if current:
-        close(current, current[3])
+    spans: dict[str, list[float]] = defaultdict(list)
+    single: Counter[str] = Counter()
+    for stage, first, last, count in session.execute(query):
+        if count < 2:
+            single[stage] += 1
+        else:
+            spans[stage].append(max((last - first).total_seconds(), 0.0))
     return [
-        {"stage": stage, "spans": len(v), "mean_seconds": statistics.fmean(v), "median_seconds": statistics.median(v)}
-        for stage, v in sorted(spans.items())
+        {
+            "stage": stage,
+            "spans": len(spans[stage]),
+            "single": single[stage],
+            "mean_seconds": statistics.fmean(spans[stage]) if spans[stage] else None,
+            "median_seconds": statistics.median(spans[stage]) if spans[stage] else None,
+        }
+        for stage in sorted(set(spans) | set(single))
     ]
+
+
+def csat(*, session: Session, period: Period, stages: list[str]) -> dict:
+    """Thumbs-up share of rated replies, per stage and per UTC day (a reply rated twice counts its latest rating)."""
+    query = (
+        select(
+            Touchpoint.stage,
+            Touchpoint.created_at,
+            Touchpoint.data["message_id"].as_string(),
+            Touchpoint.data["rating"].as_string(),
+        )
+        .where(Touchpoint.kind == "feedback", *period.where())
+        .order_by(Touchpoint.created_at, Touchpoint.id)
+    )
+    latest: dict[str, tuple[str | None, str, str]] = {}
+    for stage, at, message_id, rating in session.execute(query):
+        if rating in ("up", "down"):
+            latest[message_id or f"{at.isoformat()}-{len(latest)}"] = (stage, at.date().isoformat(), rating)
+    by_stage: dict[str, Counter] = defaultdict(Counter)
+    by_day: dict[str, Counter] = defaultdict(Counter)
+    for stage, day, rating in latest.values():
+        by_stage[stage or "unknown"][rating] += 1
+        by_day[day][rating] += 1
+
+    def share(key: str, counts: Counter, name: str) -> dict:
+        rated = counts["up"] + counts["down"]
+        return {name: key, "up": counts["up"], "down": counts["down"], "csat": counts["up"] / rated if rated else None}
+
+    order = [s for s in stages if s in by_stage] + sorted(set(by_stage) - set(stages))
+    total = Counter()
+    for counts in by_stage.values():
+        total.update(counts)
+    return {
+        "overall": share("all", total, "scope"),
+        "by_stage": [share(s, by_stage[s], "stage") for s in order],
+        "by_day": [share(d, by_day[d], "day") for d in sorted(by_day)],
+    }
 
 
 def daily(*, session: Session, period: Period) -> list[dict]:

@@ -21,7 +21,29 @@ SECURITY_HEADERS = {
 
 router = APIRouter(tags=["staff page"])
 page = StaticAsset(STAFF_DIR / "index.html", "text/html; charset=utf-8", "no-cache")
+SHARED_START = b"// <shared-renderer>"
+SHARED_END = b"// </shared-renderer>"
+
+
+def widget_renderer(widget_js: bytes) -> bytes:
+    """The widget's safe Markdown renderer (between its shared-renderer markers) as a script for the staff page.
+
+    One renderer for both: the staff page shows guide replies exactly as visitors saw them, never parsed as HTML.
+    """
+    start = widget_js.index(SHARED_START)
+    end = widget_js.index(SHARED_END, start) + len(SHARED_END)
+    return (
+        b"/* Served from widget/widget.js by app/staff/page.py: the widget's Markdown renderer. */\n"
+        b'(() => {\n  "use strict";\n  const d = document;\n'
+        + widget_js[start:end]
+        + b"\n  window.JourneyMarkdown = Object.freeze({markdown});\n})();\n"
+    )
+
+
 assets = {
+    "markdown.js": StaticAsset(
+        REPO_ROOT / "widget" / "widget.js", "text/javascript; charset=utf-8", "no-cache", widget_renderer
+    ),
     "staff.js": StaticAsset(STAFF_DIR / "staff.js", "text/javascript; charset=utf-8", "no-cache"),
     "staff.css": StaticAsset(STAFF_DIR / "staff.css", "text/css; charset=utf-8", "no-cache"),
 }

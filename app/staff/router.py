@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
 from app.errors import error_responses
-from app.staff import analytics, service
+from app.staff import analytics, customers, inbox, replies, service
 from app.staff.auth import STAFF_ERRORS, Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
+from app.store.models import STATUSES
 from app.webhooks.outbox import webhook_urls
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"], responses=STAFF_ERRORS)
@@ -32,7 +34,7 @@ def _not_a_number(value: object) -> object:
 
 
 Moment = Annotated[datetime | None, BeforeValidator(_not_a_number)]
-NOT_FOUND = error_responses((404, "no such conversation, turn or curated answer"))
+NOT_FOUND = error_responses((404, "no such conversation, turn, curated answer or canned reply"))
 
 
 class StageCorrection(BaseModel):
@@ -54,6 +56,41 @@ class ReviewIn(BaseModel):
     reviewed: bool = True
 
 
+Status = Literal[STATUSES]
+
+
+class StatusIn(BaseModel):
+    """A conversation's new status; `until` (required with snoozed, in the future) is when it comes back as open."""
+
+    status: Status
+    until: Moment = None
+
+
+class AssigneeIn(BaseModel):
+    """Who owns a conversation: a staff member's name (as on their token), or null for nobody."""
+
+    assignee: str | None = Field(..., min_length=1, max_length=120)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only spaces")
+    return value.strip()
+
+
+class CannedIn(BaseModel):
+    """A canned reply: a short title to find it by and the text it puts in the message box."""
+
+    title: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=80)
+    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000)
+
+
+class NoteIn(BaseModel):
+    """An internal note on a conversation (staff only)."""
+
+    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000)
+
+
 class AnswerIn(BaseModel):
     """A better answer for a question."""
 
@@ -73,6 +110,9 @@ def _filter(
     unreviewed: bool = False,
     q: Annotated[str | None, Query(max_length=200)] = None,
     visitor_id: Annotated[str | None, Query(max_length=128)] = None,
+    status: Status | None = None,
+    assignee: Annotated[str | None, Query(min_length=1, max_length=120)] = None,
+    customer: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> service.ConversationFilter:
     return service.ConversationFilter(
         stage=stage,
@@ -85,10 +125,18 @@ def _filter(
         unreviewed=unreviewed,
         q=q or None,
         visitor_id=visitor_id,
+        status=status,
+        assignee=assignee,
+        customer=customer,
     )
 
 
-FilterDep = Annotated[service.ConversationFilter, Depends(_filter)]
+def _filter_for(user: Viewer, f: Annotated[service.ConversationFilter, Depends(_filter)]) -> service.ConversationFilter:
+    """The filter with `assignee=me` read as the caller's name."""
+    return replace(f, assignee=user.name) if f.assignee == "me" else f
+
+
+FilterDep = Annotated[service.ConversationFilter, Depends(_filter_for)]
 
 
 async def _run(services, fn, **kwargs):
@@ -100,8 +148,10 @@ async def _run(services, fn, **kwargs):
 
     try:
         return await to_thread.run_sync(call)
-    except service.NotFound as exc:
+    except (service.NotFound, inbox.NotFound) as exc:
         raise HTTPException(404, str(exc)) from exc
+    except inbox.Invalid as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 def _check_stage(services, stage: str) -> None:
@@ -140,11 +190,83 @@ async def conversation(conversation_id: str, user: Viewer, services: ServicesDep
     return await _run(services, service.transcript, conversation_id=conversation_id)
 
 
+@router.get("/customers/{customer_id}")
+async def customer(
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)], user: Viewer, services: ServicesDep
+) -> dict:
+    """A signed identity's conversations on every visitor id, its journey (stages with dates), feedback, handoffs."""
+    f = service.ConversationFilter(customer=customer_id)
+    view = await _run(services, customers.journey, customer_id=customer_id)
+    items, total = await _run(services, service.list_conversations, f=f, limit=200, offset=0)
+    return {**view, "conversations": items, "total": total}
+
+
 @router.put("/conversations/{conversation_id}/review", responses=NOT_FOUND)
 async def review(conversation_id: str, body: ReviewIn, user: Editor, services: ServicesDep) -> dict:
     """Mark a conversation reviewed or not."""
     await _run(services, service.mark_reviewed, conversation_id=conversation_id, reviewed=body.reviewed, by=user.name)
     return {"conversation_id": conversation_id, "reviewed": body.reviewed}
+
+
+@router.put("/conversations/{conversation_id}/status", responses=NOT_FOUND)
+async def set_status(conversation_id: str, body: StatusIn, user: Editor, services: ServicesDep) -> dict:
+    """Set a conversation's status (open, pending, snoozed until a time, resolved); recorded with who and when."""
+    until = service.as_utc(body.until)
+    return await _run(
+        services, inbox.set_status, conversation_id=conversation_id, status=body.status, until=until, by=user.name
+    )
+
+
+@router.put("/conversations/{conversation_id}/assignee", responses=NOT_FOUND)
+async def set_assignee(conversation_id: str, body: AssigneeIn, user: Editor, services: ServicesDep) -> dict:
+    """Give a conversation to a staff member (null: to nobody); recorded with who and when."""
+    assignee = body.assignee.strip() if body.assignee else None
+    return await _run(
+        services, inbox.set_assignee, conversation_id=conversation_id, assignee=assignee or None, by=user.name
+    )
+
+
+@router.get("/team")
+async def team(user: Viewer, services: ServicesDep) -> dict:
+    """Names of the staff members a conversation can be assigned to (those with an active token)."""
+    return {"names": await _run(services, inbox.staff_names)}
+
+
+@router.post("/conversations/{conversation_id}/notes", status_code=201, responses=NOT_FOUND)
+async def add_note(conversation_id: str, body: NoteIn, user: Editor, services: ServicesDep) -> dict:
+    """Leave an internal note on a conversation: staff see it in the transcript, visitors never do."""
+    return await _run(services, replies.add_note, conversation_id=conversation_id, text=body.text, by=user.name)
+
+
+CannedId = Annotated[int, Path(ge=1, le=2**53)]
+
+
+@router.get("/canned")
+async def canned_replies(
+    user: Viewer, services: ServicesDep, q: Annotated[str | None, Query(max_length=200)] = None
+) -> dict:
+    """Canned replies by title (those whose title or text contains `q`)."""
+    return {"items": await _run(services, replies.list_canned, q=q)}
+
+
+@router.post("/canned", status_code=201)
+async def create_canned(body: CannedIn, user: Editor, services: ServicesDep) -> dict:
+    """Save a canned reply."""
+    return await _run(services, replies.save_canned, title=body.title, text=body.text, by=user.name)
+
+
+@router.put("/canned/{canned_id}", responses=NOT_FOUND)
+async def update_canned(canned_id: CannedId, body: CannedIn, user: Editor, services: ServicesDep) -> dict:
+    """Change a canned reply."""
+    return await _run(
+        services, replies.save_canned, title=body.title, text=body.text, by=user.name, canned_id=canned_id
+    )
+
+
+@router.delete("/canned/{canned_id}", status_code=204, responses=NOT_FOUND)
+async def delete_canned(canned_id: CannedId, user: Editor, services: ServicesDep) -> None:
+    """Remove a canned reply."""
+    await _run(services, replies.delete_canned, canned_id=canned_id)
 
 
 @router.put("/touchpoints/{touchpoint_id}/stage", responses=NOT_FOUND)
@@ -217,7 +339,7 @@ async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep
 
 @router.get("/analytics")
 async def journey_analytics(user: Viewer, services: ServicesDep, since: Moment = None, until: Moment = None) -> dict:
-    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates and resolution."""
+    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates, resolution and CSAT."""
     period = analytics.Period(service.as_utc(since), service.as_utc(until))
     names = services.journey.names
 
@@ -230,6 +352,7 @@ async def journey_analytics(user: Viewer, services: ServicesDep, since: Moment =
             "daily": analytics.daily(session=session, period=period),
             "rates": analytics.rates(session=session, period=period, stages=names),
             "resolution": analytics.resolution(session=session, period=period),
+            "csat": analytics.csat(session=session, period=period, stages=names),
         }
 
     return await _run(services, compute)

@@ -9,8 +9,11 @@ from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.security.redact import redact
+from app.staff.customers import customer_condition
 from app.staff.erasure import forget_quotes
+from app.staff.inbox import assignee_condition, status_condition, status_of
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
+from app.staff.replies import erase_notes, notes_of
 from app.store.models import Conversation, Touchpoint, utcnow
 from app.webhooks.outbox import add_erased_event, erase_visitor_events
 
@@ -43,6 +46,9 @@ class ConversationFilter:
     unreviewed: bool = False
     q: str | None = None
     visitor_id: str | None = None
+    status: str | None = None
+    assignee: str | None = None
+    customer: str | None = None  # the id of a signed identity: that customer's conversations on every device
 
 
 def _has(*conditions) -> exists:
@@ -64,6 +70,12 @@ def filtered(query: Select, f: ConversationFilter) -> Select:
         query = query.where(Conversation.updated_at < f.until)
     if f.visitor_id:
         query = query.where(Conversation.visitor_id == f.visitor_id)
+    if f.status:
+        query = query.where(status_condition(f.status, utcnow()))
+    if f.assignee:
+        query = query.where(assignee_condition(f.assignee))
+    if f.customer:
+        query = query.where(customer_condition(f.customer))
     if f.thumbs_down:
         query = query.where(_has(thumbs_down_condition()))
     if f.handoff:
@@ -104,6 +116,13 @@ def list_conversations(*, session: Session, f: ConversationFilter, limit: int, o
         .order_by(Touchpoint.turn.desc())
     ):
         first_questions[conversation_id] = question
+    turns = dict(  # the visitor's turns: exchanges, not feedback, handoffs or other events
+        session.execute(
+            select(Touchpoint.conversation_id, func.count())
+            .where(Touchpoint.conversation_id.in_(ids), Touchpoint.kind == "exchange")
+            .group_by(Touchpoint.conversation_id)
+        ).all()
+    )
     handoffs = set(
         session.scalars(
             select(Touchpoint.conversation_id).where(Touchpoint.conversation_id.in_(ids), Touchpoint.kind == "handoff")
@@ -129,11 +148,12 @@ def list_conversations(*, session: Session, f: ConversationFilter, limit: int, o
             "updated_at": c.updated_at,
             "stage": c.stage,
             "stage_confidence": c.stage_confidence,
-            "turns": c.turns,
+            "turns": turns.get(c.id, 0),
             "first_question": first_questions.get(c.id, ""),
             "handoff": c.id in handoffs,
             "thumbs_down": c.id in downs,
             "reviewed_at": reviewed.get(c.id),
+            **status_of(c),
         }
         for c in rows
     ]
@@ -219,6 +239,8 @@ def transcript(*, session: Session, conversation_id: str) -> dict:
         "identity": conversation.identity,
         "first_page": conversation.first_page,
         "reviewed": None if review is None else {"by": review.reviewed_by, "at": review.reviewed_at},
+        **status_of(conversation),
+        "notes": notes_of(session=session, conversation_id=conversation_id),
         "turns": turns,
         "events": events,
     }
@@ -245,6 +267,14 @@ def correct_stage(*, session: Session, touchpoint_id: str, stage: str, by: str) 
     """Record the right stage for a turn and keep the question as a labelled example for the detector."""
     touchpoint = _exchange(session, touchpoint_id)
     _annotation(session, touchpoint, by).corrected_stage = stage
+    last_turn = session.scalar(
+        select(func.max(Touchpoint.turn)).where(
+            Touchpoint.conversation_id == touchpoint.conversation_id, Touchpoint.kind == "exchange"
+        )
+    )
+    if touchpoint.turn == last_turn:  # the conversation's stage now is its last turn's, as corrected
+        conversation = session.get(Conversation, touchpoint.conversation_id)
+        conversation.stage, conversation.stage_confidence = stage, 1.0
     example = session.scalar(select(StageExample).where(StageExample.source_touchpoint_id == touchpoint_id))
     if example is None:
         example = StageExample(
@@ -361,6 +391,7 @@ def erase_visitor(*, session: Session, visitor_id: str, webhook_urls: list[str] 
         "reviews": session.execute(
             delete(ConversationReview).where(ConversationReview.conversation_id.in_(conversation_ids))
         ).rowcount,
+        "notes": erase_notes(session=session, visitor_id=visitor_id),
         "stage_examples": session.execute(delete(StageExample).where(StageExample.visitor_id == visitor_id)).rowcount,
         "curated_answers_detached": detach_answers(session=session, visitor_id=visitor_id),
         "webhook_events": erase_visitor_events(session=session, visitor_id=visitor_id),

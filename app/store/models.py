@@ -18,6 +18,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+OPEN, PENDING, SNOOZED, RESOLVED = "open", "pending", "snoozed", "resolved"
+STATUSES = (OPEN, PENDING, SNOOZED, RESOLVED)  # a conversation's place in the staff inbox (docs/inbox.md)
+
 
 def utcnow() -> datetime:
     """Timezone-aware now in UTC."""
@@ -59,6 +62,9 @@ class Conversation(Base):
     turns: Mapped[int] = mapped_column(Integer, default=0)
     identity: Mapped[dict | None] = mapped_column(JSON)
     first_page: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=OPEN, server_default=OPEN, index=True)
+    status_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when a snoozed conversation wakes up
+    assignee: Mapped[str | None] = mapped_column(String(120), index=True)
 
 
 class Touchpoint(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,7 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.store.models import Conversation, Touchpoint, utcnow
+from app.store.models import OPEN, RESOLVED, SNOOZED, Conversation, Touchpoint, utcnow
+
+VISITOR_KINDS = ("exchange", "visitor_message", "handoff")  # touchpoints that are the visitor speaking up
+STATUS_KIND = "status"  # a touchpoint recording a status change (data: status, previous, until, by)
 
 
 class ConversationNotFound(LookupError):
@@ -126,6 +130,8 @@ def _add_exchange(*, session: Session, record: ExchangeRecord) -> Touchpoint:
     session.add(touchpoint)
     conversation.turns = turn
     conversation.updated_at = max(now, conversation.updated_at or now)  # a replayed old turn keeps the latest time
+    if record.kind in VISITOR_KINDS:
+        reopen(session=session, conversation=conversation, at=now)
     if stage.get("name"):
         conversation.stage = stage["name"]
         conversation.stage_confidence = stage.get("confidence")
@@ -182,8 +188,38 @@ def add_event_touchpoint(
     session.add(touchpoint)
     conversation.turns = touchpoint.turn
     conversation.updated_at = max(now, conversation.updated_at or now)
+    if kind in VISITOR_KINDS:
+        reopen(session=session, conversation=conversation, at=now)
     session.flush()
     return touchpoint
+
+
+def status_touchpoint(
+    *, session: Session, conversation: Conversation, kind: str, data: dict, at: datetime
+) -> Touchpoint:
+    """Add a staff-side event (status or assignee change) as the next touchpoint of a locked conversation."""
+    touchpoint = Touchpoint(
+        id=secrets.token_urlsafe(16),
+        conversation_id=conversation.id,
+        visitor_id=conversation.visitor_id,
+        turn=(conversation.turns or 0) + 1,
+        kind=kind,
+        created_at=at,
+        stage=conversation.stage,
+        data=data,
+    )
+    session.add(touchpoint)
+    conversation.turns = touchpoint.turn
+    return touchpoint
+
+
+def reopen(*, session: Session, conversation: Conversation, at: datetime) -> Touchpoint | None:
+    """A visitor speaking up reopens a resolved or snoozed conversation (recorded as a status touchpoint by visitor)."""
+    if conversation.status not in (RESOLVED, SNOOZED):
+        return None
+    data = {"status": OPEN, "previous": conversation.status, "until": None, "by": "visitor"}
+    conversation.status, conversation.status_until = OPEN, None
+    return status_touchpoint(session=session, conversation=conversation, kind=STATUS_KIND, data=data, at=at)
 
 
 def _add_event(*, session: Session, **event) -> Touchpoint:

@@ -18,8 +18,18 @@ HANDOFF_EVENTS = {  # touchpoint kind -> live handoff event type (docs/live-hand
     "handoff_claimed": "handoff.claimed",
     "handoff_closed": "handoff.closed",
 }
+INBOX_EVENTS = {  # touchpoint kind -> inbox event type (docs/inbox.md)
+    "status": "conversation.status",
+    "assignee": "conversation.assigned",
+}
 VISITOR_ERASED = "visitor.erased"
-EVENT_TYPES = (TOUCHPOINT_CREATED, STAGE_TRANSITION, *HANDOFF_EVENTS.values(), VISITOR_ERASED)
+EVENT_TYPES = (
+    TOUCHPOINT_CREATED,
+    STAGE_TRANSITION,
+    *HANDOFF_EVENTS.values(),
+    *INBOX_EVENTS.values(),
+    VISITOR_ERASED,
+)
 
 
 def event_id(event_type: str, touchpoint_id: str) -> str:
@@ -110,6 +120,19 @@ def handoff_data(touchpoint: Touchpoint, conversation: Conversation | None) -> d
     }
 
 
+def inbox_data(touchpoint: Touchpoint, conversation: Conversation | None) -> dict:
+    """A conversation's status or assignee changing: the new and previous value, and who changed it."""
+    data = touchpoint.data or {}
+    return {
+        **_subject(touchpoint, conversation),
+        "status": data.get("status"),
+        "until": data.get("until"),
+        "assignee": data.get("assignee"),
+        "previous": data.get("previous"),
+        "by": data.get("by"),
+    }
+
+
 def events_for(touchpoint: Touchpoint, conversation: Conversation | None) -> list[tuple[str, str, str]]:
     """(event id, type, JSON body) of every event a new touchpoint produces."""
     made = [(TOUCHPOINT_CREATED, touchpoint_data(touchpoint, conversation))]
@@ -117,6 +140,8 @@ def events_for(touchpoint: Touchpoint, conversation: Conversation | None) -> lis
         made.append((STAGE_TRANSITION, transition_data(touchpoint, conversation)))
     if touchpoint.kind in HANDOFF_EVENTS:
         made.append((HANDOFF_EVENTS[touchpoint.kind], handoff_data(touchpoint, conversation)))
+    if touchpoint.kind in INBOX_EVENTS:
+        made.append((INBOX_EVENTS[touchpoint.kind], inbox_data(touchpoint, conversation)))
     out = []
     for event_type, data in made:
         key = event_id(event_type, touchpoint.id)

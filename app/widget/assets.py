@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,13 @@ class _Loaded:
 class StaticAsset:
     """One file with its media type and Cache-Control."""
 
-    def __init__(self, path: Path, media_type: str, cache_control: str) -> None:
+    def __init__(
+        self, path: Path, media_type: str, cache_control: str, transform: Callable[[bytes], bytes] | None = None
+    ) -> None:
         self.path = path
         self.media_type = media_type
         self.cache_control = cache_control
+        self.transform = transform  # what is served, made from the file's bytes (None: the bytes as they are)
         self._loaded: _Loaded | None = None
 
     def load(self) -> _Loaded:
@@ -33,6 +37,8 @@ class StaticAsset:
         stamp = (info.st_mtime_ns, info.st_size)
         if self._loaded is None or self._loaded.stamp != stamp:
             body = self.path.read_bytes()
+            if self.transform is not None:
+                body = self.transform(body)
             etag = hashlib.sha256(body).hexdigest()[:20]
             self._loaded = _Loaded(stamp, body, gzip.compress(body, compresslevel=9, mtime=0), etag)
         return self._loaded
