@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import shutil
 import textwrap
 
 import numpy as np
@@ -29,8 +30,9 @@ def embeddings() -> LocalMiniLMEmbeddings:
 
 
 @pytest.fixture(scope="module")
-def detector(embeddings) -> EnsembleStageDetector:
-    return EnsembleStageDetector(load_journey(STAGES_FILE), embeddings)
+def detector(embeddings, ingested) -> EnsembleStageDetector:
+    """The configured detector, its example vectors and fit read from the session's ingested cache."""
+    return EnsembleStageDetector(load_journey(STAGES_FILE), embeddings, cache_dir=ingested / "cache")
 
 
 def kinds(result) -> list[str]:
@@ -152,6 +154,25 @@ def test_evidence_from_learned_examples_is_marked_and_kept_from_visitors(embeddi
     examples = [e["text"] for e in shown if e["type"] == "example"]
     assert len(examples) == TOP_K and set(examples) <= configured, "visitors still get the nearest configured examples"
     assert learned not in json.dumps(shown) and "correction" not in [e["type"] for e in shown]
+
+
+def test_stage_fit_kept_in_the_cache_gives_the_same_detector(embeddings, ingested, tmp_path):
+    for vectors in (ingested / "cache").glob("stage-vectors-*.npy"):  # the examples' vectors, not their fit
+        shutil.copy(vectors, tmp_path)
+    journey = load_journey(STAGES_FILE)
+    fresh = EnsembleStageDetector(journey, embeddings, cache_dir=tmp_path)
+    stored = list(tmp_path.glob("stage-fit-*.npz"))
+    assert len(stored) == 1, "the fit of the configured examples is kept"
+    stored[0].touch()
+    before = stored[0].stat().st_mtime_ns
+    cached = EnsembleStageDetector(journey, embeddings, cache_dir=tmp_path)
+    assert stored[0].stat().st_mtime_ns == before and cached.fitted == fresh.fitted
+    for message in ("How much does the pro plan cost?", "tell me about the reports", "my invoice is wrong"):
+        one, two = fresh.detect(StageSignals(message=message)), cached.detect(StageSignals(message=message))
+        assert (one.name, one.confidence, one.scores) == (two.name, two.confidence, two.scores)
+    cached.set_learned([("the zeppelin hangar is double booked", "support")])
+    assert list(tmp_path.glob("stage-fit-*.npz")) == stored, "a fit with staff corrections is not kept"
+    assert cached.fitted["examples"] == fresh.fitted["examples"] + 1
 
 
 def test_eval_stages_command(tmp_path, make_data_dir):
