@@ -130,6 +130,14 @@ def eval_stages(
     no_passages: Annotated[
         bool, typer.Option("--no-passages", help="leave out the stages of the knowledge passages near each message")
     ] = False,
+    llm: Annotated[
+        bool,
+        typer.Option(
+            "--llm",
+            help="ask the configured LLM (OPENAI_API_KEY, OPENAI_BASE_URL) for a stage vote as the chat service does: "
+            "only below JOURNEY_LLM_STAGE_BELOW confidence, never for small talk; prints the share of turns asked",
+        ),
+    ] = False,
 ) -> None:
     """Classify the last user message of each case; print precision, recall, confusion, calibration, accuracy."""
     import json
@@ -157,7 +165,13 @@ def eval_stages(
     if not no_passages:  # as the chat service does: the passages nearest to each message (its own embedding here)
         kb, vectors = build_knowledge_base(settings, embeddings), VectorCache(embeddings)
         lookup = lambda text: nearest(kb, vectors.embed_array([text])[0])  # noqa: E731
-    report = evaluate(detector, cases, journey.names, lookup)
+    voter = None
+    if llm:
+        if not settings.llm_enabled:
+            typer.echo("error: --llm needs an LLM: set OPENAI_API_KEY (and OPENAI_BASE_URL)", err=True)
+            raise typer.Exit(2)
+        voter = llm_voter(settings, journey)
+    report = evaluate(detector, cases, journey.names, lookup, voter)
     if as_json:
         typer.echo(json.dumps({**report.as_dict(), "fitted": detector.fitted}, indent=2))
         return
@@ -167,6 +181,28 @@ def eval_stages(
                 typer.echo(f"expected {gold:<13} got {got:<13} {case.messages[-1]['content'][:100]!r}")
         typer.echo("")
     typer.echo(report.as_text())
+
+
+def llm_voter(settings: Settings, journey):
+    """A CountingVoter asking the configured LLM, on the turns the chat service would ask it about."""
+    import asyncio
+
+    from app.chat.service import is_small_talk
+    from app.stages.evaluate import CountingVoter
+    from app.stages.llm import LLMStageClassifier, as_vote, wants_vote
+
+    logging.disable(logging.INFO)  # a log line per LLM call would bury the figures
+    classifier = LLMStageClassifier(settings, journey)
+    loop = asyncio.new_event_loop()  # one loop for every call: the client's connections belong to it
+
+    def ask(signals):
+        answer = loop.run_until_complete(classifier.classify(signals))
+        return None if answer is None else as_vote(answer, journey.names, settings.llm_stage_weight)
+
+    def wanted(message: str, result) -> bool:
+        return not is_small_talk(message) and wants_vote(result, settings.llm_stage_below)
+
+    return CountingVoter(ask, wanted)
 
 
 @cli.command("eval-retrieval")

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     llm_stage: bool = Field(True, description="with an LLM configured, let it vote on the journey stage")
     llm_stage_weight: float = Field(0.5, ge=0, le=5, description="weight of the LLM's stage vote in the ensemble")
     llm_stage_timeout: float = Field(4.0, gt=0)
+    llm_stage_below: float = Field(
+        0.7,
+        ge=0,
+        le=1.01,
+        description="ask for the LLM's stage vote only below this detector confidence (1.01: on every LLM turn)",
+    )
 
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))

@@ -146,6 +146,18 @@ def make_data_dir(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> C
 
 
 @pytest.fixture(scope="session")
+def stage_cache(ingested: Path) -> Callable[[Path], Path]:
+    """Give a data dir (made if missing) the stage detector's cache of the session's ingested one and nothing else:
+    the labelled examples' vectors and fit that every `journey ingest` or `serve` would otherwise compute again."""
+
+    def seed(data_dir: Path) -> Path:
+        shutil.copytree(ingested / "cache", data_dir / "cache", dirs_exist_ok=True)
+        return data_dir
+
+    return seed
+
+
+@pytest.fixture(scope="session")
 def offline_server(make_data_dir: Callable[[], Path]) -> Iterator[Server]:
     """Journey Guide on its embedded defaults: no API key, no LLM.
 

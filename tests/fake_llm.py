@@ -18,6 +18,7 @@ fake itself spent on each chat completion (for benchmarks that subtract it).
 As a separate process (benchmarks)::
 
     python tests/fake_llm.py --port 9000 --mode trickle --delay 1 --stage-votes
+    python tests/fake_llm.py --port 9000 --stage-table evals/stages_dev.jsonl  # votes from a fixed table
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -441,15 +443,42 @@ class FakeLLMServer(FakeLLM):
         self.stop()
 
 
-def stage_vote_or(answer: str, stage: str = "decision") -> Callable[[dict[str, Any]], str]:
-    """A reply: a JSON stage vote for structured-output (stage) requests, ``answer`` for the others."""
+_VOTED_MESSAGE = re.compile(r"<<<\n(.*)\n>>>", re.DOTALL)  # where app/stages/llm.py puts the visitor's message
+TABLE_CONFIDENCE = 0.8
+
+
+def stage_vote_or(
+    answer: str, stage: str = "decision", table: dict[str, str] | None = None
+) -> Callable[[dict[str, Any]], str]:
+    """A reply: a JSON stage vote for structured-output (stage) requests, ``answer`` for the others.
+
+    With a table (message -> stage) the vote is the table's stage for the message being classified, and a
+    message not in it gets a vote that says nothing (confidence 1/8: every stage equally likely).
+    """
 
     def reply(body: dict[str, Any]) -> str:
-        if (body.get("response_format") or {}).get("type") == "json_schema":
+        if (body.get("response_format") or {}).get("type") != "json_schema":
+            return answer
+        if table is None:
             return json.dumps({"stage": stage, "confidence": 0.6, "reason": "fake vote"})
-        return answer
+        found = _VOTED_MESSAGE.search(str(body["messages"][-1]["content"]))
+        voted = table.get(found.group(1).strip()) if found else None
+        if voted is None:
+            return json.dumps({"stage": stage, "confidence": 0.125, "reason": "not in the table"})
+        return json.dumps({"stage": voted, "confidence": TABLE_CONFIDENCE, "reason": "from the table"})
 
     return reply
+
+
+def stage_table(*paths: str) -> dict[str, str]:
+    """Message -> stage from `journey eval-stages` files: the last user message of each case and its stage."""
+    table = {}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                case = json.loads(line)
+                table[case["messages"][-1]["content"].strip()] = case["stage"]
+    return table
 
 
 def main() -> None:
@@ -462,11 +491,18 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=DEFAULT_DELAY)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
     parser.add_argument("--stage-votes", action="store_true", help="answer stage requests with a JSON vote")
+    parser.add_argument(
+        "--stage-table",
+        nargs="+",
+        metavar="FILE",
+        help="answer stage requests from a fixed table: the stage of each case's last message in these eval files",
+    )
     parser.add_argument("--long-words", type=int, default=0, help="reply with N words to prompts containing LONGREPLY")
     args = parser.parse_args()
     fake = FakeLLM()
     fake.mode, fake.delay = args.mode, args.delay
-    short = stage_vote_or(args.reply) if args.stage_votes else (lambda body: args.reply)
+    table = stage_table(*args.stage_table) if args.stage_table else None
+    short = stage_vote_or(args.reply, table=table) if args.stage_votes or table else (lambda body: args.reply)
     long = " ".join(f"word{i}" for i in range(args.long_words))
 
     def reply(body: dict[str, Any]) -> str:

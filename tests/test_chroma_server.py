@@ -38,9 +38,9 @@ def chroma(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def ingested_remote(chroma: ChromaServer, tmp_path_factory: pytest.TempPathFactory):
+def ingested_remote(chroma: ChromaServer, tmp_path_factory: pytest.TempPathFactory, stage_cache):
     """A data dir that ran `journey ingest` against the Chroma server (it keeps only the stage-vector cache)."""
-    data_dir = tmp_path_factory.mktemp("remote-ingest")
+    data_dir = stage_cache(tmp_path_factory.mktemp("remote-ingest"))
     result = run_cli("ingest", env=base_env(data_dir, JOURNEY_CHROMA_URL=chroma.url))
     assert result.returncode == 0, result.stderr
     return data_dir, result

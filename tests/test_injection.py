@@ -52,14 +52,14 @@ SYSTEM_PROMPT = (REPO / "prompts" / "system.md").read_text()
 
 
 @pytest.fixture(scope="module")
-def evil_dir(tmp_path_factory) -> Path:
+def evil_dir(tmp_path_factory, stage_cache) -> Path:
     root = tmp_path_factory.mktemp("evil")
     docs = root / "docs"
     docs.mkdir()
     (docs / "invoices.md").write_text(EVIL_DOC)
     (docs / "pricing.md").write_text(PRICING_DOC)
     (docs / "refunds.md").write_text(EVIL_TITLE_DOC)
-    data = root / "data"
+    data = stage_cache(root / "data")
     result = run_cli("ingest", str(docs), env=base_env(data))
     assert result.returncode == 0, result.stderr
     return data

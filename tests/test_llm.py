@@ -8,6 +8,7 @@ import time
 import httpx
 import yaml
 from conftest import REPO
+from fake_llm import stage_vote_or
 from sse import iter_events, stream_chat
 
 PRICING = {"message": "How much does the pro plan cost?"}
@@ -161,6 +162,27 @@ def test_llm_stage_vote_is_weighed_in(llm_server, fake_llm):
     other = httpx.post(f"{llm_server.url}/v1/chat", json=message, timeout=30).json()
     assert with_vote["stage"]["scores"]["support"] > other["stage"]["scores"]["support"]
     assert other["stage"]["scores"]["advocacy"] > with_vote["stage"]["scores"]["advocacy"]
+
+
+def test_llm_is_asked_for_a_stage_vote_only_when_the_detector_is_unsure(llm_server, fake_llm):
+    fake_llm.reply = stage_vote_or("Reports are under Insights [1].", stage="support")
+
+    def votes_asked(message: str) -> tuple[int, dict]:
+        before = len(fake_llm.requests)
+        done = httpx.post(f"{llm_server.url}/v1/chat", json={"message": message}, timeout=30).json()
+        return sum(bool(r.get("response_format")) for r in fake_llm.requests[before:]), done
+
+    asked, sure = votes_asked(PRICING["message"])
+    assert sure["mode"] == "llm" and not sure["stage"].get("uncertain") and sure["stage"]["confidence"] >= 0.7
+    assert asked == 0, "a stage the detector is sure of costs no LLM call"
+    asked, unsure = votes_asked("tell me about the reports")
+    assert unsure["mode"] == "llm" and asked == 1, "an unsure stage the LLM answers for is voted on"
+    assert [e["stage"] for e in unsure["stage"]["evidence"] if e["type"] == "llm"] == ["support"]
+    asked, small_talk = votes_asked("thanks!")
+    assert asked == 0 and small_talk["stage"].get("uncertain") is not False
+    asked, declined = votes_asked("What will the weather be like on Mars tomorrow?")  # no passage near it
+    assert declined["mode"] == "offline" and declined["handoff"] == {"suggested": True, "reason": "no_answer"}
+    assert declined["stage"]["uncertain"] and asked == 0, "a turn declined without the LLM is not voted on"
 
 
 def test_failed_stage_vote_leaves_offline_detector_alone(llm_server, fake_llm):

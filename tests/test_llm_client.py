@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fake_llm import FakeLLMServer
+from conftest import REPO
+from fake_llm import TABLE_CONFIDENCE, FakeLLMServer, stage_table, stage_vote_or
 
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.config import Settings
@@ -327,6 +328,21 @@ def test_stage_vote_must_match_the_schema(settings: Settings, fake_llm: FakeLLMS
     assert request["response_format"]["json_schema"]["strict"] is True
     assert request["temperature"] == 0 and "the calendar sync is broken" in request["messages"][0]["content"]
     assert request["model"] == "fake-model" and request["max_completion_tokens"] == 120 and "stream" not in request
+
+
+def test_fake_llm_table_mode_votes_the_stage_of_the_message_in_the_table(settings: Settings, fake_llm) -> None:
+    fake_llm.reply = stage_vote_or("an answer", table={"the calendar sync is broken": "support"})
+    classifier = LLMStageClassifier(settings, load_journey(settings.knowledge_dir / "stages.yaml"))
+
+    async def both():
+        return [await classifier.classify(StageSignals(message=m)) for m in ("the calendar sync is broken", "hm?")]
+
+    known, unknown = asyncio.run(both())
+    assert known is not None and (known.stage, known.confidence) == ("support", TABLE_CONFIDENCE)
+    assert unknown is not None and unknown.confidence == 1 / 8, "a message not in the table gets a vote saying nothing"
+    table = stage_table(str(REPO / "evals" / "stages_dev.jsonl"), str(REPO / "evals" / "stages_real_dev.jsonl"))
+    first = json.loads((REPO / "evals" / "stages_real_dev.jsonl").read_text().splitlines()[0])
+    assert len(table) > 600 and table[first["messages"][-1]["content"].strip()] == first["stage"]
 
 
 SIGNALS = StageSignals(message="the calendar sync is broken")

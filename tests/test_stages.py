@@ -6,11 +6,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import shutil
 import textwrap
 
 import numpy as np
 import pytest
 from conftest import REPO, base_env, run_cli
+from fake_llm import stage_vote_or
 
 from app.embeddings import LocalMiniLMEmbeddings
 from app.stages.calibration import fit_temperature
@@ -28,8 +30,9 @@ def embeddings() -> LocalMiniLMEmbeddings:
 
 
 @pytest.fixture(scope="module")
-def detector(embeddings) -> EnsembleStageDetector:
-    return EnsembleStageDetector(load_journey(STAGES_FILE), embeddings)
+def detector(embeddings, ingested) -> EnsembleStageDetector:
+    """The configured detector, its example vectors and fit read from the session's ingested cache."""
+    return EnsembleStageDetector(load_journey(STAGES_FILE), embeddings, cache_dir=ingested / "cache")
 
 
 def kinds(result) -> list[str]:
@@ -153,7 +156,26 @@ def test_evidence_from_learned_examples_is_marked_and_kept_from_visitors(embeddi
     assert learned not in json.dumps(shown) and "correction" not in [e["type"] for e in shown]
 
 
-def test_eval_stages_command(tmp_path):
+def test_stage_fit_kept_in_the_cache_gives_the_same_detector(embeddings, ingested, tmp_path):
+    for vectors in (ingested / "cache").glob("stage-vectors-*.npy"):  # the examples' vectors, not their fit
+        shutil.copy(vectors, tmp_path)
+    journey = load_journey(STAGES_FILE)
+    fresh = EnsembleStageDetector(journey, embeddings, cache_dir=tmp_path)
+    stored = list(tmp_path.glob("stage-fit-*.npz"))
+    assert len(stored) == 1, "the fit of the configured examples is kept"
+    stored[0].touch()
+    before = stored[0].stat().st_mtime_ns
+    cached = EnsembleStageDetector(journey, embeddings, cache_dir=tmp_path)
+    assert stored[0].stat().st_mtime_ns == before and cached.fitted == fresh.fitted
+    for message in ("How much does the pro plan cost?", "tell me about the reports", "my invoice is wrong"):
+        one, two = fresh.detect(StageSignals(message=message)), cached.detect(StageSignals(message=message))
+        assert (one.name, one.confidence, one.scores) == (two.name, two.confidence, two.scores)
+    cached.set_learned([("the zeppelin hangar is double booked", "support")])
+    assert list(tmp_path.glob("stage-fit-*.npz")) == stored, "a fit with staff corrections is not kept"
+    assert cached.fitted["examples"] == fresh.fitted["examples"] + 1
+
+
+def test_eval_stages_command(tmp_path, make_data_dir):
     cases = [
         {"messages": [{"role": "user", "content": "How much does the pro plan cost?"}], "stage": "decision"},
         {"messages": [{"role": "user", "content": "my invoice is wrong"}], "stage": "support"},
@@ -168,7 +190,7 @@ def test_eval_stages_command(tmp_path):
     ]
     path = tmp_path / "cases.jsonl"
     path.write_text("\n".join(json.dumps(c) for c in cases) + "\n")
-    env = base_env(tmp_path)
+    env = base_env(make_data_dir())  # the labelled examples' vectors already cached
     result = run_cli("eval-stages", str(path), env=env)
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
@@ -179,6 +201,30 @@ def test_eval_stages_command(tmp_path):
     path.write_text('{"messages": [{"role": "user", "content": "x"}], "stage": "nirvana"}\n')
     bad = run_cli("eval-stages", str(path), env=env)
     assert bad.returncode == 2 and "stage 'nirvana' is not one of" in bad.stderr
+
+
+def test_eval_stages_llm_votes_only_on_unsure_turns(tmp_path, make_data_dir, fake_llm):
+    unsure = "tell me about the reports"
+    cases = [
+        {"messages": [{"role": "user", "content": "How much does the pro plan cost?"}], "stage": "decision"},
+        {"messages": [{"role": "user", "content": unsure}], "stage": "support"},
+        {"messages": [{"role": "user", "content": "thanks!"}], "stage": "awareness"},
+    ]
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in cases) + "\n")
+    fake_llm.reply = stage_vote_or("not a vote", table={unsure: "support"})
+    llm = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "k", "JOURNEY_LLM_MODEL": "fake-model"}
+    env = base_env(make_data_dir(), **llm)
+    voted = run_cli("eval-stages", str(path), "--llm", env=env)
+    assert voted.returncode == 0, voted.stderr
+    assert "LLM stage votes asked: 1 of 3 turns (0.333)" in voted.stdout
+    asked = [r["messages"][-1]["content"] for r in fake_llm.requests if r.get("response_format")]
+    assert len(asked) == 1 and unsure in asked[0], "only the unsure turn was voted on"
+    assert voted.stdout.strip().splitlines()[-1].startswith("accuracy: "), "the figures still end with the accuracy"
+    always = run_cli("eval-stages", str(path), "--llm", env={**env, "JOURNEY_LLM_STAGE_BELOW": "1.01"})
+    assert "LLM stage votes asked: 2 of 3 turns" in always.stdout, "never small talk, even when always asked"
+    no_llm = run_cli("eval-stages", str(path), "--llm", env=base_env(make_data_dir()))
+    assert no_llm.returncode == 2 and "--llm needs an LLM: set OPENAI_API_KEY" in no_llm.stderr
 
 
 # Two stages with the very same examples: a message about them cannot be told apart, so the detector is unsure.

@@ -17,11 +17,11 @@ def listing(env) -> dict[str, dict]:
     return {d["id"]: d for d in json.loads(result.stdout)}
 
 
-def test_site_and_folder_sync_side_by_side(tmp_path):
+def test_site_and_folder_sync_side_by_side(tmp_path, stage_cache):
     docs_dir = tmp_path / "docs"
     docs_dir.mkdir()
     (docs_dir / "widgets.md").write_text(DOC)
-    env = base_env(tmp_path / "data", JOURNEY_CRAWL_ALLOW_HOSTS="127.0.0.1")
+    env = base_env(stage_cache(tmp_path / "data"), JOURNEY_CRAWL_ALLOW_HOSTS="127.0.0.1")
     with Site() as site:
         host = f"web/127.0.0.1_{site.port}"
         sitemap = f"{site.url}/sitemap.xml"
@@ -75,13 +75,13 @@ def _doc(title: str) -> str:
     return f"---\ntitle: {title}\nstages: [support]\n---\n## About {title}\n{title} is explained here.\n"
 
 
-def test_a_second_folder_lives_beside_the_first(tmp_path):
+def test_a_second_folder_lives_beside_the_first(tmp_path, stage_cache):
     first, second = tmp_path / "docs", tmp_path / "help-export"
     for folder, names in ((first, ["widgets", "gadgets"]), (second, ["billing", "widgets"])):
         folder.mkdir()
         for name in names:
             (folder / f"{name}.md").write_text(_doc(f"{folder.name} {name}"))
-    env = base_env(tmp_path / "data")
+    env = base_env(stage_cache(tmp_path / "data"))
     assert "added 2, updated 0, unchanged 0, removed 0, errors 0" in run_cli("ingest", str(first), env=env).stdout
 
     beside = run_cli("ingest", str(second), env=env)
@@ -101,7 +101,7 @@ def test_a_second_folder_lives_beside_the_first(tmp_path):
     assert "unchanged 2, removed 0" in run_cli("ingest", str(first / ".." / "docs"), env=env).stdout, "same folder"
 
 
-def test_documents_ingested_under_the_old_folder_source_are_adopted_by_their_folder(tmp_path):
+def test_documents_ingested_under_the_old_folder_source_are_adopted_by_their_folder(tmp_path, stage_cache):
     from app.config import Settings
     from app.kb.documents import load_folder
     from app.state import build_knowledge_base
@@ -112,7 +112,7 @@ def test_documents_ingested_under_the_old_folder_source_are_adopted_by_their_fol
         (old / f"{name}.md").write_text(_doc(name))
     (other / "billing.md").write_text(_doc("billing"))
     (other / "widgets.md").write_text(_doc("widgets"))  # shares one id with the old folder: not enough to adopt
-    kb = build_knowledge_base(Settings(data_dir=tmp_path / "data"))
+    kb = build_knowledge_base(Settings(data_dir=stage_cache(tmp_path / "data")))
     kb.ingest(load_folder(old)[0])  # as every folder was stored before: source "folder"
     env = base_env(tmp_path / "data")
     assert {d["source"] for d in listing(env).values()} == {"folder"}

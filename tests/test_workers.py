@@ -33,7 +33,8 @@ def visitor(name: str) -> str:
 class Cluster:
     """Two workers (a and b) on the same PostgreSQL database, Redis and Chroma server, and an admin token."""
 
-    def __init__(self, tmp: Callable[[str], Path]) -> None:
+    def __init__(self, tmp: Callable[[str], Path], stage_cache: Callable[[Path], Path]) -> None:
+        self._stage_cache = stage_cache
         self.redis = local_redis_url(REDIS_DB)
         self.pg_url, self._drop_pg = create_pg_database()
         self.chroma = ChromaServer(tmp("chroma") / "data")
@@ -55,7 +56,7 @@ class Cluster:
             # a worker only polls for staff changes hourly here: what arrives sooner came over Redis
             "JOURNEY_LEARNING_POLL_SECONDS": "3600",
         }
-        self.seed = tmp("seed")
+        self.seed = self._stage_cache(tmp("seed"))
         ingested = run_cli("ingest", env=base_env(self.seed, **self.env))
         assert ingested.returncode == 0, ingested.stderr
         created = run_cli("staff", "create-token", "admin@lumio.example", "--role", "admin", env=self._env(self.seed))
@@ -96,8 +97,8 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    made = Cluster(tmp_path_factory.mktemp)
+def cluster(tmp_path_factory: pytest.TempPathFactory, stage_cache):
+    made = Cluster(tmp_path_factory.mktemp, stage_cache)
     yield made
     made.close()
 

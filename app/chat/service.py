@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import threading
@@ -41,7 +40,7 @@ from app.staff.learning import CuratedMatch, Learning
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.evidence import visitor_stage
-from app.stages.llm import LLMStageClassifier, as_vote
+from app.stages.llm import LLMStageClassifier, as_vote, wants_vote
 from app.stages.passages import nearest
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
@@ -237,9 +236,14 @@ class ChatService:
         )
         return stage, hits, Query(text=text, asked=asked, vector=query_vector, topic=topic), curated
 
+    def _wants_vote(self, p: Prepared, stage: StageResult, hits: list[Hit], curated: CuratedMatch | None) -> bool:
+        """Ask the LLM for a stage vote only when the detector is unsure and the LLM will answer the turn itself:
+        never for small talk, a curated answer or a decline (no passage relevant enough)."""
+        if self.stage_llm is None or self.llm is None or curated is not None or is_small_talk(p.request.message):
+            return False
+        return wants_vote(stage, self.settings.llm_stage_below) and bool(self._relevant(hits))
+
     async def _vote(self, signals: StageSignals) -> StageVote | None:
-        if self.stage_llm is None or _SMALL_TALK.match(signals.message):
-            return None
         answer = await self.stage_llm.classify(signals)
         if answer is None:
             return None
@@ -371,17 +375,11 @@ class ChatService:
                 yield name, data
             return
         signals = self._signals(p)
-        vote = None
-        if self.stage_llm is not None:  # the LLM's stage vote and the message's embedding at the same time
-            asking = asyncio.ensure_future(self._vote(signals))
-            try:
-                vector = await self.batcher.embed(p.request.message)
-                vote = await asking
-            finally:
-                asking.cancel()  # only if the embedding failed or the turn was cancelled
-        else:  # embedded together with the messages of other turns arriving now; cached for the suggestions
-            vector = await self.batcher.embed(p.request.message)
-        stage, hits, query, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
+        # embedded together with the messages of other turns arriving now; cached for the suggestions
+        vector = await self.batcher.embed(p.request.message)
+        stage, hits, query, curated = await to_thread.run_sync(self._understand, p, signals, None, vector)
+        if self._wants_vote(p, stage, hits, curated) and (vote := await self._vote(signals)) is not None:
+            stage, hits, query, curated = await to_thread.run_sync(self._understand, p, signals, vote, vector)
         state.stage = stage
         state.top_similarity = hits[0].similarity if hits else None
         yield "stage", visitor_stage(stage.as_dict())

@@ -40,6 +40,7 @@ CONTEXT_BELOW = 0.6
 VAGUE_SIMILARITY = 0.30  # below this, no labelled example is close enough to move anyone
 CORRECTION_SIMILARITY = 0.9  # a message this close to a staff-corrected one takes the corrected stage
 CORRECTION_BONUS = 6.0
+FIT_VERSION = 1  # bump when the fitting changes in a way the constants in the cache key do not show
 
 
 @dataclass(frozen=True)
@@ -177,19 +178,7 @@ class EnsembleStageDetector:
             vectors = np.vstack([vectors, learned_vectors])
         class_index = [np.flatnonzero(labels == c) for c in range(len(self.names))]
         n_classes = len(self.names)
-        oof = np.zeros((len(texts), n_classes))
-        folds = np.arange(len(texts)) % FOLDS
-        for fold in range(FOLDS):
-            train = folds != fold
-            held = np.flatnonzero(~train)
-            train_index = [idx[train[idx]] for idx in class_index]
-            bayes = NaiveBayes(n_classes).fit([texts[i] for i in np.flatnonzero(train)], labels[train].tolist())
-            linear = SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors[train], labels[train])
-            oof[held] = (
-                KNN_WEIGHT * self._knn(vectors[held] @ vectors.T, train_index)
-                + LINEAR_WEIGHT * linear.logits(vectors[held])
-                + NB_WEIGHT * np.array([bayes.log_posterior(texts[i]) for i in held])
-            )
+        oof, linear = self._fitted_models(texts, labels, vectors, class_index, cache=not learned)
         temperature, nll = fit_temperature(oof, labels)
         neutral = self._embed(list(self.journey.neutral)) if self.journey.neutral else np.zeros((0, vectors.shape[1]))
         return _Fit(
@@ -199,13 +188,54 @@ class EnsembleStageDetector:
             class_index=class_index,
             neutral=neutral,
             bayes=NaiveBayes(n_classes).fit(texts, labels.tolist()),
-            linear=SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors, labels),
+            linear=linear,
             temperature=temperature,
             oof_accuracy=float((oof.argmax(axis=1) == labels).mean()),
             oof_nll=nll,
             learned=learned,
             learned_vectors=learned_vectors,
         )
+
+    def _fitted_models(
+        self, texts: list[str], labels: np.ndarray, vectors: np.ndarray, class_index: list[np.ndarray], *, cache: bool
+    ) -> tuple[np.ndarray, SoftmaxRegression]:
+        """The out-of-fold ensemble logits and the linear model on all examples: about two seconds of CPU, so
+        kept in the cache directory (keyed by everything they depend on) for the configured examples."""
+        n_classes = len(self.names)
+        path = None
+        if cache and self.cache_dir is not None:
+            settings = (FIT_VERSION, n_classes, FOLDS, TOP_K, KNN_WEIGHT, LINEAR_WEIGHT, NB_WEIGHT, LINEAR_L2)
+            key = hashlib.sha256(
+                repr((settings, texts)).encode()
+                + labels.tobytes()
+                + np.ascontiguousarray(vectors).tobytes()
+            ).hexdigest()[:24]
+            path = self.cache_dir / f"stage-fit-{key}.npz"
+            if path.is_file():
+                with np.load(path) as stored:
+                    linear = SoftmaxRegression(n_classes, l2=LINEAR_L2)
+                    linear.weights, linear.bias = stored["weights"], stored["bias"]
+                    return stored["oof"], linear
+        oof = np.zeros((len(texts), n_classes))
+        folds = np.arange(len(texts)) % FOLDS
+        for fold in range(FOLDS):
+            train = folds != fold
+            held = np.flatnonzero(~train)
+            train_index = [idx[train[idx]] for idx in class_index]
+            bayes = NaiveBayes(n_classes).fit([texts[i] for i in np.flatnonzero(train)], labels[train].tolist())
+            fold_linear = SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors[train], labels[train])
+            oof[held] = (
+                KNN_WEIGHT * self._knn(vectors[held] @ vectors.T, train_index)
+                + LINEAR_WEIGHT * fold_linear.logits(vectors[held])
+                + NB_WEIGHT * np.array([bayes.log_posterior(texts[i]) for i in held])
+            )
+        linear = SoftmaxRegression(n_classes, l2=LINEAR_L2).fit(vectors, labels)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, oof=oof, weights=linear.weights, bias=linear.bias)
+            tmp.replace(path)
+        return oof, linear
 
     def set_learned(self, pairs: list[tuple[str, str]]) -> None:
         """Train on the configured examples plus these (staff corrections), without a restart."""

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.stages.detector import StageDetector, StageSignals
+from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.passages import PassageSignal
 
 PassageLookup = Callable[[str], tuple[PassageSignal, ...]]  # a message -> the knowledge passages nearest to it
+Voter = Callable[[StageSignals, StageResult], StageVote | None]  # an outside (LLM) vote on a turn, or None
 
 CALIBRATION_BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0001)
 
@@ -63,24 +64,31 @@ def load_cases(path: Path, stage_names: list[str]) -> list[StageCase]:
     return cases
 
 
-def classify_case(detector: StageDetector, case: StageCase, passages: PassageLookup | None = None) -> tuple[str, float]:
-    """Replay the user turns in order (so the conversation's stage builds up) and classify the last one."""
+def classify_case(
+    detector: StageDetector, case: StageCase, passages: PassageLookup | None = None, voter: Voter | None = None
+) -> tuple[str, float]:
+    """Replay the user turns in order (so the conversation's stage builds up) and classify the last one.
+
+    With a voter, every turn is classified alone first and again with the vote when the voter gives one (as the chat
+    service does with the LLM's vote).
+    """
     users = [str(m["content"]) for m in case.messages if m["role"] == "user"]
     previous = None
     result = None
     for i, message in enumerate(users):
         last = i == len(users) - 1
-        result = detector.detect(
-            StageSignals(
-                message=message,
-                history=tuple(users[:i]),
-                page_url=str(case.page.get("url", "")) if last else "",
-                page_title=str(case.page.get("title", "")) if last else "",
-                known_customer=case.known_customer,
-                previous=previous,
-                passages=passages(message) if passages is not None else (),
-            )
+        signals = StageSignals(
+            message=message,
+            history=tuple(users[:i]),
+            page_url=str(case.page.get("url", "")) if last else "",
+            page_title=str(case.page.get("title", "")) if last else "",
+            known_customer=case.known_customer,
+            previous=previous,
+            passages=passages(message) if passages is not None else (),
         )
+        result = detector.detect(signals)
+        if voter is not None and (vote := voter(signals, result)) is not None:
+            result = detector.detect(signals, vote=vote)
         previous = result.name
     assert result is not None
     return result.name, result.confidence
@@ -95,6 +103,7 @@ class StageReport:
     predicted: list[str]
     confidence: list[float]
     ms_per_case: float
+    votes: dict[str, int] | None = None  # with an LLM: {"turns": replayed turns, "asked": turns it was asked to vote}
 
     @property
     def accuracy(self) -> float:
@@ -147,6 +156,7 @@ class StageReport:
             "confusion": self.confusion(),
             "calibration": {"bins": bins, "ece": ece},
             "ms_per_case": self.ms_per_case,
+            "llm_votes": self.votes,
         }
 
     def as_text(self) -> str:
@@ -164,20 +174,44 @@ class StageReport:
             low, high = b["range"]
             lines.append(f"  [{low:.2f}, {high:.2f}) n={b['n']:<4} {b['confidence']:.3f} -> {b['accuracy']:.3f}")
         lines += [f"  expected calibration error: {ece:.3f}", f"  {self.ms_per_case:.1f} ms per case", ""]
+        if self.votes is not None:
+            share = self.votes["asked"] / max(self.votes["turns"], 1)
+            lines += [f"LLM stage votes asked: {self.votes['asked']} of {self.votes['turns']} turns ({share:.3f})", ""]
         lines.append(f"accuracy: {self.accuracy:.3f} (n={len(self.gold)})")
         return "\n".join(lines)
 
 
 def evaluate(
-    detector: StageDetector, cases: list[StageCase], names: list[str], passages: PassageLookup | None = None
+    detector: StageDetector,
+    cases: list[StageCase],
+    names: list[str],
+    passages: PassageLookup | None = None,
+    voter: CountingVoter | None = None,
 ) -> StageReport:
-    """Classify every case (with the knowledge passages near each message, if given) and collect the figures."""
+    """Classify every case (with the knowledge passages near each message, and the voter, if given); collect figures."""
     gold, predicted, confidence = [], [], []
     start = time.perf_counter()
     for case in cases:
-        name, conf = classify_case(detector, case, passages)
+        name, conf = classify_case(detector, case, passages, voter)
         gold.append(case.stage)
         predicted.append(name)
         confidence.append(conf)
     ms = (time.perf_counter() - start) * 1000 / len(cases)
-    return StageReport(names=names, gold=gold, predicted=predicted, confidence=confidence, ms_per_case=ms)
+    votes = {"turns": voter.turns, "asked": voter.asked} if voter is not None else None
+    return StageReport(names=names, gold=gold, predicted=predicted, confidence=confidence, ms_per_case=ms, votes=votes)
+
+
+class CountingVoter:
+    """Asks `ask` for a vote on the turns `wanted` says are worth one, and counts turns and votes asked."""
+
+    def __init__(self, ask: Callable[[StageSignals], StageVote | None], wanted: Callable[[str, StageResult], bool]):
+        self.ask, self.wanted = ask, wanted
+        self.turns = self.asked = 0
+
+    def __call__(self, signals: StageSignals, result: StageResult) -> StageVote | None:
+        """The vote on this turn, or None when none was asked or the answer was no vote."""
+        self.turns += 1
+        if not self.wanted(signals.message, result):
+            return None
+        self.asked += 1
+        return self.ask(signals)

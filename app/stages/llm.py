@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from app.answer.llm import openai_client, post_chat_completion
 from app.config import Settings
 from app.stages.config import JourneyConfig
-from app.stages.detector import StageSignals, StageVote
+from app.stages.detector import StageResult, StageSignals, StageVote
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +110,8 @@ def as_vote(vote: LLMStageVote, names: list[str], weight: float) -> StageVote:
         "detail": vote.reason[:200],
     }
     return StageVote(logits=weight * np.log(probs / probs.sum()), evidence=evidence)
+
+
+def wants_vote(stage: StageResult, below: float) -> bool:
+    """True when the offline detector is unsure enough of its stage for an LLM vote to be worth a call."""
+    return stage.uncertain or stage.confidence < below
