@@ -62,10 +62,9 @@ def session_options(threads: int):
 class LocalMiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 with int8 weights on onnxruntime: mean-pooled, L2-normalised, 384 dimensions."""
 
-    name = "minilm-l6-int8"
     dimensions = 384
 
-    def __init__(self, threads: int = 2, model_path: Path | None = None) -> None:
+    def __init__(self, threads: int = 2, model_path: Path | None = None, name: str = "minilm-l6-int8") -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -73,6 +72,7 @@ class LocalMiniLMEmbeddings(Embeddings):
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.name = name  # a different model (path) needs a different name: it names the Chroma collection
         path = str(model_path or packaged)
         self._session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()
@@ -145,11 +145,16 @@ class OpenAIEmbeddingsAdapter(Embeddings):
 def make_embeddings(settings: Settings) -> LocalMiniLMEmbeddings | OpenAIEmbeddingsAdapter:
     """Build the embedding model the settings ask for."""
     spec = settings.embedding_model
-    if spec == "local":
+    if spec == "local":  # the packaged model re-quantized to compute in int8 (app/quantized.py), built on first use
+        from app.quantized import quantized_model
+
+        model = quantized_model(_model_files()[0], settings.data_dir / "cache")
+        return LocalMiniLMEmbeddings(settings.embedding_threads, model, name="minilm-l6-int8q")
+    if spec == "local-int8":  # the packaged model as it is: vectors ingested before the int8q model keep working
         return LocalMiniLMEmbeddings(settings.embedding_threads)
     if spec.startswith("openai:") and len(spec) > len("openai:"):
         return OpenAIEmbeddingsAdapter(settings, spec.removeprefix("openai:"))
-    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local' or 'openai:<model>', got {spec!r}")
+    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local', 'local-int8' or 'openai:<model>', got {spec!r}")
 
 
 class VectorCache:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from app.embeddings import LocalMiniLMEmbeddings, _model_files, session_options  # noqa: E402
 from app.kb.documents import load_folder  # noqa: E402
+from app.quantized import BLOCKS, MATMULS_PER_BLOCK, SETTINGS, fold_to_float, quantize, weight_matmuls  # noqa: E402
 
 ROLES = ("query", "key", "value", "attention-out", "ffn-up", "ffn-down")
 
@@ -43,62 +44,6 @@ def passages() -> list[str]:
     """What ingestion embeds for the demo knowledge base."""
     docs, _ = load_folder(REPO / "knowledge" / "docs")
     return [p.embedding_text() for doc in docs for p in doc.passages()]
-
-
-def fold_to_float(source: Path, target: Path) -> None:
-    """The packaged graph with its int8 weights (Cast then Mul by a scale) turned into float initializers."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(source))
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    drop, new = set(), []
-    for cast in [n for n in graph.node if n.op_type == "Cast" and n.input[0] in inits]:
-        (mul,) = consumers[cast.output[0]]
-        scale = next(name for name in mul.input if name != cast.output[0])
-        if mul.op_type != "Mul" or scale not in inits:
-            continue
-        weight = numpy_helper.to_array(inits[cast.input[0]]).astype(np.float32) * numpy_helper.to_array(inits[scale])
-        new.append(numpy_helper.from_array(weight.astype(np.float32), mul.output[0]))
-        drop |= {cast.input[0], scale}
-        graph.node.remove(cast)
-        graph.node.remove(mul)
-    kept = [i for i in graph.initializer if i.name not in drop]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new)
-    onnx.save(model, str(target))
-
-
-def weight_matmuls(float_model: Path) -> list[str]:
-    """Names of the MatMuls with a constant weight, in graph order (6 a block: query, key, value, attention out,
-    feed-forward up, feed-forward down)."""
-    import onnx
-
-    graph = onnx.load(str(float_model)).graph
-    inits = {i.name for i in graph.initializer}
-    names = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in inits]
-    if len(names) != 6 * 6:
-        raise SystemExit(f"expected 36 weight MatMuls in MiniLM-L6, found {len(names)}")
-    return names
-
-
-def quantize(float_model: Path, target: Path, *, exclude: list[str] = (), **settings) -> None:
-    """onnxruntime's dynamic quantization of the float graph's weight MatMuls (int8 weights and activations)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    weight_type = settings.pop("weight_type", QuantType.QInt8)
-    quantize_dynamic(
-        float_model,
-        target,
-        weight_type=weight_type,
-        nodes_to_exclude=list(exclude),
-        **settings,
-    )
 
 
 class Variant:
@@ -126,9 +71,8 @@ def build_variants(scratch: Path, wanted: list[str]) -> list[Variant]:
     folded = scratch / "float.onnx"
     fold_to_float(packaged, folded)
     matmuls = weight_matmuls(folded)
-    by_role = {role: [name for i, name in enumerate(matmuls) if i % 6 == r] for r, role in enumerate(ROLES)}
-    block = [matmuls[6 * b : 6 * b + 6] for b in range(6)]
-    constb = {"MatMulConstBOnly": True}
+    by_role = {role: matmuls[r::MATMULS_PER_BLOCK] for r, role in enumerate(ROLES)}
+    block = [matmuls[MATMULS_PER_BLOCK * b : MATMULS_PER_BLOCK * (b + 1)] for b in range(BLOCKS)]
 
     def extended(options) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -141,43 +85,15 @@ def build_variants(scratch: Path, wanted: list[str]) -> list[Variant]:
         "opt-extended": ("packaged", None, extended),
         "opt-all-saved": ("saved", None, saved),
         "float-folded": ("float", None, None),
-        "dyn-default": ("quant", {"op_types_to_quantize": None, "per_channel": False}, None),
-        "dyn-pc": ("quant", {"per_channel": True, "extra_options": constb}, None),
-        "dyn-pc-reduce": ("quant", {"per_channel": True, "reduce_range": True, "extra_options": constb}, None),
-        "dyn-pc-quint8": (
-            "quant",
-            {"per_channel": True, "weight_type": "QUInt8", "extra_options": constb},
-            None,
-        ),
-        "dyn-pc-no-ffn-down": (
-            "quant",
-            {"per_channel": True, "extra_options": constb, "exclude": by_role["ffn-down"]},
-            None,
-        ),
-        "dyn-pc-no-attn-out": (
-            "quant",
-            {"per_channel": True, "extra_options": constb, "exclude": by_role["attention-out"]},
-            None,
-        ),
-        "dyn-pc-no-first-last": (
-            "quant",
-            {"per_channel": True, "extra_options": constb, "exclude": block[0] + block[5]},
-            None,
-        ),
-        "dyn-pc-qkv-only": (
-            "quant",
-            {
-                "per_channel": True,
-                "extra_options": constb,
-                "exclude": by_role["attention-out"] + by_role["ffn-up"] + by_role["ffn-down"],
-            },
-            None,
-        ),
-        "dyn-pc-ffn-up-qkv": (
-            "quant",
-            {"per_channel": True, "extra_options": constb, "exclude": by_role["attention-out"] + by_role["ffn-down"]},
-            None,
-        ),
+        "dyn-default": ("quant", {"per_channel": False, "op_types": None, "extra_options": {}}, None),
+        "dyn-pc": ("quant", {}, None),  # app/quantized.py SETTINGS: what JOURNEY_EMBEDDING_MODEL=local runs
+        "dyn-pc-reduce": ("quant", {"reduce_range": True}, None),
+        "dyn-pc-quint8": ("quant", {"weight_type": "QUInt8"}, None),
+        "dyn-pc-no-ffn-down": ("quant", {"exclude": by_role["ffn-down"]}, None),
+        "dyn-pc-no-ffn": ("quant", {"exclude": by_role["ffn-up"] + by_role["ffn-down"]}, None),
+        "dyn-pc-no-attn-out": ("quant", {"exclude": by_role["attention-out"]}, None),
+        "dyn-pc-no-first-last": ("quant", {"exclude": block[0] + block[-1]}, None),
+        "dyn-pc-no-first": ("quant", {"exclude": block[0]}, None),
     }
     variants = []
     for name in wanted:
@@ -193,15 +109,9 @@ def build_variants(scratch: Path, wanted: list[str]) -> list[Variant]:
             ort.InferenceSession(str(packaged), options, providers=["CPUExecutionProvider"])
             variants.append(Variant(name, target, tweak))
         else:
-            from onnxruntime.quantization import QuantType
-
-            settings = dict(settings)
-            if settings.get("op_types_to_quantize", "MatMul") == "MatMul":
-                settings["op_types_to_quantize"] = ["MatMul"]
-            if settings.get("weight_type") == "QUInt8":
-                settings["weight_type"] = QuantType.QUInt8
+            settings = SETTINGS | settings
             target = scratch / f"{name}.onnx"
-            quantize(folded, target, **settings)
+            quantize(folded, target, settings, settings.pop("exclude", []))
             variants.append(Variant(name, target, tweak))
     return variants
 
@@ -217,20 +127,13 @@ def sweep(scratch: Path, texts: list[str], reference: np.ndarray, threads: int) 
     if not folded.exists():
         fold_to_float(_model_files()[0], folded)
     matmuls = weight_matmuls(folded)
-    groups = {"none": []}
-    groups |= {f"role {role}": [n for i, n in enumerate(matmuls) if i % 6 == r] for r, role in enumerate(ROLES)}
-    groups |= {f"block {b}": matmuls[6 * b : 6 * b + 6] for b in range(6)}
+    groups: dict[str, list[str]] = {"none": []}
+    groups |= {f"role {role}": matmuls[r::MATMULS_PER_BLOCK] for r, role in enumerate(ROLES)}
+    groups |= {f"block {b}": matmuls[MATMULS_PER_BLOCK * b : MATMULS_PER_BLOCK * (b + 1)] for b in range(BLOCKS)}
     print("\nleft in float (the rest quantized per channel)  mean cos  min cos")
     for label, exclude in groups.items():
         target = scratch / "sweep.onnx"
-        quantize(
-            folded,
-            target,
-            exclude=exclude,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-            extra_options={"MatMulConstBOnly": True},
-        )
+        quantize(folded, target, SETTINGS, exclude)
         found = cosines(Variant(label, target).load(threads), texts, reference)
         print(f"{label:<48} {found.mean():.4f}   {found.min():.4f}")
 
@@ -241,9 +144,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100, help="questions embedded one at a time per round")
     parser.add_argument("--passages", type=int, default=128, help="passages embedded in batches of 16 per round")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (JOURNEY_EMBEDDING_THREADS)")
-    parser.add_argument("--variants", default="today,opt-extended,opt-all-saved,float-folded,dyn-default,dyn-pc,"
-                        "dyn-pc-reduce,dyn-pc-quint8,dyn-pc-no-ffn-down,dyn-pc-no-attn-out,dyn-pc-no-first-last,"
-                        "dyn-pc-qkv-only,dyn-pc-ffn-up-qkv")
+    parser.add_argument(
+        "--variants",
+        default="today,opt-extended,opt-all-saved,float-folded,dyn-default,dyn-pc,"
+        "dyn-pc-reduce,dyn-pc-quint8,dyn-pc-no-ffn-down,dyn-pc-no-ffn,dyn-pc-no-attn-out,dyn-pc-no-first-last,"
+        "dyn-pc-no-first",
+    )
     parser.add_argument("--sweep", action="store_true", help="print the per-layer sensitivity sweep instead")
     args = parser.parse_args()
     header("CPU per text of the local embedding model, variants of the packaged int8 MiniLM")
@@ -283,8 +189,10 @@ def main() -> None:
         print(f"machine speed per round: {', '.join(f'{s:.1f}' for s in speeds)} ms for the reference loop")
         print(f"{args.rounds} rounds, {args.threads} onnxruntime threads; CPU ms per text (median of rounds), ratio to")
         print("today's (median of the per-round ratios); cosine with today's vectors: questions | passages\n")
-        print(f"{'variant':<22} {'1 question':>10} {'ratio':>6} {'16 passages':>11} {'ratio':>6}"
-              f"  {'q mean':>6} {'q min':>6}  {'p mean':>6} {'p min':>6}")
+        print(
+            f"{'variant':<22} {'1 question':>10} {'ratio':>6} {'16 passages':>11} {'ratio':>6}"
+            f"  {'q mean':>6} {'q min':>6}  {'p mean':>6} {'p min':>6}"
+        )
         for name in models:
             ratio_1 = statistics.median(a / b for a, b in zip(single[name], single["today"], strict=True))
             ratio_16 = statistics.median(a / b for a, b in zip(batched[name], batched["today"], strict=True))
