@@ -26,7 +26,7 @@ class Settings(BaseSettings):
 
     embedding_model: str = Field(
         "local",
-        description="'local' (MiniLM int8 on onnxruntime) or 'openai:<model>' e.g. openai:text-embedding-3-small",
+        description="'local' (MiniLM computing in int8), 'local-int8' (the packaged MiniLM) or 'openai:<model>'",
     )
     embedding_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads for one local embedding call")
     llm_model: str = "gpt-4o-mini"

@@ -41,32 +41,40 @@ def _model_files() -> tuple[Path, Path]:
     return model, tokenizer
 
 
+def session_options(threads: int):
+    """onnxruntime session options of the local model: a few threads that sleep rather than spin, no memory arena."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # two (the default) answer a lone question 1-2 ms sooner than one and give as many turns/s under load
+    # (bench/turn_overhead.py), although in isolation one thread spends less CPU a batched question (6.6 ms
+    # against 8.5-11 ms)
+    options.intra_op_num_threads = threads
+    # no busy-waiting between ops: spinning threads doubled the CPU of a query embedding (16.8 -> 7.6 ms),
+    # CPU the other requests of a loaded server need (bench/turn_overhead.py)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # no memory arena: a batch's buffers go back after each run instead of the arena keeping the largest batch's
+    # (no measurable CPU cost: 4.7 ms a question either way in batches of 16)
+    options.enable_cpu_mem_arena = False
+    return options
+
+
 class LocalMiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 with int8 weights on onnxruntime: mean-pooled, L2-normalised, 384 dimensions."""
 
-    name = "minilm-l6-int8"
     dimensions = 384
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, model_path: Path | None = None, name: str = "minilm-l6-int8") -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        model_path, tokenizer_path = _model_files()
+        packaged, tokenizer_path = _model_files()
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        options = ort.SessionOptions()
-        # two (the default) answer a lone question 1-2 ms sooner than one and give as many turns/s under load
-        # (bench/turn_overhead.py), although in isolation one thread spends less CPU a batched question (6.6 ms
-        # against 8.5-11 ms)
-        options.intra_op_num_threads = threads
-        # no busy-waiting between ops: spinning threads doubled the CPU of a query embedding (16.8 -> 7.6 ms),
-        # CPU the other requests of a loaded server need (bench/turn_overhead.py)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # no memory arena: a batch's buffers go back after each run instead of the arena keeping the largest batch's
-        # (no measurable CPU cost: 4.7 ms a question either way in batches of 16)
-        options.enable_cpu_mem_arena = False
-        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.name = name  # a different model (path) needs a different name: it names the Chroma collection
+        path = str(model_path or packaged)
+        self._session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
         self._lock = threading.Lock()
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -137,11 +145,16 @@ class OpenAIEmbeddingsAdapter(Embeddings):
 def make_embeddings(settings: Settings) -> LocalMiniLMEmbeddings | OpenAIEmbeddingsAdapter:
     """Build the embedding model the settings ask for."""
     spec = settings.embedding_model
-    if spec == "local":
+    if spec == "local":  # the packaged model re-quantized to compute in int8 (app/quantized.py), built on first use
+        from app.quantized import quantized_model
+
+        model = quantized_model(_model_files()[0], settings.data_dir / "cache")
+        return LocalMiniLMEmbeddings(settings.embedding_threads, model, name="minilm-l6-int8q")
+    if spec == "local-int8":  # the packaged model as it is: vectors ingested before the int8q model keep working
         return LocalMiniLMEmbeddings(settings.embedding_threads)
     if spec.startswith("openai:") and len(spec) > len("openai:"):
         return OpenAIEmbeddingsAdapter(settings, spec.removeprefix("openai:"))
-    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local' or 'openai:<model>', got {spec!r}")
+    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local', 'local-int8' or 'openai:<model>', got {spec!r}")
 
 
 class VectorCache:
