@@ -135,6 +135,34 @@ def test_unsent_messages_survive_a_reload_and_go_out_in_order_when_the_server_is
     widget.assert_clean()
 
 
+
+def test_a_refused_message_gets_its_error_and_does_not_block_the_resend_queue(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    too_long, after = "x" * 4001, "Can I cancel anytime?"
+    widget.page.route(STREAM, lambda route: route.abort("connectionrefused"))
+    widget.page.evaluate("(text) => JourneyGuide.send(text)", too_long)
+    expect(widget(".err")).to_have_count(1)
+    widget.ask(after)
+    expect(widget(".err")).to_have_count(2)
+    widget.page.unroute(STREAM)
+    widget(".err button").first.click()  # the server answers the first with 422, the second with a reply
+    widget.wait_replies(1)
+    refused = widget(".err.no[role=alert]")
+    expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("at most 4000 characters")
+    expect(widget(".err button")).to_have_count(0)  # nothing left to retry
+    assert widget.page.evaluate(LOG_ORDER) == [f"Q:{too_long}", "err", f"Q:{after}", "A"]
+    assert widget.page.evaluate("localStorage.getItem('journey-guide:pending')") is None
+    rows = offline_server.touchpoints(conversation_id=widget.state()["conversation"])
+    assert [r["question"] for r in rows if r["kind"] == "exchange"] == [after]
+    widget.ask("Is there a discount if I pay yearly?")  # and later messages go out as usual
+    widget.wait_replies(2)
+    expect(widget(".err.no")).to_have_count(1)
+    widget.assert_clean()
+
 # 4. "Not sent" for screen readers
 
 POLITE = "journey-guide .sr[aria-live=polite][aria-atomic=true]"

@@ -528,7 +528,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     return v ? [v] : []; // one message, as stored by earlier versions
   };
   const failed = (why, auto) => {
-    root.querySelectorAll(".err").forEach((e) => e.remove());
+    root.querySelectorAll(".err:not(.no)").forEach((e) => e.remove());
     live.textContent = ""; // the polite region must not read the previous reply again
     queue.forEach((q, i) => {
       const bar = el(null, "div", "m err", (why || T.failed) + " ");
@@ -585,7 +585,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const flush = async (want) => {
     if (busy || !queue.length) return null;
     clearTimeout(again);
-    root.querySelectorAll(".err").forEach((e) => e.remove());
+    root.querySelectorAll(".err:not(.no)").forEach((e) => e.remove());
     let out = null;
     while (queue.length) {
       const item = queue[0];
@@ -594,7 +594,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       queue = queue.filter((q) => q !== item);
       keep();
       pause = 0;
-      if (item === want) out = done;
+      if (item === want && !done.refused) out = done;
     }
     return out;
   };
@@ -624,7 +624,9 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         }
         if (!res.ok || !res.body) {
           const data = await res.json().catch(() => ({}));
-          throw { shown: res.status < 500 && data.error };
+          const st = res.status;
+          // refused (too long, invalid...): sending it again would fail again, so it leaves the queue
+          throw { shown: st < 500 && (data.error || "HTTP " + st), drop: st < 500 && st !== 429 };
         }
         let streamed = "";
         let sources = [];
@@ -669,9 +671,12 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       return done;
     } catch (e) {
       if (m) m.remove();
-      failed(e.shown, !e.shown);
       emit("error", { text, error: e.shown || "network" });
-      return null;
+      if (!e.drop) return failed(e.shown, 1), null;
+      const bar = el(null, "div", "m err no", e.shown);
+      bar.setAttribute("role", "alert");
+      user.after(bar);
+      return { refused: e.shown };
     } finally {
       busy = false;
       sendBtn.disabled = false;
