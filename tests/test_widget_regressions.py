@@ -135,7 +135,6 @@ def test_unsent_messages_survive_a_reload_and_go_out_in_order_when_the_server_is
     widget.assert_clean()
 
 
-
 def test_a_refused_message_gets_its_error_and_does_not_block_the_resend_queue(widget, offline_server):
     from playwright.sync_api import expect
 
@@ -162,6 +161,7 @@ def test_a_refused_message_gets_its_error_and_does_not_block_the_resend_queue(wi
     widget.wait_replies(2)
     expect(widget(".err.no")).to_have_count(1)
     widget.assert_clean()
+
 
 # 4. "Not sent" for screen readers
 

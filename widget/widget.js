@@ -57,6 +57,9 @@
       returned: "{name} handed you back to the guide.",
       closed: "{name} closed the conversation.",
       sent: "Thanks! We'll reply to {email}.",
+      fresh: "New conversation",
+      copy: "Copy reply",
+      copied: "Copied",
   };
   const strings = Object(cfg.strings);
   for (const k in T) T[k] = (/^(title|subtitle|greeting)$/.test(k) && str(cfg[k])) || str(strings[k]) || T[k];
@@ -167,6 +170,8 @@ sup a{text-decoration:none;font-size:11px}
 .err{background:#fef2f2;color:#991b1b;align-self:flex-end;font-size:13px;padding:2px 4px}
 .err button{background:none;border:0;color:#991b1b;font-weight:700;text-decoration:underline}
 .ag b{display:block;font-size:12px;color:#374151}
+time{display:block;font-size:12px;margin-top:2px}
+.b time{color:#4b5563}
 .ag div{white-space:pre-wrap}
 .ty{font-size:13px;color:#4b5563}
 .st{margin:0;padding:6px 16px;font-size:13px;color:#374151;background:#f9fafb;border-top:1px solid #e5e7eb}
@@ -201,7 +206,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     ICON + '<path d="M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3"/></svg>';
   // Static markup only: nothing interpolated here comes from visitors, documents, the LLM or the host page.
   const TEMPLATE = `<div class="jg"><section class="panel" role="dialog" aria-labelledby="jg-t" hidden>
-<header><div><h2 id="jg-t"></h2><p></p></div><button class="x" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></header>
+<header><div><h2 id="jg-t"></h2><p></p></div><button class="x nc" type="button">${ICON}<path d="M12 5v14M5 12h14"/></svg></button><button class="x" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></header>
 <div class="log"></div><p class="st" role="status" hidden></p>
 <form class="compose"><label class="sr" for="jg-in"></label><textarea id="jg-in" rows="1" maxlength="4000"></textarea><button type="submit">${ICON}<path d="M5 12h14M13 6l6 6-6 6"/></svg></button></form>
 <div class="foot"><button class="hb" type="button"></button></div>
@@ -237,13 +242,15 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const launcher = $(".launch");
   const badge = $(".badge");
   const live = $("[aria-live]");
-  const closeBtn = $(".x");
+  const closeBtn = $(".x:not(.nc)");
+  const newBtn = $(".nc");
   const contactBtn = $(".hb");
   jg.lang = str(cfg.locale) || d.documentElement.lang || "en";
   $("h2").textContent = T.title;
   $("header p").textContent = T.subtitle;
   contactBtn.textContent = T.human;
   closeBtn.setAttribute("aria-label", T.close);
+  newBtn.setAttribute("aria-label", T.fresh);
   $("label").textContent = T.input;
   input.placeholder = T.placeholder;
   sendBtn.setAttribute("aria-label", T.send);
@@ -282,20 +289,22 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     a.rel = "noopener noreferrer";
     return a;
   };
+  // `code` and ``code with a ` in it``: a <code> element holding text (the server turns HTML <code> into these)
   const INLINE =
-    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
-  const inline = (parent, text, sources) => {
+    /(`+)(?!\s*\1)(.+?)\1(?!`)|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
+  const inline = (parent, text, sources, inLink) => {
     let last = 0;
     for (const m of text.matchAll(INLINE)) {
+      if (inLink && !m[2]) continue; // link text: code, and nothing that would nest a link
       parent.append(text.slice(last, m.index));
       last = m.index + m[0].length;
-      if (m[1]) el(parent, "code", "", m[1]);
-      else if (m[2] || m[3]) inline(el(parent, "strong"), m[2] || m[3], sources);
-      else if (m[4]) inline(el(parent, "em"), m[4], sources);
-      else if (m[5]) link(parent, m[6], m[5]);
-      else if (m[7]) link(parent, m[7], m[7]);
+      if (m[2]) el(parent, "code", "", m[2].replace(/^ (.*) $/, "$1"));
+      else if (m[3] || m[4]) inline(el(parent, "strong"), m[3] || m[4], sources);
+      else if (m[5]) inline(el(parent, "em"), m[5], sources);
+      else if (m[6]) inline(link(parent, m[7], "") || parent, m[6], sources, 1);
+      else if (m[8]) link(parent, m[8], m[8]);
       else {
-        const s = sources[m[8] - 1];
+        const s = sources[m[9] - 1];
         const a = s ? link(el(parent, "sup"), s.url, m[0]) : parent.append(m[0]);
         if (a) a.title = s.title || "";
       }
@@ -417,10 +426,23 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     setTimeout(() => (live.textContent = text), 50);
   };
 
-  const addUser = (text) => {
+  // when a message was written, in the widget's locale: <time datetime=ISO>16:05</time>
+  let clock;
+  try {
+    clock = new Intl.DateTimeFormat(jg.lang, { timeStyle: "short" });
+  } catch (e) {
+    clock = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+  }
+  const stamp = (m, at) => {
+    const t = new Date(at || Date.now());
+    const e = el(m, "time", "", clock.format(t));
+    e.dateTime = t.toISOString();
+  };
+  const addUser = (text, at) => {
     const m = el(log, "div", "m u");
     el(m, "span", "sr", T.you + " ");
     m.append(text);
+    stamp(m, at);
     scroll(true);
     return m;
   };
@@ -493,6 +515,15 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       b.setAttribute("aria-label", label);
       b.setAttribute("aria-pressed", current === r);
     });
+    const copy = button(bar, "", "", async () => {
+      try {
+        await navigator.clipboard.writeText(m.querySelector(".md").innerText);
+        status.textContent = T.copied;
+        status.className = "";
+      } catch (e) {}
+    });
+    html(copy, ICON + '<rect x="9" y="9" width="12" height="12" rx="2"/><path d="M5 15V5a2 2 0 0 1 2-2h10"/></svg>');
+    copy.setAttribute("aria-label", T.copy);
   };
 
   const finish = (m, turn) => {
@@ -510,6 +541,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (safeUrl(s.url)) link(el(list, "li"), s.url, `[${i + 1}] ${s.title || s.url}`);
       });
     }
+    stamp(m, turn.created_at);
     if (turn.message_id) feedback(m, turn.message_id, turn.feedback);
   };
 
@@ -784,7 +816,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (!isOpen()) unread++, showBadge();
       }
     } else if (kind === "visitor.message") {
-      if (old && lstate === "live") addUser(x.text); // sent from this widget, shown when it was sent
+      if (old && lstate === "live") addUser(x.text, e.created_at); // sent from this widget, shown when it was sent
     } else if (kind === "handoff.returned" || kind === "handoff.closed") {
       typing();
       lstate = kind === "handoff.closed" ? "closed" : "bot";
@@ -930,7 +962,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         lemail = lv.email || "";
         // exchanges and live events (someone joined, their messages...) in the order they happened
         turns
-          .map((turn) => [turn.created_at, () => (addUser(turn.question), turn.reply && finish(addBot(), turn))])
+          .map((t) => [t.created_at, () => (addUser(t.question, t.created_at), t.reply && finish(addBot(), t))])
           .concat((lv.events || []).map((e) => [e.created_at, () => onLive(e.kind, e, e.id, 1)]))
           .sort((a, b) => Date.parse(a[0]) - Date.parse(b[0]))
           .forEach((x) => x[1]());
@@ -1055,21 +1087,32 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
     emit("identify", identity);
   };
-  const reset = () => {
-    store.set("visitor", (visitor = rid()));
-    ["conversation", "pending", "draft", "utm", "live"].forEach((k) => store.set(k, null));
+  // A new conversation for the same visitor (the header's + button); the old one stays on the server.
+  const fresh = (keys) => {
+    ["conversation", "pending", "live"].concat(keys || []).forEach((k) => store.set(k, null));
     queue = [];
     clearTimeout(again);
     unlisten();
     typed(false);
-    conversation = identity = handForm = askForm = chipsBox = lstate = typingBox = null;
+    conversation = handForm = askForm = chipsBox = lstate = typingBox = null;
     lastId = 0;
     agent = lemail = "";
     showState();
-    input.value = "";
     loaded = false;
     log.textContent = "";
     if (isOpen()) restore();
+  };
+  newBtn.onclick = () => {
+    if (busy) return;
+    fresh();
+    input.focus();
+    emit("new");
+  };
+  const reset = () => {
+    store.set("visitor", (visitor = rid()));
+    identity = null;
+    input.value = "";
+    fresh(["draft", "utm"]);
     emit("reset");
   };
   if (cfg.identity) identify(cfg.identity);
