@@ -6,8 +6,9 @@ Skipped without /usr/bin/chromium or playwright, unless JOURNEY_REQUIRE_SERVICES
 
 from __future__ import annotations
 
+import pytest
 from chromium import assert_contrast
-from conftest import REPO
+from conftest import REPO, skip_or_fail
 from widget_page import DESKTOP, PRICING, TEXTS, Widget, assert_inert
 
 SCREENSHOTS = REPO / "screenshots"  # looked at by a person; not committed
@@ -309,4 +310,22 @@ def test_a_proactive_rule_by_stage_from_data_attributes_can_be_dismissed_or_swit
     widget.page.wait_for_timeout(1000)
     expect(widget(".pro")).to_be_hidden()
     assert sent == []
+    widget.assert_clean()
+
+
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"  # npm install --no-save axe-core
+AXE_RUN = """() => axe.run({fromShadowDom: ['journey-guide', '.jg']}).then((r) => r.violations.map((v) =>
+  [v.id, v.impact, v.nodes.map((n) => n.target.join(' ')).slice(0, 3)]))"""
+
+
+@pytest.mark.parametrize("config", ["{theme: 'light'}", "{theme: 'dark'}", "{locale: 'ar'}"])
+def test_axe_finds_no_violations_in_the_open_widget(widget, offline_server, site, config):
+    if not AXE.exists():
+        skip_or_fail(f"axe-core is not installed at {AXE} (npm install --no-save axe-core)")
+    widget.goto(site.page("axe", "<main><h1>Axe</h1></main>", config=config, widget_url=offline_server.url))
+    answered(widget)
+    widget.page.add_script_tag(path=str(AXE))
+    assert widget.page.evaluate(AXE_RUN) == [], config
+    widget(".compose button").evaluate("(b) => b.removeAttribute('aria-label')")  # axe does look inside
+    assert "button-name" in [v[0] for v in widget.page.evaluate(AXE_RUN)]
     widget.assert_clean()
