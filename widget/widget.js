@@ -147,7 +147,7 @@ header :focus-visible{outline-color:currentColor}
 .launch svg{width:28px;height:28px;display:block}
 .compose svg{width:20px;height:20px}
 [dir=rtl] .compose svg{transform:scaleX(-1)}
-.md>*,.u{unicode-bidi:plaintext}
+.m,.md>*,.pt{unicode-bidi:plaintext}
 .badge{position:absolute;top:-4px;${side === "right" ? "left" : "right"}:-4px;min-width:22px;height:22px;border-radius:11px;background:#b91c1c;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center;padding:0 6px;border:2px solid #fff}
 .panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:var(--bg);border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;overflow:clip;animation:in .18s ease-out}
 @keyframes in{from{opacity:0;transform:translateY(12px)}}
