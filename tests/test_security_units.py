@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.security.identity import IdentityError, sign, verify
-from app.security.output import leaks_prompt, looks_like_injection, sanitize_reply, split_code
+from app.security.output import leaks_prompt, looks_like_injection, sanitize_reply, split_code, split_inline_code
 from app.security.redact import redact
 from app.staff.export import COLUMNS, as_csv
 
@@ -140,11 +140,38 @@ def test_raw_html_cannot_open_before_a_fence_and_swallow_it(opener):
     assert not re.search(r"<[a-zA-Z/!?]", prose), clean
 
 
+def test_inline_code_keeps_its_tags_as_text_and_html_code_becomes_a_code_span():
+    reply = 'Add ``<script src="w.js">`` or `<b>x</b>`; run <code>journey serve &lt;port&gt;</code>, not <b>this</b>.'
+    assert sanitize_reply(reply, HOSTS) == (
+        'Add ``<script src="w.js">`` or `<b>x</b>`; run `journey serve <port>`, not this.'
+    )
+    assert sanitize_reply("<code>a ``b</code>", HOSTS) == "```a ``b```"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "a `b\nc` x `<img src=x onerror=alert(1)>`",  # a renderer pairs the first two backticks across the lines
+        "# a `b\nc` x `<img src=x onerror=alert(1)>`",  # or not, when the first line is a heading
+        "| `a | <img src=x onerror=alert(1)> | b` |",  # a table splits its cells before reading code spans
+        "\\`<img src=x onerror=alert(1)>`",  # an escaped backtick opens nothing
+        "``<img src=x onerror=alert(1)>`",  # runs of different lengths do not pair
+    ],
+)
+def test_text_that_only_looks_like_inline_code_loses_its_tags(reply):
+    assert "<img" not in sanitize_reply(reply, HOSTS)
+
+
+def test_a_link_around_inline_code_is_still_checked():
+    assert sanitize_reply("[`x`](javascript:alert(1)) [`y`](https://evil.example/)", HOSTS) == "`x` `y`"
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.text(max_size=300))
 def test_sanitize_never_leaves_images_or_tags(text):
     clean = sanitize_reply(text, HOSTS)
-    prose = "".join(part for code, part in split_code(clean) if not code)  # code blocks are shown as text
+    # code blocks and one-line code spans are shown as text
+    prose = "".join(p for code, part in split_code(clean) if not code for c, p in split_inline_code(part) if not c)
     assert "![" not in prose or "](" not in prose.split("![", 1)[1]
     assert not re.search(r"<[a-zA-Z/!?]", prose)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from chromium import assert_contrast
 from conftest import REPO, Server, base_env, run_cli
-from widget_page import PHONE, PRICING, XSS, Widget, assert_inert
+from widget_page import PHONE, PRICING, TEXTS, XSS, Widget, assert_inert
 
 
 def conversation_rows(server: Server, conversation_id: str) -> list[dict]:
@@ -460,9 +460,6 @@ def test_phone_layout(browser, offline_server):
         widget.assert_clean()
     finally:
         context.close()
-
-
-TEXTS = ["h2", "header p", ".m.u", ".m.b p", ".m.b a", ".src b", ".chip", ".hb", ".fb span", ".compose textarea"]
 
 
 @pytest.mark.parametrize("primary", [None, "#0f766e", "#facc15", "#93c5fd"])

@@ -5,7 +5,6 @@ Skipped without /usr/bin/chromium or playwright, unless JOURNEY_REQUIRE_SERVICES
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterator
 
@@ -13,6 +12,8 @@ import pytest
 from chromium import assert_contrast
 from conftest import REPO
 from widget_page import PHONE, PRICING, Widget, assert_inert
+
+from app.widget.router import widget_js
 
 # 1. `open: true` in the config
 
@@ -68,11 +69,11 @@ def test_tab_stays_in_the_full_screen_panel_on_a_phone(phone, offline_server, si
         assert phone.page.evaluate(INSIDE), f"Tab left the panel after {seen}"
         seen.append(phone.focused())
     assert "hb" in seen and seen.count("x") >= 2, seen
-    phone(".x").focus()
+    phone(".nc").focus()  # "New conversation", the first control
     phone.page.keyboard.press("Shift+Tab")
     assert phone.focused() == "hb", "Shift+Tab from the first control goes to the last one"
     phone.page.keyboard.press("Tab")
-    assert phone.focused() == "x"
+    assert phone.focused() == "nc"
     phone.assert_clean()
 
 
@@ -81,7 +82,7 @@ def test_tab_stays_in_the_full_screen_panel_on_a_phone(phone, offline_server, si
 STREAM = "**/v1/chat/stream"
 LOG_ORDER = """() => [...document.querySelector('journey-guide').shadowRoot.querySelector('.log').children]
   .filter((e) => e.matches('.m.u, .m.b:has(.fb), .err'))
-  .map((e) => e.matches('.err') ? 'err' : e.matches('.u') ? 'Q:' + e.textContent.replace(/^You: /, '') : 'A')"""
+  .map((e) => e.matches('.err') ? 'err' : e.matches('.u') ? 'Q:' + e.childNodes[1].textContent : 'A')"""
 
 
 def outage(widget: Widget, questions: list[str]) -> None:
@@ -132,6 +133,34 @@ def test_unsent_messages_survive_a_reload_and_go_out_in_order_when_the_server_is
     widget.page.reload()
     widget.wait_replies(2)
     expect(widget(".err")).to_have_count(0)
+    widget.assert_clean()
+
+
+def test_a_refused_message_gets_its_error_and_does_not_block_the_resend_queue(widget, offline_server):
+    from playwright.sync_api import expect
+
+    widget.goto(f"{offline_server.url}/")
+    widget.open()
+    too_long, after = "x" * 4001, "Can I cancel anytime?"
+    widget.page.route(STREAM, lambda route: route.abort("connectionrefused"))
+    widget.page.evaluate("(text) => JourneyGuide.send(text)", too_long)
+    expect(widget(".err")).to_have_count(1)
+    widget.ask(after)
+    expect(widget(".err")).to_have_count(2)
+    widget.page.unroute(STREAM)
+    widget(".err button").first.click()  # the server answers the first with 422, the second with a reply
+    widget.wait_replies(1)
+    refused = widget(".err.no[role=alert]")
+    expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("at most 4000 characters")
+    expect(widget(".err button")).to_have_count(0)  # nothing left to retry
+    assert widget.page.evaluate(LOG_ORDER) == [f"Q:{too_long}", "err", f"Q:{after}", "A"]
+    assert widget.page.evaluate("localStorage.getItem('journey-guide:pending')") is None
+    rows = offline_server.touchpoints(conversation_id=widget.state()["conversation"])
+    assert [r["question"] for r in rows if r["kind"] == "exchange"] == [after]
+    widget.ask("Is there a discount if I pay yearly?")  # and later messages go out as usual
+    widget.wait_replies(2)
+    expect(widget(".err.no")).to_have_count(1)
     widget.assert_clean()
 
 
@@ -292,7 +321,8 @@ def test_wrong_typed_config_falls_back_to_defaults_without_errors(widget, offlin
           [...e.attributes].map((a) => a.value).join(' ')).join(' '); }"""
     )
     assert "[object" not in shown and "undefined" not in shown and "null" not in shown
-    assert widget.page.evaluate("document.querySelector('journey-guide').shadowRoot.querySelector('.jg').lang") == "en"
+    lang = widget.page.evaluate("document.querySelector('journey-guide').shadowRoot.querySelector('.jg').lang")
+    assert lang == widget.page.evaluate("navigator.language"), "a locale that is not a string is ignored"
     assert console == [], console
     widget.assert_clean()
 
@@ -358,7 +388,7 @@ def test_no_globals_besides_journey_guide_and_a_second_copy_does_nothing(widget,
 
 
 def test_readme_states_the_widget_gzipped_size():
-    size = len(gzip.compress((REPO / "widget" / "widget.js").read_bytes(), compresslevel=9)) / 1024
+    size = len(widget_js.load().gzipped) / 1024  # as served: without comments and indentation
     stated = re.search(r"about (\d+(?:\.\d)?) KB gzipped", (REPO / "README.md").read_text(encoding="utf-8"))
     assert stated, "the README states the widget's gzipped size"
     assert abs(float(stated.group(1)) - size) <= 0.3, f"README says {stated.group(1)} KB, it is {size:.1f} KB"

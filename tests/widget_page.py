@@ -13,6 +13,8 @@ from chromium import ARTIFACTS
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 PRICING = "How much does the pro plan cost?"
+# the widget's texts whose contrast against their background is checked (chromium.assert_contrast)
+TEXTS = ["h2", "header p", ".m.u", ".m.b p", ".m.b a", ".src b", ".chip", ".hb", ".fb span", ".compose textarea"]
 
 
 class Widget:
@@ -65,9 +67,10 @@ class Widget:
             " xss: window.__xss === undefined ? null : String(window.__xss)})"
         )
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, folder: Path = ARTIFACTS) -> None:
+        folder.mkdir(exist_ok=True)
         self.page.wait_for_timeout(150)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+        self.page.screenshot(path=str(folder / f"{name}.png"))
 
     def assert_clean(self) -> None:
         assert self.errors == [], self.errors

@@ -57,7 +57,23 @@
       returned: "{name} handed you back to the guide.",
       closed: "{name} closed the conversation.",
       sent: "Thanks! We'll reply to {email}.",
+      fresh: "New conversation",
+      copy: "Copy reply",
+      copied: "Copied",
+      dismiss: "Dismiss",
   };
+  // The widget's own words in other languages: the values of T, in its order, joined by "|".
+  const LOCALES = {
+    es: "Pregúntanos lo que quieras|Respuestas de nuestro centro de ayuda|¡Hola! Puedo responder preguntas sobre nuestro producto, planes y puesta en marcha.|Toca una pregunta para ver cómo respondemos|Abrir chat|Cerrar chat|sin leer|Escribe tu pregunta…|Tu mensaje|Enviar|Tú:|Guía:|Fuentes|Útil|No útil|¡Gracias por tu opinión!|Preguntas sugeridas|No enviado.|Reintentar|Escribiendo una respuesta…|Hablar con una persona|Tu correo electrónico|Si ahora no hay nadie disponible, te responderemos a esta dirección.|Te responderemos a {email}.|¿En qué necesitas ayuda?|(opcional)|Pedir una persona|Enviar|Cancelar|Introduce una dirección de correo válida.|Cuéntanos en qué necesitas ayuda.|No pudimos conectar con el servidor. Inténtalo de nuevo.|Esperando a alguien de nuestro equipo…|{name} se ha unido|Estás hablando con {name}|{name} está escribiendo…|{name} te ha devuelto a la guía.|{name} ha cerrado la conversación.|¡Gracias! Te responderemos a {email}.|Nueva conversación|Copiar respuesta|Copiado|Descartar",
+    de: "Fragen Sie uns alles|Antworten aus unserem Hilfe-Center|Hallo! Ich beantworte Fragen zu unserem Produkt, unseren Tarifen und zur Einrichtung.|Tippen Sie auf eine Frage, um unsere Antwort zu sehen|Chat öffnen|Chat schließen|ungelesen|Ihre Frage…|Ihre Nachricht|Senden|Sie:|Assistent:|Quellen|Hilfreich|Nicht hilfreich|Danke für Ihr Feedback!|Vorgeschlagene Fragen|Nicht gesendet.|Erneut versuchen|Antwort wird geschrieben…|Mit einem Menschen sprechen|Ihre E-Mail-Adresse|Wenn gerade niemand frei ist, antworten wir an diese Adresse.|Wir antworten an {email}.|Wobei brauchen Sie Hilfe?|(optional)|Einen Menschen anfragen|Senden|Abbrechen|Bitte geben Sie eine gültige E-Mail-Adresse ein.|Bitte sagen Sie uns, wobei Sie Hilfe brauchen.|Der Server ist nicht erreichbar. Bitte versuchen Sie es erneut.|Warten auf jemanden aus unserem Team…|{name} ist beigetreten|Sie chatten mit {name}|{name} schreibt…|{name} hat Sie an den Assistenten zurückgegeben.|{name} hat das Gespräch beendet.|Danke! Wir antworten an {email}.|Neues Gespräch|Antwort kopieren|Kopiert|Ausblenden",
+    fr: "Posez-nous vos questions|Réponses de notre centre d'aide|Bonjour ! Je réponds à vos questions sur notre produit, nos offres et la mise en route.|Touchez une question pour voir notre réponse|Ouvrir le chat|Fermer le chat|non lus|Votre question…|Votre message|Envoyer|Vous :|Guide :|Sources|Utile|Pas utile|Merci pour votre avis !|Questions suggérées|Non envoyé.|Réessayer|Rédaction d'une réponse…|Parler à une personne|Votre e-mail|Si personne n'est disponible, nous répondrons à cette adresse.|Nous répondrons à {email}.|De quoi avez-vous besoin ?|(facultatif)|Demander une personne|Envoyer|Annuler|Saisissez une adresse e-mail valide.|Dites-nous de quoi vous avez besoin.|Impossible de joindre le serveur. Veuillez réessayer.|En attente d'un membre de notre équipe…|{name} a rejoint la conversation|Vous discutez avec {name}|{name} écrit…|{name} vous a redirigé vers le guide.|{name} a clos la conversation.|Merci ! Nous répondrons à {email}.|Nouvelle conversation|Copier la réponse|Copié|Ignorer",
+    ar: "اسألنا عن أي شيء|إجابات من مركز المساعدة|مرحبًا! يمكنني الإجابة عن أسئلتك حول منتجنا وخططنا وطريقة البدء.|اضغط على أي سؤال لترى كيف نجيب|فتح المحادثة|إغلاق المحادثة|غير مقروءة|اكتب سؤالك…|رسالتك|إرسال|أنت:|المرشد:|المصادر|مفيد|غير مفيد|شكرًا على ملاحظاتك!|أسئلة مقترحة|لم تُرسل.|إعادة المحاولة|جارٍ كتابة الرد…|التحدث مع شخص|بريدك الإلكتروني|إذا لم يكن أحد متاحًا الآن، فسنرد على هذا العنوان.|سنرد على {email}.|بماذا تحتاج إلى مساعدة؟|(اختياري)|طلب شخص|إرسال|إلغاء|يُرجى إدخال بريد إلكتروني صالح.|يُرجى إخبارنا بما تحتاج إليه.|تعذّر الاتصال بالخادم. يُرجى المحاولة مرة أخرى.|في انتظار أحد أعضاء فريقنا…|انضم {name}|أنت تتحدث مع {name}|{name} يكتب…|أعادك {name} إلى المرشد.|أغلق {name} المحادثة.|شكرًا! سنرد على {email}.|محادثة جديدة|نسخ الرد|تم النسخ|تجاهل",
+  };
+  const locale = str(cfg.locale) || navigator.language || "en";
+  const lang = locale.toLowerCase().split(/[-_]/)[0];
+  const words = (LOCALES[lang] || "").split("|");
+  Object.keys(T).forEach((k, i) => (T[k] = words[i] || T[k]));
+  const rtl = /^(ar|he|fa|ur)$/.test(lang);
   const strings = Object(cfg.strings);
   for (const k in T) T[k] = (/^(title|subtitle|greeting)$/.test(k) && str(cfg[k])) || str(strings[k]) || T[k];
 
@@ -114,80 +130,90 @@
   const primary = hex(colors.primary || cfg.color) || "#4338ca";
   const onPrimary = hex(colors.text) || (contrast(primary, "#ffffff") >= 4.5 ? "#ffffff" : "#111827");
   const accent = contrast(primary, "#f3f4f6") >= 4.5 ? primary : "#1f2937";
-  const side = cfg.position === "left" ? "left" : "right";
+  const accentDark = contrast(primary, "#1f2937") >= 4.5 ? primary : "#a5b4fc"; // readable on the dark bubbles
+  const side = cfg.position === "left" || (rtl && cfg.position !== "right") ? "left" : "right";
 
   const CSS = `:host{all:initial!important;display:block!important;position:fixed!important;${side}:0!important;bottom:0!important;width:0!important;height:0!important;z-index:2147483647!important;visibility:visible!important;opacity:1!important;transform:none!important;contain:none!important}
-.jg{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#111827;-webkit-font-smoothing:antialiased}
+.jg{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);-webkit-font-smoothing:antialiased}
 .jg *{box-sizing:border-box}
+.jg{--fg:#111827;--bg:#fff;--bb:#f3f4f6;--mu:#4b5563;--bd:#d1d5db;--cb:#e5e7eb;--in:#6b7280;--er:#b91c1c;--ac:${accent}}
+.dark{--fg:#f3f4f6;--bg:#111827;--bb:#1f2937;--mu:#d1d5db;--bd:#4b5563;--cb:#374151;--in:#9ca3af;--er:#fca5a5;--ac:${accentDark};color-scheme:dark}
 button,input,textarea{font:inherit;color:inherit}
 button{cursor:pointer}
-:focus-visible{outline:2px solid ${accent};outline-offset:2px}
+:focus-visible{outline:2px solid var(--ac);outline-offset:2px}
 header :focus-visible{outline-color:currentColor}
 .sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;border:0;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .launch{position:fixed;${side}:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;background:${primary};color:${onPrimary};box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;padding:0}
 .launch svg{width:28px;height:28px;display:block}
 .compose svg{width:20px;height:20px}
+[dir=rtl] .compose svg{transform:scaleX(-1)}
+.m,.md>*,.pt{unicode-bidi:plaintext}
 .badge{position:absolute;top:-4px;${side === "right" ? "left" : "right"}:-4px;min-width:22px;height:22px;border-radius:11px;background:#b91c1c;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center;padding:0 6px;border:2px solid #fff}
-.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:#fff;border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;overflow:clip;animation:in .18s ease-out}
+.panel{position:fixed;${side}:20px;bottom:92px;width:380px;height:min(640px,calc(100vh - 112px));background:var(--bg);border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden;overflow:clip;animation:in .18s ease-out}
 @keyframes in{from{opacity:0;transform:translateY(12px)}}
+.pro{position:fixed;${side}:20px;bottom:92px;max-width:300px;display:flex;align-items:flex-start;background:var(--bg);border-radius:14px;box-shadow:0 6px 24px rgba(0,0,0,.25);animation:in .18s ease-out}
+.pt{background:none;border:0;padding:12px 0 12px 14px;padding-inline:14px 0;text-align:start}
+.open .pro{display:none}
 [hidden]{display:none!important}
-header{background:${primary};color:${onPrimary};padding:14px 12px 14px 18px;display:flex;align-items:center;gap:8px}
+header{background:${primary};color:${onPrimary};padding:14px;padding-inline:18px 12px;display:flex;align-items:center;gap:8px}
 header div{flex:1;min-width:0}
 h2{font-size:17px;margin:0;font-weight:700}
 header p{margin:2px 0 0;font-size:13px}
-.x{background:transparent;border:0;color:inherit;border-radius:8px;padding:6px;flex:none}
-.x svg{width:24px;height:24px;display:block}
+.x,.nc,.dx{background:transparent;border:0;color:inherit;border-radius:8px;padding:6px;flex:none}
+.x svg,.nc svg,.dx svg{width:24px;height:24px;display:block}
 .foot{text-align:center;padding:0 12px 8px}
-.hb{background:none;border:0;color:#374151;font-size:13px;text-decoration:underline;padding:4px 8px;border-radius:6px}
+.hb{background:none;border:0;color:var(--mu);font-size:13px;text-decoration:underline;padding:4px 8px;border-radius:6px}
 .log{flex:1;min-height:0;position:relative;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:10px;overscroll-behavior:contain}
 .m{max-width:86%;padding:9px 13px;border-radius:14px;overflow-wrap:anywhere}
-.u{align-self:flex-end;background:${primary};color:${onPrimary};border-bottom-right-radius:4px;white-space:pre-wrap}
-.b{align-self:flex-start;background:#f3f4f6;border-bottom-left-radius:4px}
-.b a{color:${accent}}
+.u{align-self:flex-end;background:${primary};color:${onPrimary};border-end-end-radius:4px;white-space:pre-wrap}
+.b{align-self:flex-start;background:var(--bb);border-end-start-radius:4px}
+.b a{color:var(--ac)}
 .b p,.b ul,.b ol,.b pre,.tw{margin:0 0 8px}
 .tw{overflow-x:auto}
 table{border-collapse:collapse;font-size:14px}
-th,td{border:1px solid #d1d5db;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#e5e7eb}
+th,td{border:1px solid var(--bd);padding:4px 8px;text-align:start;vertical-align:top}
+th{background:var(--cb)}
 .md>:last-child{margin-bottom:0}
-.b ul,.b ol{padding-left:20px}
-code{font:13px ui-monospace,Menlo,Consolas,monospace;background:#e5e7eb;border-radius:4px;padding:1px 4px}
-pre{overflow-x:auto;background:#e5e7eb;padding:8px;border-radius:6px;white-space:pre}
+.b ul,.b ol{padding-inline-start:20px}
+code{font:13px ui-monospace,Menlo,Consolas,monospace;background:var(--cb);border-radius:4px;padding:1px 4px}
+pre{overflow-x:auto;background:var(--cb);padding:8px;border-radius:6px;white-space:pre}
 pre code{padding:0}
 sup{line-height:0}
 sup a{text-decoration:none;font-size:11px}
-::placeholder{color:#6b7280;opacity:1}
-.b .src{margin:8px 0 0;padding:8px 0 0;border-top:1px solid #d1d5db;font-size:13px;list-style:none}
+::placeholder{color:var(--in);opacity:1}
+.b .src{margin:8px 0 0;padding:8px 0 0;border-top:1px solid var(--bd);font-size:13px;list-style:none}
 .src li{margin:2px 0}
-.src b{font-size:12px;color:#4b5563}
-.fb{display:flex;gap:4px;align-items:center;margin-top:6px;font-size:13px;color:#4b5563}
-.fb button{background:#fff;border:1px solid #9ca3af;border-radius:8px;padding:4px 7px;line-height:0}
+.src b{font-size:12px;color:var(--mu)}
+.fb{display:flex;gap:4px;align-items:center;margin-top:6px;font-size:13px;color:var(--mu)}
+.fb button{background:var(--bg);border:1px solid var(--in);border-radius:8px;padding:4px 7px;line-height:0}
 .fb svg{width:16px;height:16px}
-.fb button[aria-pressed=true]{background:${accent};border-color:${accent};color:#fff}
+.fb button[aria-pressed=true]{background:var(--ac);border-color:var(--ac);color:var(--bg)}
 .err{background:#fef2f2;color:#991b1b;align-self:flex-end;font-size:13px;padding:2px 4px}
 .err button{background:none;border:0;color:#991b1b;font-weight:700;text-decoration:underline}
-.ag b{display:block;font-size:12px;color:#374151}
+.ag b{display:block;font-size:12px;color:var(--mu)}
+time{display:block;font-size:12px;margin-top:2px}
+.b time{color:var(--mu)}
 .ag div{white-space:pre-wrap}
-.ty{font-size:13px;color:#4b5563}
-.st{margin:0;padding:6px 16px;font-size:13px;color:#374151;background:#f9fafb;border-top:1px solid #e5e7eb}
+.ty{font-size:13px;color:var(--mu)}
+.st{margin:0;padding:6px 16px;font-size:13px;color:var(--mu);background:var(--bb);border-top:1px solid var(--bd)}
 .note{align-self:center;background:#ecfdf5;color:#065f46;border-radius:10px;padding:8px 12px;font-size:14px;max-width:94%}
 .chips{display:flex;flex-wrap:wrap;gap:6px}
-.chips p{width:100%;margin:0;font-size:13px;color:#4b5563}
-.chip{background:#fff;border:1.5px solid ${accent};color:${accent};border-radius:16px;padding:6px 12px;font-size:14px;text-align:left}
-.chip:hover{background:${accent};color:#fff}
-.dots span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#6b7280;animation:bl 1s infinite}
+.chips p{width:100%;margin:0;font-size:13px;color:var(--mu)}
+.chip{background:var(--bg);border:1.5px solid var(--ac);color:var(--ac);border-radius:16px;padding:6px 12px;font-size:14px;text-align:start}
+.chip:hover{background:var(--ac);color:var(--bg)}
+.dots span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:var(--in);animation:bl 1s infinite}
 .dots span:nth-child(2){animation-delay:.2s}.dots span:nth-child(3){animation-delay:.4s}
 @keyframes bl{50%{opacity:.25}}
-form.card{border:1px solid #d1d5db;border-radius:12px;padding:12px;display:flex;flex-direction:column;gap:6px;background:#fff}
+form.card{border:1px solid var(--bd);border-radius:12px;padding:12px;display:flex;flex-direction:column;gap:6px;background:var(--bg)}
 label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
-.card input,.card textarea{border:1px solid #6b7280;border-radius:8px;padding:8px;width:100%;background:#fff}
-.card small{color:#4b5563}
-.card .alert{color:#b91c1c;font-size:13px}
+.card input,.card textarea,.compose textarea{border:1px solid var(--in);border-radius:8px;padding:8px;width:100%;background:var(--bg)}
+.card small{color:var(--mu)}
+.card .alert{color:var(--er);font-size:13px}
 .row{display:flex;gap:8px;justify-content:flex-end}
 .pri{background:${primary};color:${onPrimary};border:0;border-radius:8px;padding:8px 14px;font-weight:600}
-.sec{background:#fff;border:1px solid #6b7280;border-radius:8px;padding:8px 14px}
-.compose{display:flex;gap:8px;padding:10px 12px 6px;border-top:1px solid #e5e7eb;align-items:flex-end}
-.compose textarea{flex:1;resize:none;border:1px solid #6b7280;border-radius:10px;padding:9px 11px;max-height:120px;min-height:42px;background:#fff}
+.sec{background:var(--bg);border:1px solid var(--in);border-radius:8px;padding:8px 14px}
+.compose{display:flex;gap:8px;padding:10px 12px 6px;border-top:1px solid var(--bd);align-items:flex-end}
+.compose textarea{flex:1;resize:none;border-radius:10px;padding:9px 11px;max-height:120px;min-height:42px}
 .compose button{width:42px;height:42px;border-radius:10px;border:0;background:${primary};color:${onPrimary};display:flex;align-items:center;justify-content:center;flex:none}
 .compose button:disabled{opacity:.55;cursor:default}
 @media (max-width:480px){.panel{inset:0;width:100%;height:100%;border-radius:0}.open .launch{display:none}}
@@ -201,12 +227,13 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     ICON + '<path d="M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3"/></svg>';
   // Static markup only: nothing interpolated here comes from visitors, documents, the LLM or the host page.
   const TEMPLATE = `<div class="jg"><section class="panel" role="dialog" aria-labelledby="jg-t" hidden>
-<header><div><h2 id="jg-t"></h2><p></p></div><button class="x" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></header>
+<header><div><h2 id="jg-t"></h2><p></p></div><button class="nc" type="button">${ICON}<path d="M12 5v14M5 12h14"/></svg></button><button class="x" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></header>
 <div class="log"></div><p class="st" role="status" hidden></p>
 <form class="compose"><label class="sr" for="jg-in"></label><textarea id="jg-in" rows="1" maxlength="4000"></textarea><button type="submit">${ICON}<path d="M5 12h14M13 6l6 6-6 6"/></svg></button></form>
 <div class="foot"><button class="hb" type="button"></button></div>
 <div class="sr" aria-live="polite" aria-atomic="true"></div></section>
-<button class="launch" type="button" aria-expanded="false"><span class="ic"></span><span class="badge" aria-hidden="true" hidden></span></button></div>`;
+<button class="launch" type="button" aria-expanded="false"><span class="ic"></span><span class="badge" aria-hidden="true" hidden></span></button>
+<div class="pro" role="status" hidden><button class="pt" type="button"></button><button class="dx" type="button">${ICON}<path d="M6 6l12 12M18 6L6 18"/></svg></button></div></div>`;
 
   // ---- DOM ----
   // Our constant markup only goes through innerHTML; pages enforcing Trusted Types must allow this policy name.
@@ -238,12 +265,20 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const badge = $(".badge");
   const live = $("[aria-live]");
   const closeBtn = $(".x");
+  const newBtn = $(".nc");
   const contactBtn = $(".hb");
-  jg.lang = str(cfg.locale) || d.documentElement.lang || "en";
+  jg.lang = LOCALES[lang] || lang === "en" ? locale : "en";
+  jg.dir = rtl ? "rtl" : "ltr";
+  // theme: "dark", "light", or (default) whatever the visitor's system prefers, following its changes
+  const scheme = w.matchMedia("(prefers-color-scheme:dark)");
+  const theme = () => jg.classList.toggle("dark", cfg.theme === "dark" || (cfg.theme !== "light" && scheme.matches));
+  theme();
+  scheme.addEventListener("change", theme);
   $("h2").textContent = T.title;
   $("header p").textContent = T.subtitle;
   contactBtn.textContent = T.human;
   closeBtn.setAttribute("aria-label", T.close);
+  newBtn.setAttribute("aria-label", T.fresh);
   $("label").textContent = T.input;
   input.placeholder = T.placeholder;
   sendBtn.setAttribute("aria-label", T.send);
@@ -283,20 +318,22 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     a.rel = "noopener noreferrer";
     return a;
   };
+  // `code` and ``code with a ` in it``: a <code> element holding text (the server turns HTML <code> into these)
   const INLINE =
-    /`([^`]+)`|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
-  const inline = (parent, text, sources) => {
+    /(`+)(?!\s*\1)(.+?)\1(?!`)|\*\*(.+?)\*\*|(?<!\w)__(\S(?:.*?\S)?)__(?!\w)|\*([^*\s][^*]*?)\*|\[([^\]]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)|(\b(?:https?:\/\/|mailto:)[^\s<>()]*[^\s<>().,;:!?'"])|\[(\d{1,2})\]/g;
+  const inline = (parent, text, sources, inLink) => {
     let last = 0;
     for (const m of text.matchAll(INLINE)) {
+      if (inLink && !m[2]) continue; // link text: code, and nothing that would nest a link
       parent.append(text.slice(last, m.index));
       last = m.index + m[0].length;
-      if (m[1]) el(parent, "code", "", m[1]);
-      else if (m[2] || m[3]) inline(el(parent, "strong"), m[2] || m[3], sources);
-      else if (m[4]) inline(el(parent, "em"), m[4], sources);
-      else if (m[5]) link(parent, m[6], m[5]);
-      else if (m[7]) link(parent, m[7], m[7]);
+      if (m[2]) el(parent, "code", "", m[2].replace(/^ (.*) $/, "$1"));
+      else if (m[3] || m[4]) inline(el(parent, "strong"), m[3] || m[4], sources);
+      else if (m[5]) inline(el(parent, "em"), m[5], sources);
+      else if (m[6]) inline(link(parent, m[7], "") || parent, m[6], sources, 1);
+      else if (m[8]) link(parent, m[8], m[8]);
       else {
-        const s = sources[m[8] - 1];
+        const s = sources[m[9] - 1];
         const a = s ? link(el(parent, "sup"), s.url, m[0]) : parent.append(m[0]);
         if (a) a.title = s.title || "";
       }
@@ -419,10 +456,23 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     setTimeout(() => (live.textContent = text), 50);
   };
 
-  const addUser = (text) => {
+  // when a message was written, in the widget's locale: <time datetime=ISO>16:05</time>
+  let clock;
+  try {
+    clock = new Intl.DateTimeFormat(jg.lang, { timeStyle: "short" });
+  } catch (e) {
+    clock = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
+  }
+  const stamp = (m, at) => {
+    const t = new Date(at || Date.now());
+    const e = el(m, "time", "", clock.format(t));
+    e.dateTime = t.toISOString();
+  };
+  const addUser = (text, at) => {
     const m = el(log, "div", "m u");
     el(m, "span", "sr", T.you + " ");
     m.append(text);
+    stamp(m, at);
     scroll(true);
     return m;
   };
@@ -495,6 +545,15 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       b.setAttribute("aria-label", label);
       b.setAttribute("aria-pressed", current === r);
     });
+    const copy = button(bar, "", "", async () => {
+      try {
+        await navigator.clipboard.writeText(m.querySelector(".md").innerText);
+        status.textContent = T.copied;
+        status.className = "";
+      } catch (e) {}
+    });
+    html(copy, ICON + '<rect x="9" y="9" width="12" height="12" rx="2"/><path d="M5 15V5a2 2 0 0 1 2-2h10"/></svg>');
+    copy.setAttribute("aria-label", T.copy);
   };
 
   const finish = (m, turn) => {
@@ -512,6 +571,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (safeUrl(s.url)) link(el(list, "li"), s.url, `[${i + 1}] ${s.title || s.url}`);
       });
     }
+    stamp(m, turn.created_at);
     if (turn.message_id) feedback(m, turn.message_id, turn.feedback);
   };
 
@@ -530,7 +590,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     return v ? [v] : []; // one message, as stored by earlier versions
   };
   const failed = (why, auto) => {
-    root.querySelectorAll(".err").forEach((e) => e.remove());
+    root.querySelectorAll(".err:not(.no)").forEach((e) => e.remove());
     live.textContent = ""; // the polite region must not read the previous reply again
     queue.forEach((q, i) => {
       const bar = el(null, "div", "m err", (why || T.failed) + " ");
@@ -587,7 +647,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const flush = async (want) => {
     if (busy || !queue.length) return null;
     clearTimeout(again);
-    root.querySelectorAll(".err").forEach((e) => e.remove());
+    root.querySelectorAll(".err:not(.no)").forEach((e) => e.remove());
     let out = null;
     while (queue.length) {
       const item = queue[0];
@@ -596,7 +656,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       queue = queue.filter((q) => q !== item);
       keep();
       pause = 0;
-      if (item === want) out = done;
+      if (item === want && !done.refused) out = done;
     }
     return out;
   };
@@ -626,7 +686,9 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         }
         if (!res.ok || !res.body) {
           const data = await res.json().catch(() => ({}));
-          throw { shown: res.status < 500 && data.error };
+          const st = res.status;
+          // refused (too long, invalid...): sending it again would fail again, so it leaves the queue
+          throw { shown: st < 500 && (data.error || "HTTP " + st), drop: st < 500 && st !== 429 };
         }
         let streamed = "";
         let sources = [];
@@ -650,6 +712,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (!done) throw {};
       }
       store.set("conversation", (conversation = done.conversation_id));
+      store.set("stage", (done.stage || {}).name || store.get("stage")); // for proactive rules
       const h = done.handoff || {};
       if (h.requested && !active()) {
         lstate = h.status; // the guide asked for a person itself
@@ -671,9 +734,12 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       return done;
     } catch (e) {
       if (m) m.remove();
-      failed(e.shown, !e.shown);
       emit("error", { text, error: e.shown || "network" });
-      return null;
+      if (!e.drop) return failed(e.shown, 1), null;
+      const bar = el(null, "div", "m err no", e.shown);
+      bar.setAttribute("role", "alert");
+      user.after(bar);
+      return { refused: e.shown };
     } finally {
       busy = false;
       sendBtn.disabled = false;
@@ -781,7 +847,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (!isOpen()) unread++, showBadge();
       }
     } else if (kind === "visitor.message") {
-      if (old && lstate === "live") addUser(x.text); // sent from this widget, shown when it was sent
+      if (old && lstate === "live") addUser(x.text, e.created_at); // sent from this widget, shown when it was sent
     } else if (kind === "handoff.returned" || kind === "handoff.closed") {
       typing();
       lstate = kind === "handoff.closed" ? "closed" : "bot";
@@ -927,7 +993,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         lemail = lv.email || "";
         // exchanges and live events (someone joined, their messages...) in the order they happened
         turns
-          .map((turn) => [turn.created_at, () => (addUser(turn.question), turn.reply && finish(addBot(), turn))])
+          .map((t) => [t.created_at, () => (addUser(t.question, t.created_at), t.reply && finish(addBot(), t))])
           .concat((lv.events || []).map((e) => [e.created_at, () => onLive(e.kind, e, e.id, 1)]))
           .sort((a, b) => Date.parse(a[0]) - Date.parse(b[0]))
           .forEach((x) => x[1]());
@@ -946,6 +1012,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     queue = pending.map((text) => ({ text, bubble: addUser(text) })).concat(queue); // + any sent meanwhile
     keep();
     if (queue.length) failed("", 1);
+    if (proMsg) proSay();
     scroll(true);
   };
 
@@ -1052,24 +1119,83 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     }
     emit("identify", identity);
   };
-  const reset = () => {
-    store.set("visitor", (visitor = rid()));
-    ["conversation", "pending", "draft", "utm", "live"].forEach((k) => store.set(k, null));
+  // A new conversation for the same visitor (the header's + button); the old one stays on the server.
+  const fresh = (keys) => {
+    ["conversation", "pending", "live"].concat(keys || []).forEach((k) => store.set(k, null));
     queue = [];
     clearTimeout(again);
     unlisten();
     typed(false);
-    conversation = identity = handForm = askForm = chipsBox = lstate = typingBox = null;
+    conversation = handForm = askForm = chipsBox = lstate = typingBox = null;
     lastId = 0;
     agent = lemail = "";
     showState();
-    input.value = "";
     loaded = false;
     log.textContent = "";
     if (isOpen()) restore();
+  };
+  newBtn.onclick = () => {
+    if (busy) return;
+    fresh();
+    input.focus();
+    emit("new");
+  };
+  const reset = () => {
+    store.set("visitor", (visitor = rid()));
+    identity = null;
+    input.value = "";
+    fresh(["draft", "utm", "stage", "shown"]);
     emit("reset");
   };
   if (cfg.identity) identify(cfg.identity);
+
+  // ---- proactive messages: the site's rules (`proactive` in the config, or the script's data-proactive-*), each
+  // shown at most once per visitor, by the launcher or in the open chat; never sent to the server ----
+  const data = (script && script.dataset) || {};
+  const fromTag = data.proactive
+    ? [{ text: data.proactive, page: data.proactivePage, stage: data.proactiveStage, delay: data.proactiveDelay, id: data.proactiveId }]
+    : [];
+  const rules = cfg.proactive === false ? [] : [].concat(cfg.proactive || [], fromTag);
+  const shown = () => {
+    try {
+      return [].concat(JSON.parse(store.get("shown")) || []);
+    } catch (e) {
+      return [];
+    }
+  };
+  const ruleId = (r) => str(r.id) || r.text;
+  const pro = rules.find(
+    (r) =>
+      r &&
+      str(r.text) &&
+      !shown().includes(ruleId(r)) &&
+      (!str(r.page) || location.href.includes(r.page)) &&
+      (!str(r.stage) || r.stage === store.get("stage"))
+  );
+  const bubble = $(".pro");
+  let proMsg = null;
+  const proSay = () => {
+    if (proMsg) proMsg.remove();
+    proMsg = el(log, "div", "m b", pro.text);
+    scroll(true);
+  };
+  const proHide = () => {
+    bubble.hidden = true;
+    if (bubble.contains(root.activeElement)) launcher.focus();
+  };
+  if (pro) {
+    $(".pt").textContent = pro.text;
+    $(".pt").onclick = () => (proHide(), open(), proSay());
+    $(".dx").onclick = proHide;
+    $(".dx").setAttribute("aria-label", T.dismiss);
+    setTimeout(() => {
+      if (active() || shown().includes(ruleId(pro))) return;
+      store.set("shown", JSON.stringify(shown().concat(ruleId(pro))));
+      if (isOpen()) proSay();
+      else bubble.hidden = false;
+      emit("proactive", { id: ruleId(pro), text: pro.text });
+    }, (+pro.delay || 0) * 1000);
+  }
 
   const publicApi = {
     open: () => open(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,21 @@ class _Loaded:
     etag: str
 
 
+def lean_script(source: bytes) -> bytes:
+    """A script without its comment lines, end-of-line comments and indentation: the same code, fewer bytes.
+
+    Only for our own scripts, written so that no string or template literal holds a line starting with `//` or
+    indentation that matters, and no end-of-line comment follows `;`, `{`, `}`, `,` or `)` inside a string.
+    """
+    text = source.decode("utf-8")
+    text = re.sub(r"(?ms)^[ \t]*/\*(?!!).*?\*/[ \t]*\n", "", text)  # /* ... */ blocks (not the /*! licence)
+    text = re.sub(r"(?m)^[ \t]*//[^\n]*\n", "", text)
+    text = re.sub(r"(?m)([;{},)]) +// [^\n]*$", r"\1", text)
+    return re.sub(r"(?m)^[ \t]+", "", text).encode("utf-8")
+
+
 class StaticAsset:
-    """One file with its media type and Cache-Control."""
+    """One file with its media type and Cache-Control, optionally transformed once per change (lean_script)."""
 
     def __init__(
         self, path: Path, media_type: str, cache_control: str, transform: Callable[[bytes], bytes] | None = None

@@ -15,13 +15,13 @@ from app.deps import ChatDep
 from app.errors import error_responses
 from app.security.headers import csp_with_inline_scripts
 from app.security.ratelimit import rate_limits
-from app.widget.assets import StaticAsset
+from app.widget.assets import StaticAsset, lean_script
 from app.widget.service import starter_questions
 
 WIDGET_DIR = REPO_ROOT / "widget"
 
 router = APIRouter(tags=["widget"])
-widget_js = StaticAsset(WIDGET_DIR / "widget.js", "text/javascript; charset=utf-8", "public, max-age=300")
+widget_js = StaticAsset(WIDGET_DIR / "widget.js", "text/javascript; charset=utf-8", "public, max-age=300", lean_script)
 demo_page = StaticAsset(WIDGET_DIR / "demo.html", "text/html; charset=utf-8", "no-cache")
 
 
