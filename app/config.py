@@ -26,7 +26,7 @@ class Settings(BaseSettings):
 
     embedding_model: str = Field(
         "local",
-        description="'local' (MiniLM computing in int8), 'local-int8' (the packaged MiniLM) or 'openai:<model>'",
+        description="'local' (the packaged MiniLM), 'local-int8q' (MiniLM computing in int8) or 'openai:<model>'",
     )
     embedding_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads for one local embedding call")
     llm_model: str = "gpt-4o-mini"

@@ -145,16 +145,16 @@ class OpenAIEmbeddingsAdapter(Embeddings):
 def make_embeddings(settings: Settings) -> LocalMiniLMEmbeddings | OpenAIEmbeddingsAdapter:
     """Build the embedding model the settings ask for."""
     spec = settings.embedding_model
-    if spec == "local":  # the packaged model re-quantized to compute in int8 (app/quantized.py), built on first use
+    if spec == "local":  # the packaged model as it is
+        return LocalMiniLMEmbeddings(settings.embedding_threads)
+    if spec == "local-int8q":  # re-quantized to compute in int8 (app/quantized.py), built on first use
         from app.quantized import quantized_model
 
         model = quantized_model(_model_files()[0], settings.data_dir / "cache")
         return LocalMiniLMEmbeddings(settings.embedding_threads, model, name="minilm-l6-int8q")
-    if spec == "local-int8":  # the packaged model as it is: vectors ingested before the int8q model keep working
-        return LocalMiniLMEmbeddings(settings.embedding_threads)
     if spec.startswith("openai:") and len(spec) > len("openai:"):
         return OpenAIEmbeddingsAdapter(settings, spec.removeprefix("openai:"))
-    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local', 'local-int8' or 'openai:<model>', got {spec!r}")
+    raise ValueError(f"JOURNEY_EMBEDDING_MODEL must be 'local', 'local-int8q' or 'openai:<model>', got {spec!r}")
 
 
 class VectorCache:

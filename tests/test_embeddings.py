@@ -44,7 +44,7 @@ def test_batching_does_not_change_vectors(model):
 
 
 def test_unknown_embedding_setting_is_refused():
-    with pytest.raises(ValueError, match="JOURNEY_EMBEDDING_MODEL must be 'local', 'local-int8' or 'openai:<model>'"):
+    with pytest.raises(ValueError, match="JOURNEY_EMBEDDING_MODEL must be 'local', 'local-int8q' or 'openai:<model>'"):
         make_embeddings(Settings(embedding_model="bert"))
 
 
@@ -91,7 +91,7 @@ def test_quantized_model_is_built_once_and_reused(quantized_data_dir):
 
 
 def test_quantized_vectors_stay_close_to_the_packaged_models(model, quantized_data_dir):
-    embeddings = make_embeddings(Settings(data_dir=quantized_data_dir))
+    embeddings = make_embeddings(Settings(data_dir=quantized_data_dir, embedding_model="local-int8q"))
     assert embeddings.name == "minilm-l6-int8q"
     texts = [
         "How much does the pro plan cost?",
@@ -108,9 +108,9 @@ def test_quantized_vectors_stay_close_to_the_packaged_models(model, quantized_da
 def test_the_int8q_model_gets_its_own_collection_and_the_packaged_one_keeps_its_own(quantized_data_dir):
     from app.state import build_knowledge_base
 
-    settings = Settings(data_dir=quantized_data_dir)
+    settings = Settings(data_dir=quantized_data_dir, embedding_model="local-int8q")
     assert build_knowledge_base(settings, make_embeddings(settings)).name == "journey-knowledge-minilm-l6-int8q"
-    packaged = make_embeddings(Settings(data_dir=quantized_data_dir, embedding_model="local-int8"))
+    packaged = make_embeddings(Settings(data_dir=quantized_data_dir))  # the default: the packaged model as it is
     assert build_knowledge_base(settings, packaged).name == "journey-knowledge-minilm-l6-int8"
 
 
