@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from app.chat.schemas import NOT_BLANK
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
 from app.errors import error_responses
@@ -34,7 +35,7 @@ def _not_a_number(value: object) -> object:
 
 
 Moment = Annotated[datetime | None, BeforeValidator(_not_a_number)]
-NOT_FOUND = error_responses((404, "no such conversation, turn, curated answer or canned reply"))
+NOT_FOUND = error_responses((404, "no such conversation, turn, curated answer, canned reply or signed customer"))
 
 
 class StageCorrection(BaseModel):
@@ -81,14 +82,14 @@ def _not_blank(value: str) -> str:
 class CannedIn(BaseModel):
     """A canned reply: a short title to find it by and the text it puts in the message box."""
 
-    title: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=80)
-    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000)
+    title: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=80, json_schema_extra=NOT_BLANK)
+    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000, json_schema_extra=NOT_BLANK)
 
 
 class NoteIn(BaseModel):
     """An internal note on a conversation (staff only)."""
 
-    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000)
+    text: Annotated[str, AfterValidator(_not_blank)] = Field(..., max_length=4000, json_schema_extra=NOT_BLANK)
 
 
 class AnswerIn(BaseModel):
@@ -190,7 +191,7 @@ async def conversation(conversation_id: str, user: Viewer, services: ServicesDep
     return await _run(services, service.transcript, conversation_id=conversation_id)
 
 
-@router.get("/customers/{customer_id}")
+@router.get("/customers/{customer_id}", responses=NOT_FOUND)
 async def customer(
     customer_id: Annotated[str, Path(min_length=1, max_length=200)], user: Viewer, services: ServicesDep
 ) -> dict:
