@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from conftest import base_env, run_cli
 
-from app.answer.answerable import asked_about, focus_words, key_weight, question_clause, specific, verb_like
+from app.answer.answerable import (
+    asked_about,
+    focus_words,
+    key_weight,
+    minor_terms,
+    question_clause,
+    specific,
+    verb_like,
+)
 from app.answer.composer import compose, split_units
 from app.answer.evaluate import AnswerCase, AnswerEvalError, judge, load_cases
 from app.answer.followup import leans_on_context, resolve
@@ -125,9 +133,7 @@ def test_what_is_asked_outweighs_who_asks_when_choosing_the_passage():
     ]
     same = lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2  # noqa: E731 - meaning ties: terms decide
     asked = "im a tutor in summer, can i pause"
-    question = replace(
-        read_question(asked), minor=frozenset(terms(asked)) - frozenset(terms(" ".join(focus_words(asked))))
-    )
+    question = replace(read_question(asked), minor=minor_terms(asked, focus_words(asked)))
     assert question.minor == set(terms("tutor summer"))
     chosen = compose(question=question, question_vector=np.ones(4) / 2, hits=hits, embed=same, idf=lambda t: 1.0)
     assert chosen.doc_ids[0] == "pause", chosen.text

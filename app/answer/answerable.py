@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.answer.composer import Composed
-from app.answer.question import GENERIC, words
+from app.answer.question import GENERIC, terms, words
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -104,6 +104,11 @@ def focus_words(text: str) -> set[str]:
     return found
 
 
+def minor_terms(asked: str, focus: set[str]) -> frozenset[str]:
+    """The terms of a message that only say who asks or from where: those outside its focus words."""
+    return frozenset(terms(asked)) - frozenset(terms(" ".join(focus)))
+
+
 def verb_like(word: str) -> bool:
     """The word reads as a verb, adverb or adjective (filler around a question) rather than a thing asked about."""
     from wordfreq import zipf_frequency
@@ -159,20 +164,21 @@ class Evidence:
 def evidence(
     *,
     asked: str,
+    focus: set[str],
     question_text: str,
     hits: list[Hit],
     composed: Composed,
     vocabulary: Vocabulary,
     nearest: Callable[[list[str]], list[float]],
 ) -> Evidence:
-    """Measure what the model looks at; `nearest` gives each word's similarity to its closest knowledge-base word."""
+    """Measure what the model looks at; `focus` is focus_words(asked); `nearest` gives each word's similarity to its
+    closest knowledge-base word."""
     unknown = [w for w in vocabulary.unknown(question_text) if rarity(w) > 0]
     closest = nearest(unknown) if unknown else []
     keys = [key_weight(w, s) for w, s in zip(unknown, closest, strict=True)]
     objects = asked_about(asked)
     # a missing word in the place of the thing asked about ("pay in bitcoin", "ISO 27001 certified") decides alone
     asked_missing = [w for w, k in zip(unknown, keys, strict=True) if w in objects and k >= OBJECT_KEY]
-    focus = focus_words(asked)
     focus_missing = [w for w, s in zip(unknown, closest, strict=True) if w in focus and specific(w, s)]
     values = (
         hits[0].similarity if hits else 0.0,

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from app.answer.answerable import FLOOR, Evidence, answerable, evidence, focus_words
+from app.answer.answerable import FLOOR, Evidence, answerable, evidence, focus_words, minor_terms
 from app.answer.composer import Composed, compose
-from app.answer.question import Question, head_count, terms, total_for
+from app.answer.question import Question, head_count, total_for
 from app.kb.store import Hit
 from app.kb.vocabulary import Vocabulary
 
@@ -112,7 +112,8 @@ def offline_reply(
     """Compose from the passages, or decline; then acknowledge, offer a person and the stage's next step as fits."""
     near = [h for h in hits if h.similarity >= FLOOR]
     # what the question asks weighs more than who asks: "i'm a tutor, can i pause" is about pausing
-    question = replace(question, minor=frozenset(terms(asked)) - frozenset(terms(" ".join(focus_words(asked)))))
+    focus = focus_words(asked)  # computed once: it weighs the composer's terms and decides declines
+    question = replace(question, minor=minor_terms(asked, focus))
     composed = (
         compose(
             question=question,
@@ -128,6 +129,7 @@ def offline_reply(
     found = evidence(
         question_text=question.text,
         asked=asked,
+        focus=focus,
         hits=near,
         composed=composed,
         vocabulary=vocabulary,
