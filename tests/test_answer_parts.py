@@ -55,6 +55,7 @@ def test_a_comparison_knows_its_sides():
 
 def test_shorthand_is_written_out():
     assert expand_shorthand("hw much r u charging per appt") == "how much are you charging per appointment"
+    assert expand_shorthand("pro for 3 ppl, abt 2 wks") == "pro for 3 people, about 2 weeks"  # "ppl" is not a name
 
 
 @pytest.mark.parametrize(
