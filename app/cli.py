@@ -488,5 +488,6 @@ def main() -> None:
     except ValidationError as exc:
         if exc.title != "Settings":
             raise
-        typer.echo(f"error: invalid configuration: {exc}", err=True)
+        said = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid configuration: {said}", err=True)
         raise SystemExit(1) from None
