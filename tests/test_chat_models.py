@@ -200,3 +200,26 @@ def test_openai_provider_error_falls_back_offline(via_langchain_openai, fake_llm
     assert data["mode"] == "offline" and data["outcome"] == "llm_error" and "$29" in data["reply"]
     row = via_langchain_openai.touchpoints(id=data["message_id"])[0]
     assert row["outcome"] == "llm_error" and "500" in row["error"]
+
+
+def test_eval_stages_asks_the_chat_model_only_on_unsure_turns(tmp_path, make_data_dir):
+    cases = [
+        {"messages": [{"role": "user", "content": PRICING["message"]}], "stage": "decision"},
+        {"messages": [{"role": "user", "content": UNSURE}], "stage": "support"},
+        {"messages": [{"role": "user", "content": "thanks!"}], "stage": "awareness"},
+    ]
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in cases) + "\n")
+    script = Script(tmp_path)
+    script.set(reply="not a vote", votes={UNSURE: "support"})
+    chat_model = {
+        "JOURNEY_LLM": "python:fake_chat_models:scripted",
+        "PYTHONPATH": str(REPO / "tests"),
+        "FAKE_CHAT_SCRIPT": str(script.path),
+        "FAKE_CHAT_LOG": str(script.log),
+    }
+    voted = run_cli("eval-stages", str(path), "--llm", env=base_env(make_data_dir(), **chat_model))
+    assert voted.returncode == 0, voted.stderr
+    assert "LLM stage votes asked: 1 of 3 turns (0.333)" in voted.stdout
+    [call] = script.calls()
+    assert call["vote"] and UNSURE in call["messages"][-1][1]

@@ -224,7 +224,7 @@ def test_eval_stages_llm_votes_only_on_unsure_turns(tmp_path, make_data_dir, fak
     always = run_cli("eval-stages", str(path), "--llm", env={**env, "JOURNEY_LLM_STAGE_BELOW": "1.01"})
     assert "LLM stage votes asked: 2 of 3 turns" in always.stdout, "never small talk, even when always asked"
     no_llm = run_cli("eval-stages", str(path), "--llm", env=base_env(make_data_dir()))
-    assert no_llm.returncode == 2 and "--llm needs an LLM: set OPENAI_API_KEY" in no_llm.stderr
+    assert no_llm.returncode == 2 and "--llm needs an LLM: set JOURNEY_LLM, or OPENAI_API_KEY" in no_llm.stderr
 
 
 # Two stages with the very same examples: a message about them cannot be told apart, so the detector is unsure.
