@@ -166,9 +166,14 @@ def test_bad_journey_llm_values_are_said_at_startup(tmp_path):
 @pytest.fixture(scope="module")
 def via_langchain_openai(make_data_dir: Callable[[], Path], fake_llm_session: FakeLLMServer) -> Iterator[Server]:
     """A server whose JOURNEY_LLM is langchain-openai's ChatOpenAI, pointed at the fake OpenAI-compatible server."""
-    options = {"base_url": fake_llm_session.base_url, "api_key": "test-key", "max_retries": 0}
-    options = json.dumps(options)
-    server = Server(make_data_dir(), JOURNEY_LLM="openai:fake-model", JOURNEY_LLM_OPTIONS=options, **TIMEOUTS)
+    options = json.dumps({"base_url": fake_llm_session.base_url, "api_key": "test-key"})
+    server = Server(
+        make_data_dir(),
+        JOURNEY_LLM="openai:fake-model",
+        JOURNEY_LLM_OPTIONS=options,
+        JOURNEY_LLM_MAX_RETRIES="0",  # passed on as ChatOpenAI's max_retries (its default is 2)
+        **TIMEOUTS,
+    )
     yield server
     server.stop()
 
@@ -198,6 +203,7 @@ def test_openai_provider_error_falls_back_offline(via_langchain_openai, fake_llm
     fake_llm.mode = "error"
     data = httpx.post(f"{via_langchain_openai.url}/v1/chat", json=PRICING, timeout=30).json()
     assert data["mode"] == "offline" and data["outcome"] == "llm_error" and "$29" in data["reply"]
+    assert len(fake_llm.requests) == 1, "JOURNEY_LLM_MAX_RETRIES=0: no retry"
     row = via_langchain_openai.touchpoints(id=data["message_id"])[0]
     assert row["outcome"] == "llm_error" and "500" in row["error"]
 

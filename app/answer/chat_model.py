@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 CUSTOM_PREFIX = "python:"  # JOURNEY_LLM=python:package.module:factory, a chat model LangChain has no provider for
 TOKEN_LIMIT_NAMES = {"ollama": "num_predict"}  # providers whose output-length argument is not max_tokens
+# providers whose chat model takes max_retries (checked in their packages): JOURNEY_LLM_MAX_RETRIES goes to them;
+# the others keep their own default unless JOURNEY_LLM_OPTIONS says {"max_retries": N}
+RETRYING_PROVIDERS = {"openai", "azure_openai", "anthropic", "google_genai", "mistralai", "bedrock_converse"}
 
 
 class LLMConfigError(RuntimeError):
@@ -61,8 +64,10 @@ def load_chat_model(settings: Settings) -> BaseChatModel:
         options: dict[str, Any] = {
             "temperature": settings.llm_temperature,
             TOKEN_LIMIT_NAMES.get(provider, "max_tokens"): settings.llm_max_tokens,
-            **settings.llm_options,
         }
+        if provider in RETRYING_PROVIDERS:
+            options["max_retries"] = settings.llm_max_retries
+        options.update(settings.llm_options)
         try:
             model = init_chat_model(spec, **options)
         except ImportError as exc:  # the provider's package: LangChain's message names it (pip install ...)
