@@ -234,6 +234,6 @@ def test_eval_stages_asks_the_chat_model_only_on_unsure_turns(tmp_path, make_dat
 def test_without_langchain_installed_the_error_says_to_install_it(tmp_path):
     shadow = tmp_path / "shadow" / "langchain"  # first on the path: `import langchain` fails as if it were absent
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text('raise ImportError("No module named \'langchain\'")\n')
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'langchain'\")\n")
     line = _serve_error(tmp_path, JOURNEY_LLM="openai:gpt-4o-mini", PYTHONPATH=str(shadow.parent))
     assert "needs LangChain's init_chat_model: pip install langchain" in line
