@@ -7,6 +7,8 @@ takes the `openai:` provider, langchain-openai's ChatOpenAI, to the fake OpenAI-
 from __future__ import annotations
 
 import json
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,9 @@ import pytest
 from conftest import REPO, Server, base_env, run_cli
 from fake_llm import FakeLLMServer, stage_vote_or
 from sse import iter_events, stream_chat
+
+from app.answer.chat_model import LLMConfigError, load_chat_model
+from app.config import Settings
 
 PRICING = {"message": "How much does the pro plan cost?"}
 UNSURE = "tell me about the reports"  # the offline detector is unsure of its stage (tests/test_llm.py)
@@ -156,11 +161,29 @@ def test_missing_provider_package_names_the_pip_package(tmp_path):
     assert "pip install langchain-anthropic" in line
 
 
-def test_bad_journey_llm_values_are_said_at_startup(tmp_path):
-    assert "must be provider:model" in _serve_error(tmp_path, JOURNEY_LLM="claude-sonnet-4-5")
-    assert "Unable to infer model provider" in _serve_error(tmp_path, JOURNEY_LLM="nosuchprovider:model-1")
-    line = _serve_error(tmp_path, JOURNEY_LLM="python:no_such_module:factory")
-    assert "cannot import 'factory' from 'no_such_module'" in line
+def test_bad_journey_llm_format_is_said_at_startup(tmp_path):
+    line = _serve_error(tmp_path, JOURNEY_LLM="claude-sonnet-4-5")
+    assert "JOURNEY_LLM must be provider:model" in line and "'claude-sonnet-4-5'" in line
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ("nosuchprovider:model-1", "Unable to infer model provider"),
+        ("python:no_such_module:factory", "cannot import 'factory' from 'no_such_module'"),
+        ("python:json:dumps", "TypeError"),  # the factory raised
+        ("python:collections:OrderedDict", "did not give a LangChain chat model (got OrderedDict)"),
+    ],
+)
+def test_unusable_journey_llm_is_a_config_error(spec, said):
+    with pytest.raises(LLMConfigError, match=re.escape(said)):
+        load_chat_model(Settings(llm=spec))
+
+
+def test_without_langchain_installed_the_error_says_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "langchain.chat_models", None)  # `import langchain.chat_models` fails
+    with pytest.raises(LLMConfigError, match="needs LangChain's init_chat_model: pip install langchain"):
+        load_chat_model(Settings(llm="openai:gpt-4o-mini"))
 
 
 @pytest.fixture(scope="module")
@@ -229,11 +252,3 @@ def test_eval_stages_asks_the_chat_model_only_on_unsure_turns(tmp_path, make_dat
     assert "LLM stage votes asked: 1 of 3 turns (0.333)" in voted.stdout
     [call] = script.calls()
     assert call["vote"] and UNSURE in call["messages"][-1][1]
-
-
-def test_without_langchain_installed_the_error_says_to_install_it(tmp_path):
-    shadow = tmp_path / "shadow" / "langchain"  # first on the path: `import langchain` fails as if it were absent
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'langchain'\")\n")
-    line = _serve_error(tmp_path, JOURNEY_LLM="openai:gpt-4o-mini", PYTHONPATH=str(shadow.parent))
-    assert "needs LangChain's init_chat_model: pip install langchain" in line

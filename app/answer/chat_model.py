@@ -50,7 +50,10 @@ def _custom(spec: str) -> BaseChatModel:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise LLMConfigError(f"JOURNEY_LLM={spec}: cannot import {attribute!r} from {module_name!r}: {exc}") from exc
-    return factory()
+    try:
+        return factory()
+    except Exception as exc:  # noqa: BLE001 - the deployment's own code: said at startup like the rest
+        raise LLMConfigError(f"JOURNEY_LLM={spec}: {type(exc).__name__}: {str(exc)[:600]}") from exc
 
 
 def load_chat_model(settings: Settings) -> BaseChatModel:
