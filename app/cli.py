@@ -474,6 +474,7 @@ def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="wh
 def main() -> None:
     """Entry point of the console script."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from app.answer.chat_model import LLMConfigError
     from app.kb.store import KnowledgeUnavailable
@@ -488,6 +489,15 @@ def main() -> None:
     except ValidationError as exc:
         if exc.title != "Settings":
             raise
-        said = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        said = "; ".join(f"{_env_name(e['loc'])}: {e['msg']}" for e in exc.errors())
         typer.echo(f"error: invalid configuration: {said}", err=True)
         raise SystemExit(1) from None
+    except SettingsError as exc:  # a value that is not even JSON, e.g. JOURNEY_LLM_OPTIONS
+        typer.echo(f"error: invalid configuration: {exc} ({exc.__cause__ or ''})", err=True)
+        raise SystemExit(1) from None
+
+
+def _env_name(loc: tuple) -> str:
+    """The environment variable behind a Settings field: JOURNEY_<FIELD>, or the field's own alias (OPENAI_...)."""
+    name = str(loc[0]) if loc else "?"
+    return name if name.isupper() else f"JOURNEY_{name.upper()}"
