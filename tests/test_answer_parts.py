@@ -144,6 +144,25 @@ def test_what_is_asked_outweighs_who_asks_when_choosing_the_passage():
     assert unweighted.doc_ids[0] == "tutors"  # without the weighting, who asks would have chosen
 
 
+def test_a_price_question_gets_the_price_for_the_billing_period_it_asks_about():
+    import numpy as np
+
+    hits = [
+        hit("The annual price works out at $23.20 per staff calendar per month on Pro, billed once a year.", "A", "a"),
+        hit("The Pro plan costs $29 per staff calendar per month.", "P", "p"),
+    ]
+    same = lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2  # noqa: E731 - meaning ties: shape decides
+
+    def lead(asked: str) -> str:
+        composed = compose(
+            question=read_question(asked), question_vector=np.ones(4) / 2, hits=hits, embed=same, idf=lambda t: 1.0
+        )
+        return composed.text.split("\n")[0]
+
+    assert lead("how much is pro per staff calendar?").startswith("The Pro plan costs $29")
+    assert lead("how much is pro per staff calendar if i pay yearly?").startswith("The annual price")
+
+
 def test_a_short_decisive_sentence_leads_into_the_next():
     units = split_units([hit("No. One account is on one plan, and every staff calendar gets the same features.")])
     sentences = [u.text for u in units if u.kind == "sentence"]
