@@ -116,6 +116,9 @@ def test_the_question_clause_leaves_out_who_is_asking_and_from_where():
     words = focus_words("im a farrier in york, can i take payments by cheque")
     assert "cheque" in words and "farrier" not in words and "york" not in words
     assert "lisbon" not in focus_words("yoga place here in lisbon - do you support multibanco?")
+    # where, with an article or "round": "in the basement", "all round norwich"
+    assert "basement" not in focus_words("does the app work when i have no signal in the basement")
+    assert "norwich" not in focus_words("i drive all round norwich, can i book at their house?")
 
 
 def test_a_specific_missing_word_is_rare_nounlike_and_unlike_any_kb_word():
@@ -123,6 +126,9 @@ def test_a_specific_missing_word_is_rare_nounlike_and_unlike_any_kb_word():
     assert not specific("cheque", closest=0.8)  # the knowledge base has a word that means the same
     assert not specific("swamped", closest=0.3)  # a verb form: filler around the question
     assert not specific("2025", closest=0.3) and not specific("people", closest=0.3)  # a number; everyday English
+    # a verb's -s form, an adjective with a verb form, a function word
+    assert not specific("reckons", closest=0.3) and not specific("fancy", closest=0.3)
+    assert not specific("ups", closest=0.3) and "onto" not in terms("how do i get it onto my site")
 
 
 def test_what_is_asked_outweighs_who_asks_when_choosing_the_passage():

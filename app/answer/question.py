@@ -25,6 +25,7 @@ GENERIC = frozenset(
     arent didnt wasnt thats theres whats hows wheres whos youre theyre lemme gonna wanna gotta kinda sorta
     anyway anyways actually basically exactly possible able option options way ways work works working
     long soon often till until later fast quickly exactly right correct true
+    onto upon toward towards among amongst via whilst unto thru
     ngl tbh imo imho btw lol lmao asap fyi idk omg ty xx x pls plz thx cheers mate hiya
     """.split()
 )
