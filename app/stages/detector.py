@@ -27,7 +27,7 @@ from app.stages.passages import PassageSignal, passage_logits
 
 TOP_K = 3
 FOLDS = 5
-# The ensemble's proportions, chosen on evals/stages_dev.jsonl and evals/stages_real_dev.jsonl (README, Journey stages):
+# The ensemble's proportions, chosen on evals/stages_dev.jsonl and evals/stages_real_dev.jsonl (docs/stages.md):
 KNN_WEIGHT = 30.0  # times the mean similarity of the 3 nearest examples of each stage
 LINEAR_WEIGHT = 1.0  # times the softmax regression's logits
 NB_WEIGHT = 0.5  # times the naive Bayes log posterior (surface words: more of it hurt real customers' language)
