@@ -1568,7 +1568,9 @@
         close();
       }
     });
-    box.addEventListener('blur', () => setTimeout(close, 150));
+    let closing = 0; // a click on an option blurs the box first; focus coming back cancels a pending close
+    box.addEventListener('blur', () => { closing = setTimeout(close, 150); });
+    box.addEventListener('focus', () => clearTimeout(closing));
     return list;
   }
 
