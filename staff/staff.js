@@ -377,7 +377,11 @@
   }
 
   function row(c) {
-    const open = h('a', {class: 'open'}, c.first_question || '(no question)');
+    const open = h('a', {class: 'open', onclick: (event) => { // the open one again: read it again (the hash stays)
+      if (state.open !== c.id) return;
+      event.preventDefault();
+      openConversation(c.id);
+    }}, c.first_question || '(no question)');
     open.href = `#/conversations/${encodeURIComponent(c.id)}`;
     const pick = h('input', {type: 'checkbox', 'aria-label': `Select: ${c.first_question || c.id}`, onchange: () => {
       if (pick.checked) state.picked.add(c.id); else state.picked.delete(c.id);
@@ -1609,6 +1613,9 @@
     $('chart-time').replaceChildren(timeChart(data.time_in_stage));
     $('chart-daily').replaceChildren(...dailyChart(data.daily));
     $('chart-rates').replaceChildren(ratesTable(data.rates));
+    const overall = data.csat.overall;
+    $('csat-overall').textContent = overall.csat === null ? 'No rated replies in this period.'
+      : `Overall ${pct(overall.csat)}: ${overall.up} thumbs up, ${overall.down} thumbs down.`;
     $('chart-csat-stage').replaceChildren(csatChart(data.csat.by_stage, 'stage'));
     $('chart-csat-day').replaceChildren(csatChart(data.csat.by_day, 'day'));
     $('gaps').replaceChildren(gapList(gaps.groups));
