@@ -532,9 +532,9 @@
     const conversation = (x) => {
       const a = h('a', {}, x.first_question || '(no question)');
       a.href = `#/conversations/${encodeURIComponent(x.id)}`;
-      return h('li', {}, a, ' ', h('span', {class: 'muted'}, when(x.updated_at, shortFormat)), ' ', stageChip(x.stage),
-        ' ', statusBadge(x), ' ', h('span', {class: 'muted'}, `${x.turns} turn${x.turns === 1 ? '' : 's'} · visitor `),
-        h('code', {}, x.visitor_id));
+      return h('li', {}, a, h('div', {class: 'meta'}, h('span', {class: 'muted'}, when(x.updated_at, shortFormat)),
+        stageChip(x.stage), statusBadge(x), h('span', {class: 'muted'}, `${x.turns} turn${x.turns === 1 ? '' : 's'}`),
+        h('span', {class: 'muted'}, 'visitor ', h('code', {}, x.visitor_id))));
     };
     const visitors = new Set(data.conversations.map((x) => x.visitor_id)).size;
     const asked = new Map(data.conversations.map((x) => [x.id, x.first_question]));
@@ -1228,7 +1228,7 @@
     const form = h('form', {class: 'chat-form', onsubmit: (event) => {
       event.preventDefault();
       if (live.noteMode) addChatNote(box, msg); else sendChat(box, msg);
-    }}, modes, boxLabel, box, picker,
+    }}, modes, boxLabel, h('div', {class: 'compose'}, box, picker),
     h('div', {class: 'actions'}, submit,
       h('button', {type: 'button', class: 'quiet', onclick: () => endChat('release', msg)}, 'Hand back to bot'),
       h('button', {type: 'button', class: 'quiet danger', onclick: () => endChat('close', msg)}, 'Close'), msg),
