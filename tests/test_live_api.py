@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jsonschema
 import pytest
-from conftest import REPO, Server, free_port, local_redis_url
+from conftest import REPO, Server, create_pg_database, free_port, local_redis_url
 from sse import iter_events
 from webhook_receiver import Receiver
 
@@ -588,10 +588,14 @@ def test_a_request_nobody_claims_in_time_becomes_unavailable(make_data_dir):
         server.stop()
 
 
-def test_marking_a_timed_out_request_followed_up_resolves_the_conversation(make_data_dir):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_marking_a_timed_out_request_followed_up_resolves_the_conversation(make_data_dir, backend):
     data_dir = make_data_dir()
-    tokens = make_tokens(Settings(data_dir=data_dir))
-    server = Server(data_dir, JOURNEY_HANDOFF_WAIT_SECONDS="1")
+    env, drop = {"JOURNEY_HANDOFF_WAIT_SECONDS": "1"}, None
+    if backend == "postgresql":  # its own database: the test lists the resolved conversations
+        env["JOURNEY_DATABASE_URL"], drop = create_pg_database()
+    tokens = make_tokens(Settings(data_dir=data_dir, database_url=env.get("JOURNEY_DATABASE_URL")))
+    server = Server(data_dir, **env)
     try:
         turn = chat(server, PRICING, identity={"email": "owner@glow.example"})
         cid = turn["conversation_id"]
@@ -646,6 +650,8 @@ def test_marking_a_timed_out_request_followed_up_resolves_the_conversation(make_
         visitor.close()
     finally:
         server.stop()
+        if drop is not None:
+            drop()
 
 
 def test_internal_notes_reach_staff_streams_and_never_the_visitor(desk):
