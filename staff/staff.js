@@ -377,7 +377,11 @@
   }
 
   function row(c) {
-    const open = h('a', {class: 'open'}, c.first_question || '(no question)');
+    const open = h('a', {class: 'open', onclick: (event) => { // the open one again: read it again (the hash stays)
+      if (state.open !== c.id) return;
+      event.preventDefault();
+      openConversation(c.id);
+    }}, c.first_question || '(no question)');
     open.href = `#/conversations/${encodeURIComponent(c.id)}`;
     const pick = h('input', {type: 'checkbox', 'aria-label': `Select: ${c.first_question || c.id}`, onchange: () => {
       if (pick.checked) state.picked.add(c.id); else state.picked.delete(c.id);
@@ -528,19 +532,28 @@
     const conversation = (x) => {
       const a = h('a', {}, x.first_question || '(no question)');
       a.href = `#/conversations/${encodeURIComponent(x.id)}`;
-      return h('li', {}, a, ' ', h('span', {class: 'muted'}, when(x.updated_at, shortFormat)), ' ', stageChip(x.stage),
-        ' ', statusBadge(x), ' ', h('span', {class: 'muted'}, `${x.turns} turn${x.turns === 1 ? '' : 's'} · visitor `),
-        h('code', {}, x.visitor_id));
+      return h('li', {}, a, h('div', {class: 'meta'}, h('span', {class: 'muted'}, when(x.updated_at, shortFormat)),
+        stageChip(x.stage), statusBadge(x), h('span', {class: 'muted'}, `${x.turns} turn${x.turns === 1 ? '' : 's'}`),
+        h('span', {class: 'muted'}, 'visitor ', h('code', {}, x.visitor_id))));
     };
     const visitors = new Set(data.conversations.map((x) => x.visitor_id)).size;
+    const asked = new Map(data.conversations.map((x) => [x.id, x.first_question]));
+    /** One step of the journey: when, the stage it reached, and in which conversation. */
+    const journeyStep = (j) => {
+      const a = h('a', {}, asked.get(j.conversation_id) || j.conversation_id);
+      a.href = `#/conversations/${encodeURIComponent(j.conversation_id)}`;
+      const at = parseTime(j.at);
+      return h('li', {}, h('time', {class: 'at', datetime: at && !isNaN(at) ? at.toISOString() : null}, when(j.at)),
+        stageChip(j.stage), h('span', {class: 'where'}, h('span', {class: 'muted'}, 'in '), a));
+    };
     pane.replaceChildren(h('header', {class: 'tr-head'},
       h('h2', {}, 'Customer ', h('code', {}, data.customer_id)),
       identityFields(data.identity),
       h('p', {class: 'muted'}, `${data.total} conversation${data.total === 1 ? '' : 's'} from ${visitors} `
         + `device${visitors === 1 ? '' : 's'} or browser${visitors === 1 ? '' : 's'}`)),
     h('section', {class: 'customer-journey', 'aria-label': 'Journey'}, h('h3', {}, 'Journey'),
-      data.journey.length ? h('ol', {class: 'journey'}, data.journey.map((j) => h('li', {}, stageChip(j.stage), ' ',
-        h('span', {class: 'muted'}, when(j.at))))) : h('p', {class: 'empty'}, 'No stage yet.')),
+      data.journey.length ? h('ol', {class: 'journey'}, data.journey.map(journeyStep))
+        : h('p', {class: 'empty'}, 'No stage yet.')),
     h('section', {'aria-label': 'Conversations'}, h('h3', {}, 'Conversations'),
       h('ul', {class: 'customer-conversations'}, data.conversations.map(conversation))),
     h('section', {'aria-label': 'Feedback'}, h('h3', {}, 'Feedback'), data.feedback.length
@@ -744,7 +757,8 @@
     }
     if (e.kind === 'status') {
       const until = data.status === 'snoozed' && data.until ? ` until ${when(data.until)}` : '';
-      const who = data.by === 'visitor' ? 'Reopened by a visitor message' : `${data.by} set it`;
+      const who = data.by === 'visitor' ? 'Reopened by a visitor message'
+        : data.reason === 'followed_up' ? `${data.by} followed up (the request nobody took)` : `${data.by} set it`;
       return h('li', {class: 'event'}, badge(INBOX[data.status] || data.status, `status-${data.status}`),
         ` ${who} · ${when(e.created_at)}${until}`);
     }
@@ -758,7 +772,7 @@
     }
     if (e.kind.startsWith('handoff_')) {
       const what = {handoff_claimed: `${data.name || 'Staff'} joined`, handoff_returned: 'Handed back to the guide',
-        handoff_closed: 'Closed', handoff_unavailable: 'No one available', handoff_contact: 'Email given'}[e.kind];
+        handoff_closed: data.followed_up ? 'Followed up' : 'Closed', handoff_unavailable: 'No one available', handoff_contact: 'Email given'}[e.kind];
       return h('li', {class: 'event'}, badge(what || e.kind, 'handoff'), ' ', when(e.created_at),
         data.email ? [' · ', link(`mailto:${data.email}`, data.email)] : null, data.text ? [' · ', data.text] : null);
     }
@@ -1018,6 +1032,7 @@
         if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
         $('live-state').textContent = 'Live updates are on.';
         loadQueue(); // whatever changed while we were not listening
+        loadChatNotes();
         await readEvents(response, (name, data, id) => { live.retry = 0; liveEvent(name, data, id); });
       } catch (_error) { /* reconnect below */ }
       if (live.ctl !== ctl) return;
@@ -1035,7 +1050,7 @@
     const data = event.data && typeof event.data === 'object' ? event.data : event;
     const cid = event.conversation_id || data.conversation_id;
     const at = event.created_at || data.created_at;
-    if (name !== 'typing') {
+    if (name !== 'typing' && name !== 'note') {
       clearTimeout(live.reload);
       live.reload = setTimeout(loadQueue, 250);
       if (name !== 'queue' && cid) live.recent = [...live.recent.slice(-299), [cid, name, data, at]];
@@ -1049,11 +1064,11 @@
     try {
       data = await api('GET', '/v1/staff/handoffs?status=waiting,unavailable,live');
     } catch (error) {
-      if (seq === live.seq && state.user) say($('queue-msg'), error.message, 'error');
+      if (seq === live.seq && state.user) { say($('queue-msg'), error.message, 'error'); live.loadFailed = true; }
       return;
     }
     if (seq !== live.seq || !state.user) return;
-    say($('queue-msg'), '');
+    if (live.loadFailed) { say($('queue-msg'), ''); live.loadFailed = false; } // what an action said stays
     live.items = data.handoffs || [];
     live.fetchedAt = Date.now();
     renderQueue();
@@ -1134,17 +1149,20 @@
   /** A request nobody took in time is a task: write to the visitor about their question, then mark it done. */
   function followUp(x, editor, msg) {
     const question = x.message || x.last_message || '';
-    const done = h('button', {type: 'button', class: 'quiet', disabled: !editor, onclick: async () => {
-      const closed = await act(msg, 'Marked followed up.',
-        () => api('POST', `/v1/staff/handoffs/${encodeURIComponent(x.conversation_id)}/close`));
-      if (closed !== undefined) loadQueue();
+    const button = h('button', {type: 'button', class: 'quiet', disabled: !editor, onclick: async () => {
+      const done = await act(msg, 'Marked followed up: the conversation is resolved.',
+        () => api('POST', `/v1/staff/handoffs/${encodeURIComponent(x.conversation_id)}/follow-up`));
+      if (done === undefined) return;
+      await loadQueue();
+      say($('queue-msg'), `Followed up: conversation ${x.conversation_id} is now resolved.`, 'ok');
+      if (state.user) loadList();
     }}, 'Mark followed up');
     const open = h('a', {}, 'Open the conversation');
     open.href = `#/conversations/${encodeURIComponent(x.conversation_id)}`;
     return h('div', {class: 'followup'}, h('h3', {}, 'Follow-up task'),
       h('p', {}, x.email ? ['Write to ', link(`mailto:${x.email}`, x.email)] : 'No email given: open the conversation',
         question ? [' about: “', question, '”'] : ''),
-      h('div', {class: 'actions'}, done, open));
+      h('div', {class: 'actions'}, button, open));
   }
 
   async function claim(x, msg) {
@@ -1190,28 +1208,50 @@
   function openChat(x) {
     const id = x.conversation_id;
     const items = x.transcript || [];
-    const ms = (value) => { const d = parseTime(value); return d && !isNaN(d) ? Number(d) : 0; };
     Object.assign(live, {chat: id, ended: false, seen: new Set(), typedAt: 0,
       since: Math.max(0, ...items.map((t) => ms(t.created_at))),
       said: items.filter((t) => t.kind === 'exchange' || t.kind === 'visitor_message')
         .map((t) => [t.question || t.text, ms(t.created_at)])});
     clearTimeout(live.idle);
+    live.noteMode = false;
     const msg = h('span', {class: 'msg', role: 'status'});
     const box = h('textarea', {id: 'chat-input', name: 'text', rows: 3, maxlength: 4000});
     const picker = cannedPicker(box); // its keydown listener goes first: Enter on a canned reply inserts, not sends
-    const form = h('form', {class: 'chat-form', onsubmit: (event) => { event.preventDefault(); sendChat(box, msg); }},
-      h('label', {for: 'chat-input'}, 'Message to the visitor'), box, picker,
-      h('div', {class: 'actions'}, h('button', {type: 'submit'}, 'Send'),
-        h('button', {type: 'button', class: 'quiet', onclick: () => endChat('release', msg)}, 'Hand back to bot'),
-        h('button', {type: 'button', class: 'quiet danger', onclick: () => endChat('close', msg)}, 'Close'), msg),
-      h('p', {class: 'hint'}, 'Enter sends; Shift+Enter starts a new line; / finds a canned reply.'));
+    const boxLabel = h('label', {for: 'chat-input'}, 'Message to the visitor');
+    const submit = h('button', {type: 'submit'}, 'Send');
+    const hint = h('p', {class: 'hint'});
+    const editor = state.user && state.user.role !== 'viewer';
+    const modes = h('fieldset', {class: 'compose-mode'}, h('legend', {class: 'sr-only'}, 'Write'),
+      h('label', {}, h('input', {type: 'radio', name: 'mode', value: 'reply', checked: true}), 'Reply to the visitor'),
+      h('label', {}, h('input', {type: 'radio', name: 'mode', value: 'note', disabled: !editor}),
+        'Internal note (staff only)'));
+    const form = h('form', {class: 'chat-form', onsubmit: (event) => {
+      event.preventDefault();
+      if (live.noteMode) addChatNote(box, msg); else sendChat(box, msg);
+    }}, modes, boxLabel, h('div', {class: 'compose'}, box, picker),
+    h('div', {class: 'actions'}, submit,
+      h('button', {type: 'button', class: 'quiet', onclick: () => endChat('release', msg)}, 'Hand back to bot'),
+      h('button', {type: 'button', class: 'quiet danger', onclick: () => endChat('close', msg)}, 'Close'), msg),
+    hint);
+    const mode = () => {
+      live.noteMode = form.elements.mode.value === 'note';
+      form.classList.toggle('note-mode', live.noteMode);
+      boxLabel.textContent = live.noteMode ? 'Internal note: staff only, the visitor never sees it'
+        : 'Message to the visitor';
+      submit.textContent = live.noteMode ? 'Add note' : 'Send';
+      hint.textContent = live.noteMode ? 'Enter adds the note; Shift+Enter starts a new line.'
+        : 'Enter sends; Shift+Enter starts a new line; / finds a canned reply.';
+      if (live.noteMode) staffTyping(false); // writing a note is not typing to the visitor
+    };
+    modes.addEventListener('change', () => { mode(); box.focus(); });
+    mode();
     box.addEventListener('keydown', (event) => {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         form.requestSubmit();
       }
     });
-    box.addEventListener('input', () => staffTyping(Boolean(box.value.trim())));
+    box.addEventListener('input', () => { if (!live.noteMode) staffTyping(Boolean(box.value.trim())); });
     const full = h('a', {}, 'Full transcript and review');
     full.href = `#/conversations/${encodeURIComponent(id)}`;
     const page = x.page && x.page.url ? link(x.page.url, x.page.title || x.page.url) : '–';
@@ -1225,7 +1265,8 @@
           fact('Email', x.email ? link(`mailto:${x.email}`, x.email) : 'none given'),
           fact('Visitor', h('code', {}, x.visitor_id || '–'))),
         full),
-      h('ol', {class: 'chat-log', role: 'log', 'aria-label': 'Messages'}, items.map(transcriptItem)),
+      h('ol', {class: 'chat-log', role: 'log', 'aria-label': 'Messages and internal notes'},
+        items.map((t) => stamped(transcriptItem(t), ms(t.created_at)))),
       h('p', {class: 'typing', 'aria-live': 'polite'}),
       form);
     for (const li of document.querySelectorAll('#queue li[data-id]')) {
@@ -1235,8 +1276,52 @@
     if (location.hash !== '#/live') location.hash = '#/live';
     // events that reached the page while the transcript was on its way: the newer ones are shown once
     for (const [cid, name, data, at] of live.recent) if (cid === id) chatEvent(name, data, at);
+    loadChatNotes();
     scrollChat();
     box.focus();
+  }
+
+  const ms = (value) => { const d = parseTime(value); return d && !isNaN(d) ? Number(d) : 0; };
+
+  /** Chat log items carry their time (data-at), so a note can take its place among them. */
+  function stamped(items, at) {
+    for (const li of [items].flat()) if (li) li.dataset.at = String(at || Date.now());
+    return items;
+  }
+
+  /** An internal note in the chat log: marked as staff only, never sent to the visitor. */
+  function showNote(n) {
+    const log = document.querySelector('#chat .chat-log');
+    if (!log || log.querySelector(`li[data-note="${CSS.escape(String(n.id))}"]`)) return;
+    const at = ms(n.created_at);
+    const item = stamped(h('li', {class: 'chat-internal', 'data-note': n.id},
+      h('p', {class: 'who-said'}, `Internal note · ${n.author} `, h('span', {class: 'muted'},
+        `${when(n.created_at, shortFormat)} · not shown to the visitor`)),
+      h('p', {class: 'text'}, n.text)), at);
+    const later = [...log.children].find((li) => Number(li.dataset.at) > at);
+    log.insertBefore(item, later || null);
+    if (!later) scrollChat();
+  }
+
+  /** The open chat's notes (on opening it, and after the live stream reconnects). */
+  async function loadChatNotes() {
+    const id = live.chat;
+    if (!id) return;
+    try {
+      const {notes} = await api('GET', `/v1/staff/conversations/${encodeURIComponent(id)}/notes`);
+      if (live.chat === id) notes.forEach(showNote);
+    } catch (_error) { /* the full transcript still has them */ }
+  }
+
+  async function addChatNote(box, msg) {
+    const text = box.value.trim();
+    if (!text) return;
+    const id = live.chat;
+    const made = await act(msg, 'Note added (staff only).',
+      () => api('POST', `/v1/staff/conversations/${encodeURIComponent(id)}/notes`, {text}));
+    if (!made || live.chat !== id) return;
+    if (box.value.trim() === text) box.value = '';
+    showNote(made);
   }
 
   function scrollChat() {
@@ -1244,10 +1329,10 @@
     if (log) log.scrollTop = log.scrollHeight;
   }
 
-  function chatLine(item) {
+  function chatLine(item, at) {
     const log = document.querySelector('#chat .chat-log');
     if (!log) return;
-    log.append(item);
+    log.append(stamped(item, at));
     scrollChat();
   }
 
@@ -1261,6 +1346,10 @@
 
   /** A live event of the open chat; what the transcript already showed (older or seen) is skipped. */
   function chatEvent(name, data, createdAt) {
+    if (name === 'note') {
+      if (data.note) showNote(data.note);
+      return;
+    }
     if (name === 'typing') {
       if (data.who === 'visitor') visitorTyping(Boolean(data.typing));
       return;
@@ -1276,13 +1365,13 @@
     }
     if (name === 'visitor.message') {
       visitorTyping(false);
-      chatLine(h('li', {}, bubble('visitor', 'Visitor', data.text)));
+      chatLine(h('li', {}, bubble('visitor', 'Visitor', data.text)), at);
     } else if (name === 'agent.message') {
-      chatLine(h('li', {}, bubble('staff', data.name || 'Staff', data.text)));
+      chatLine(h('li', {}, bubble('staff', data.name || 'Staff', data.text)), at);
     } else if ((name === 'handoff.returned' || name === 'handoff.closed') && !live.ended) {
       chatEnded(name === 'handoff.closed' ? 'closed' : 'returned', data.name);
     } else if (name === 'handoff.unavailable' && data.text) {
-      chatLine(h('li', {class: 'chat-note'}, 'The visitor was told: ', data.text));
+      chatLine(h('li', {class: 'chat-note'}, 'The visitor was told: ', data.text), at);
     }
   }
 
@@ -1305,7 +1394,7 @@
     try {
       const event = await api('POST', `/v1/staff/conversations/${encodeURIComponent(id)}/messages`, {text});
       if (live.chat === id && event) chatEvent('agent.message', event.data && typeof event.data === 'object'
-        ? event.data : event, null);
+        ? event.data : event, event.created_at);
     } catch (error) {
       if (live.chat !== id) return;
       if (!box.value) box.value = text;
@@ -1483,7 +1572,9 @@
         close();
       }
     });
-    box.addEventListener('blur', () => setTimeout(close, 150));
+    let closing = 0; // a click on an option blurs the box first; focus coming back cancels a pending close
+    box.addEventListener('blur', () => { closing = setTimeout(close, 150); });
+    box.addEventListener('focus', () => clearTimeout(closing));
     return list;
   }
 
@@ -1522,6 +1613,9 @@
     $('chart-time').replaceChildren(timeChart(data.time_in_stage));
     $('chart-daily').replaceChildren(...dailyChart(data.daily));
     $('chart-rates').replaceChildren(ratesTable(data.rates));
+    const overall = data.csat.overall;
+    $('csat-overall').textContent = overall.csat === null ? 'No rated replies in this period.'
+      : `Overall ${pct(overall.csat)}: ${overall.up} thumbs up, ${overall.down} thumbs down.`;
     $('chart-csat-stage').replaceChildren(csatChart(data.csat.by_stage, 'stage'));
     $('chart-csat-day').replaceChildren(csatChart(data.csat.by_day, 'day'));
     $('gaps').replaceChildren(gapList(gaps.groups));

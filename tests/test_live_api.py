@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jsonschema
 import pytest
-from conftest import REPO, Server, free_port, local_redis_url
+from conftest import REPO, Server, create_pg_database, free_port, local_redis_url
 from sse import iter_events
 from webhook_receiver import Receiver
 
@@ -586,6 +586,105 @@ def test_a_request_nobody_claims_in_time_becomes_unavailable(make_data_dir):
         assert "without completing response" not in server.log.read_text()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_marking_a_timed_out_request_followed_up_resolves_the_conversation(make_data_dir, backend):
+    data_dir = make_data_dir()
+    env, drop = {"JOURNEY_HANDOFF_WAIT_SECONDS": "1"}, None
+    if backend == "postgresql":  # its own database: the test lists the resolved conversations
+        env["JOURNEY_DATABASE_URL"], drop = create_pg_database()
+    tokens = make_tokens(Settings(data_dir=data_dir, database_url=env.get("JOURNEY_DATABASE_URL")))
+    server = Server(data_dir, **env)
+    try:
+        turn = chat(server, PRICING, identity={"email": "owner@glow.example"})
+        cid = turn["conversation_id"]
+        request_handoff(server, turn, message="Can someone call me?").raise_for_status()
+        assert staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/follow-up").status_code == 409, "still waiting"
+        visitor = visitor_live(server, turn)
+        visitor.wait("handoff.unavailable", timeout=5)
+        path = f"/handoffs/{cid}/follow-up"
+        assert staff(server, tokens["viewer"], "POST", path).status_code == 403
+        assert staff(server, tokens["ana"], "POST", path, json={"status": "snoozed"}).status_code == 422
+        done = staff(server, tokens["ana"], "POST", path)
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "closed" and done.json()["conversation_status"] == "resolved"
+        told = visitor.wait("handoff.closed")[0]["data"]
+        assert told["text"] == "Ana from our team followed up on your request by email to owner@glow.example."
+        assert staff(server, tokens["viewer"], "GET", "/handoffs").json()["handoffs"] == [], "no task left"
+        assert staff(server, tokens["ana"], "POST", path).status_code == 404, "nothing left to follow up"
+
+        transcript = staff(server, tokens["viewer"], "GET", f"/conversations/{cid}").json()
+        assert transcript["status"] == "resolved"
+        change = [e for e in transcript["events"] if e["kind"] == "status"][-1]["data"]
+        assert change == {"status": "resolved", "previous": "open", "until": None, "by": "Ana", "reason": "followed_up"}
+        closed = [e for e in transcript["events"] if e["kind"] == "handoff_closed"][-1]["data"]
+        assert closed["followed_up"] is True and closed["name"] == "Ana"
+        listed = staff(server, tokens["viewer"], "GET", "/conversations", params={"status": "resolved"}).json()
+        assert [c["id"] for c in listed["items"]] == [cid]
+        exported = staff(server, tokens["ana"], "GET", "/export", params={"visitor_id": turn["visitor_id"]}).text
+        assert '"reason": "followed_up"' in exported or '"reason":"followed_up"' in exported
+
+        chat(server, "Thanks, got your email. One more thing: is VAT included?", **ids(turn))
+        assert staff(server, tokens["viewer"], "GET", f"/conversations/{cid}").json()["status"] == "open", (
+            "the visitor coming back reopens it"
+        )
+
+        other = chat(server, PRICING)
+        request_handoff(server, other).raise_for_status()
+        deadline = time.monotonic() + 10
+        while (
+            staff(server, tokens["viewer"], "GET", "/handoffs", params={"status": "unavailable"}).json()["handoffs"]
+            == []
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        pending = staff(
+            server, tokens["ana"], "POST", f"/handoffs/{other['conversation_id']}/follow-up", json={"status": "pending"}
+        )
+        assert pending.json()["conversation_status"] == "pending", pending.text
+        assert (
+            staff(server, tokens["viewer"], "GET", f"/conversations/{other['conversation_id']}").json()["status"]
+            == "pending"
+        )
+        visitor.close()
+    finally:
+        server.stop()
+        if drop is not None:
+            drop()
+
+
+def test_internal_notes_reach_staff_streams_and_never_the_visitor(desk):
+    server, tokens = desk
+    turn = chat(server, PRICING)
+    cid = turn["conversation_id"]
+    request_handoff(server, turn).raise_for_status()
+    staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/claim").raise_for_status()
+    visitor = visitor_live(server, turn)
+    visitor.wait("agent.joined")
+    desk_stream = staff_live(server, tokens["viewer"])
+    secret = "Internal: churn risk, owner is ZANZIBAR-7731 <b>VIP</b>"
+    made = staff(server, tokens["ana"], "POST", f"/conversations/{cid}/notes", json={"text": secret})
+    assert made.status_code == 201, made.text
+    heard = desk_stream.wait("note", conversation_id=cid)[0]
+    assert heard["data"]["note"]["text"] == secret and heard["data"]["note"]["author"] == "Ana"
+    assert heard["id"] is None, "a note is never a resume point"
+    staff(server, tokens["ana"], "POST", f"/conversations/{cid}/messages", json={"text": "Checking that now."})
+    visitor.wait("agent.message", text="Checking that now.")  # sent after the note: the note would be here by now
+    listed = staff(server, tokens["viewer"], "GET", f"/conversations/{cid}/notes")
+    assert listed.status_code == 200 and [n["text"] for n in listed.json()["notes"]] == [secret]
+    assert staff(server, tokens["viewer"], "GET", "/conversations/nope-nope/notes").status_code == 404
+
+    replay = visitor_live(server, turn, params={"after": 0})  # everything the visitor could ever read again
+    replay.wait("agent.message", text="Checking that now.")
+    history = httpx.get(f"{server.url}/v1/conversations/{cid}", params={"visitor_id": turn["visitor_id"]}, timeout=30)
+    streamed = stream_chat(server, "Is VAT included?", **ids(turn))
+    seen = [json.dumps(e) for e in visitor.events + replay.events] + [history.text, json.dumps(streamed)]
+    assert "note" not in visitor.kinds() + replay.kinds()
+    assert not [text for text in seen if "ZANZIBAR" in text or "churn" in text]
+    for stream in (visitor, replay, desk_stream):
+        stream.close()
+    staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/close").raise_for_status()
 
 
 # -- two workers ------------------------------------------------------------------------------------------------

@@ -111,6 +111,15 @@ def closed_server(make_data_dir) -> Iterator[Deployment]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def quick_timeout(make_data_dir) -> Iterator[Deployment]:
+    """Requests nobody claims within 3 s become unavailable: follow-up tasks."""
+    deployment, servers = deploy(make_data_dir, workers=1, JOURNEY_HANDOFF_WAIT_SECONDS="3")
+    yield deployment
+    for server in servers:
+        server.stop()
+
+
 DEPLOYMENTS = {
     "one server": "one_server",
     "two workers": "two_workers",
@@ -589,7 +598,103 @@ def test_a_request_nobody_took_becomes_a_follow_up_task(desk, closed_server):
     task.get_by_role("button", name="Mark followed up").click()
     expect(desk.request(conversation)).to_have_count(0)
     assert all(h["conversation_id"] != conversation for h in closed_server.handoffs())
+    assert closed_server.staff_api("GET", f"/conversations/{conversation}")["status"] == "resolved"
     desk.assert_clean()
+
+
+def test_marking_a_timed_out_request_followed_up_resolves_its_conversation(desk, quick_timeout):
+    from playwright.sync_api import expect
+
+    desk.sign_in(quick_timeout.staff_server.url, quick_timeout.editor)
+    page = desk.page
+    question = "Can someone call me about moving our 3 salons?"
+    conversation = ask_for_a_person(quick_timeout.visitor_server, question, email="lee@salon.example")
+    request = desk.request(conversation)
+    expect(page).to_have_title("(1) waiting · Journey Guide · Staff")
+    task = request.locator(".followup")
+    expect(task).to_contain_text(f"Write to lee@salon.example about: “{question}”", timeout=20_000)  # timed out
+    expect(request.locator(".badge.st-unavailable")).to_have_text("Unavailable")
+    expect(page).to_have_title("Journey Guide · Staff")
+    task.get_by_role("button", name="Mark followed up").click()
+    expect(page.locator("#queue-msg")).to_have_text(f"Followed up: conversation {conversation} is now resolved.")
+    expect(request).to_have_count(0)
+    saved = quick_timeout.staff_api("GET", f"/conversations/{conversation}")
+    assert saved["status"] == "resolved", saved["status"]
+    change = [e["data"] for e in saved["events"] if e["kind"] == "status"][-1]
+    assert (change["by"], change["reason"], change["previous"]) == (AGENT, "followed_up", "open")
+
+    page.get_by_role("link", name="Conversations").click()
+    row = page.locator(f'#conversation-table tr[data-id="{conversation}"]')
+    expect(row.locator(".badge.status-resolved")).to_have_text("Resolved")
+    row.get_by_role("link").click()
+    pane = page.locator("#transcript")
+    expect(pane.locator("dl.facts").first).to_contain_text("Resolved")
+    events = pane.locator(".events")
+    expect(events).to_contain_text(f"{AGENT} followed up (the request nobody took)")
+    expect(events.locator(".badge", has_text="Followed up")).to_have_count(1)
+    desk.assert_clean()
+
+
+def test_internal_notes_in_a_live_chat_stay_with_staff(visitor, desk, one_server):
+    from playwright.sync_api import expect
+
+    reply = "Each bill has a PDF button under Billing, then Documents."  # no "inv": the slash test looks for it
+    one_server.staff_api("POST", "/canned", json={"title": "PDF copy", "text": reply})
+    conversation = start_live_chat(visitor, desk, one_server, "Where do I find my invoices?")
+    page = desk.page
+    box = page.locator("#chat-input")
+    page.get_by_label("Internal note (staff only)").check()
+    expect(page.locator("label[for=chat-input]")).to_have_text("Internal note: staff only, the visitor never sees it")
+    expect(page.locator("#chat form button[type=submit]")).to_have_text("Add note")
+    expect(box).to_be_focused()
+    secret = "Owner is on the legacy plan <b>VIP</b>: offer the 20% discount"
+    box.fill(secret)
+    box.press("Enter")
+    notes = desk.chat().locator(".chat-log li.chat-internal")
+    expect(notes.locator(".text")).to_have_text([secret])
+    expect(notes.first.locator(".who-said")).to_contain_text(f"Internal note · {AGENT}")
+    expect(notes.first.locator(".who-said")).to_contain_text("not shown to the visitor")
+    expect(box).to_have_value("")
+    ben = create_token(one_server.staff_server.data_dir, "Ben", "editor")
+    other = "Ben: they asked the same thing by email yesterday"
+    httpx.post(
+        f"{one_server.staff_server.url}/v1/staff/conversations/{conversation}/notes",
+        json={"text": other},
+        headers={"authorization": f"Bearer {ben}"},
+        timeout=30,
+    ).raise_for_status()
+    expect(notes.locator(".text")).to_have_text([secret, other])  # pushed by the staff stream, no reload
+    expect(notes.nth(1).locator(".who-said")).to_contain_text("Internal note · Ben")
+
+    page.get_by_label("Reply to the visitor").check()
+    expect(page.locator("#chat form button[type=submit]")).to_have_text("Send")
+    box.press_sequentially("/pdf")  # right after the mode change: the box's blur must not close the list
+    page.wait_for_timeout(300)
+    expect(page.get_by_role("listbox", name="Canned replies").get_by_role("option")).to_have_count(1)
+    desk.shot("live-note-and-canned-1280")
+    box.press("Enter")
+    expect(box).to_have_value(reply)
+    box.press("Enter")
+    expect(visitor.agent_messages()).to_have_text([reply])  # sent after both notes: they would have arrived first
+    shown = visitor.page.evaluate("document.querySelector('journey-guide').shadowRoot.textContent")
+    assert "legacy plan" not in shown and "yesterday" not in shown, shown
+    visitor.assert_inert()
+
+    page.reload()  # the notes are kept: opening the chat again shows them among the messages
+    desk.page.get_by_role("link", name=re.compile("^Live")).click()
+    desk.request(conversation).get_by_role("button", name="Open chat").click()
+    expect(notes.locator(".text")).to_have_text([secret, other])
+    expect(desk.chat().locator(".chat-log > li").last.locator(".text")).to_have_text(reply)
+    transcript = one_server.staff_api("GET", f"/conversations/{conversation}")
+    assert [n["text"] for n in transcript["notes"]] == [secret, other]
+    history = httpx.get(
+        f"{one_server.visitor_server.url}/v1/conversations/{conversation}",
+        params={"visitor_id": visitor.page.evaluate("JourneyGuide.visitorId")},
+        timeout=30,
+    )
+    assert history.status_code == 200 and "legacy plan" not in history.text and "yesterday" not in history.text
+    one_server.staff_api("POST", f"/handoffs/{conversation}/close")
+    desk.assert_inert()
 
 
 def test_slash_in_the_message_box_inserts_a_canned_reply(desk, one_server):

@@ -298,6 +298,38 @@ def test_status_and_assignee_from_the_transcript_and_in_bulk(desk, staff):
     desk.assert_clean()
 
 
+def test_a_visitor_message_reopens_a_resolved_conversation(desk, staff):
+    from playwright.sync_api import expect
+
+    page = desk.page
+    desk.sign_in(staff.editor)
+    row = desk.rows().filter(has_text=FILLER[3]).first
+    conversation = row.get_attribute("data-id")
+    row.get_by_role("link").click()
+    pane = page.locator("#transcript")
+    pane.locator("form[data-form=status] select").select_option("resolved")
+    pane.get_by_role("button", name="Save status").click()
+    expect(pane.locator("form[data-form=status] .msg")).to_have_text("Status: Resolved.")
+    expect(page.locator(f'#conversation-table tr[data-id="{conversation}"] .badge.status-resolved')).to_be_visible()
+
+    visitor_id = staff.transcript(conversation)["visitor_id"]
+    chat(
+        staff.server,
+        "Sorry, one more question: how long is the trial?",
+        conversation_id=conversation,
+        visitor_id=visitor_id,
+    )
+    page.locator("#f-status").select_option("open")  # the list is read again
+    row = page.locator(f'#conversation-table tr[data-id="{conversation}"]')
+    expect(row.locator(".badge.status-open")).to_have_text("Open")
+    row.get_by_role("link").click()
+    expect(pane.locator("dl.facts").first).to_contain_text("Open")
+    expect(pane.locator(".events .event").last).to_contain_text("Reopened by a visitor message")
+    assert staff.transcript(conversation)["status"] == "open"
+    page.get_by_role("button", name="Clear filters").click()
+    desk.assert_clean()
+
+
 def test_viewer_sees_status_but_gets_no_inbox_controls(desk, staff):
     from playwright.sync_api import expect
 
@@ -559,6 +591,14 @@ def test_analytics_charts_render_as_svg(desk, staff):
     assert f"{stage_label} 0% (0 up, 1 down)" in csat.get_attribute("aria-label"), "the thumbs down on BLANK"
     expect(page.locator("#chart-csat-day svg rect.bar")).to_have_count(1)
     expect(page.locator("#chart-csat-day svg text.value")).to_have_text("0% (0 up, 1 down)")
+    expect(page.locator("#csat-overall")).to_have_text("Overall 0%: 0 thumbs up, 1 thumbs down.")
+    figures = staff.api("GET", "/analytics").json()
+    time_label = page.locator("#chart-time svg[role=img]").get_attribute("aria-label")
+    for t in figures["time_in_stage"]:  # the chart says what the API measured, stage by stage
+        if t["median_seconds"] is None:
+            assert f"{labels[t['stage']]} – ({t['single']} on one touchpoint)" in time_label, (t, time_label)
+        else:
+            assert f"{labels[t['stage']]} " in time_label and f"{t['spans']}×" in time_label, (t, time_label)
     desk.shot("staff-desktop-analytics", full_page=True)
 
     page.locator("#a-until").fill("2001-01-01")
@@ -740,7 +780,23 @@ def test_customer_view_of_a_signed_identity_with_labelled_fields(desk, staff):
     links = pane.locator(".customer-conversations a")
     expect(links).to_have_count(2)
     expect(links).to_contain_text(["How do I move a booking", "Do you integrate with Square"])
-    expect(pane.locator("ol.journey li").first).to_be_visible()
+    steps = pane.locator("ol.journey > li")
+    view = staff.api("GET", "/customers/cus_77", token=staff.viewer).json()
+    expect(steps).to_have_count(len(view["journey"]))
+    for i, step in enumerate(view["journey"]):  # each step: its date, the stage reached, in which conversation
+        item = steps.nth(i)
+        expect(item.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT"))
+        expect(item.locator(".stage")).to_be_visible()
+        href = f"#/conversations/{step['conversation_id']}"
+        expect(item.locator(".where a")).to_have_attribute("href", href)
+    boxes = steps.evaluate_all("""items => items.map((li) => {
+        const r = li.getBoundingClientRect(), t = li.querySelector('time').getBoundingClientRect(),
+          s = li.querySelector('.stage').getBoundingClientRect();
+        return {top: r.top, bottom: r.bottom, time: t.left, timeRight: t.right, stage: s.left}; })""")
+    for above, below in zip(boxes, boxes[1:], strict=False):
+        assert below["top"] >= above["bottom"] - 1, f"journey steps overlap or share a line: {boxes}"
+    assert len({round(b["time"]) for b in boxes}) == 1 and len({round(b["stage"]) for b in boxes}) == 1, boxes
+    assert all(b["stage"] >= b["timeRight"] + 8 for b in boxes), f"the date runs into the stage: {boxes}"
     expect(pane.get_by_role("region", name="Feedback")).to_contain_text("Thumbs down")
     assert pane.locator("dl.identity b").count() == 0
     desk.shot("customer-view-1280")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
@@ -38,7 +38,7 @@ NO_CLAIM = error_responses(
 )
 LIVE_EVENTS = event_stream(
     "live events (docs/live-handoff.md), a `: ping` comment every 15 s",
-    (*queue.QUEUE_STATUS, "agent.message", "visitor.message", "typing", "queue"),
+    (*queue.QUEUE_STATUS, "agent.message", "visitor.message", "typing", "queue", "note"),
 )
 
 
@@ -88,6 +88,12 @@ class VisitorTypingIn(BaseModel):
 
     visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN)
     typing: bool
+
+
+class FollowUpIn(BaseModel):
+    """The conversation's status once the follow-up is done: resolved (the default) or pending (awaiting a reply)."""
+
+    status: Literal["resolved", "pending"] = "resolved"
 
 
 class TypingIn(BaseModel):
@@ -252,6 +258,28 @@ async def _end(conversation_id: str, user: StaffUser, request: Request, outcome:
         out = await _run(call)
     except service.NotClaimed as exc:
         return _conflict("not_claimed", f"{exc.agent or 'another staff member'} holds this conversation", exc.agent)
+    await desk.notify(conversation_id)
+    return out
+
+
+FOLLOW_UP_ERRORS = error_responses(
+    (404, NO_REQUEST), (409, "the request is waiting or live, not a follow-up task (error: not_a_follow_up)")
+)
+
+
+@staff_router.post("/handoffs/{conversation_id}/follow-up", responses=FOLLOW_UP_ERRORS)
+async def follow_up(conversation_id: ConversationId, user: Editor, request: Request, body: FollowUpIn | None = None):
+    """Mark a follow-up task (a request nobody took) done: the request closes, the conversation becomes resolved."""
+    desk = desk_of(request)
+    status = body.status if body else "resolved"
+    call = lambda: service.follow_up(  # noqa: E731
+        sessions=desk.sessions, conversation_id=conversation_id, staff=_staff(user), status=status
+    )
+    try:
+        out = await _run(call)
+    except service.NotAFollowUp as exc:
+        detail = f"this request is {exc.status}, not a follow-up task: claim it or close it"
+        return _conflict("not_a_follow_up", detail, None)
     await desk.notify(conversation_id)
     return out
 

@@ -20,9 +20,10 @@ from app.chat.service import new_id
 from app.config import Settings
 from app.conversations.schemas import valid_email
 from app.live.hours import is_open, office_zone, parse_office_hours
-from app.live.models import LIVE, OPEN, RETURNED, UNAVAILABLE, WAITING, HandoffRequest, LiveEvent
-from app.store.models import Conversation, Touchpoint, utcnow
-from app.store.service import add_event_touchpoint, get_conversation
+from app.live.models import CLOSED, LIVE, OPEN, RETURNED, UNAVAILABLE, WAITING, HandoffRequest, LiveEvent
+from app.staff.inbox import effective_status
+from app.store.models import RESOLVED, Conversation, Touchpoint, utcnow
+from app.store.service import STATUS_KIND, add_event_touchpoint, get_conversation, status_touchpoint
 from app.webhooks.events import iso
 
 EVENT_LOCK = zlib.crc32(b"journey-guide-live-events")  # serialises live event inserts on PostgreSQL
@@ -49,6 +50,14 @@ class NotClaimed(Exception):
     def __init__(self, agent: str | None) -> None:
         super().__init__(agent)
         self.agent = agent
+
+
+class NotAFollowUp(Exception):
+    """The open request is waiting or live, not a follow-up task (only an unavailable request is one)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -412,6 +421,45 @@ def end(*, sessions: sessionmaker, conversation_id: str, staff: Staff, outcome: 
         add_touchpoint(session, conversation, touchpoint_kind, {**data, "claimed": request.status == LIVE})
         event = add_event(session, conversation_id, kind, data)
         return {"conversation_id": conversation_id, "status": outcome, "agent": staff.name, "event_id": event.id}
+
+    return transaction(sessions, work)
+
+
+def follow_up(*, sessions: sessionmaker, conversation_id: str, staff: Staff, status: str = RESOLVED) -> dict:
+    """Mark a follow-up task done: close the unavailable request and set the conversation's status (resolved).
+
+    Both are recorded with who and when: a handoff_closed touchpoint (`followed_up: true`) and a status touchpoint
+    (`reason: "followed_up"`), so the transcript, the export and the webhooks show them; a new visitor message
+    reopens a resolved conversation as usual.
+    """
+
+    def work(session: Session) -> dict:
+        request = open_request(session, conversation_id)
+        if request is None:
+            raise NoOpenRequest(conversation_id)
+        if request.status != UNAVAILABLE:
+            raise NotAFollowUp(request.status)
+        changed = session.execute(
+            update(HandoffRequest)
+            .where(HandoffRequest.id == request.id, HandoffRequest.status == UNAVAILABLE)
+            .values(status=CLOSED, ended_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed != 1:
+            raise NotAFollowUp(LIVE)  # claimed a moment ago
+        how = f" by email to {request.email}" if request.email else ""
+        data = {"name": staff.name, "text": f"{staff.name} from our team followed up on your request{how}."}
+        conversation = session.get(Conversation, conversation_id)
+        add_touchpoint(session, conversation, "handoff_closed", {**data, "claimed": False, "followed_up": True})
+        event = add_event(session, conversation_id, "handoff.closed", data)
+        at = utcnow()
+        change = {"status": status, "previous": effective_status(conversation, at), "until": None}
+        change |= {"by": staff.name, "reason": "followed_up"}
+        conversation.status, conversation.status_until = status, None
+        status_touchpoint(session=session, conversation=conversation, kind=STATUS_KIND, data=change, at=at)
+        session.flush()
+        out = {"conversation_id": conversation_id, "status": CLOSED, "agent": staff.name, "event_id": event.id}
+        return {**out, "conversation_status": status}
 
     return transaction(sessions, work)
 

@@ -68,6 +68,9 @@ async def _events(
                 if kind == "typing" and mine and (staff or message.get("who") == "agent"):
                     typing = {k: v for k, v in message.items() if k != "type"}
                     yield _sse({**typing, "kind": "typing", "id": 0}, with_id=False)
+                elif kind == "note" and staff and mine:  # internal notes: staff streams only, never a visitor's
+                    note = {"conversation_id": message.get("conversation_id"), "note": message.get("note")}
+                    yield _sse({"kind": "note", "id": 0, **note}, with_id=False)
                 elif kind == "queue" and staff:
                     change = {"conversation_id": message.get("conversation_id"), "status": message.get("status")}
                     yield _sse({"kind": "queue", "id": 0, **change}, with_id=False)

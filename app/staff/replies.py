@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.staff.inbox import Invalid, NotFound
 from app.staff.models import CannedReply, ConversationNote
 from app.store.models import Conversation, utcnow
+from app.webhooks.events import iso
 
 
 def canned_dict(row: CannedReply) -> dict:
@@ -73,6 +74,18 @@ def add_note(*, session: Session, conversation_id: str, text: str, by: str) -> d
     session.add(row)
     session.commit()
     return note_dict(row)
+
+
+def note_json(note: dict) -> dict:
+    """A note as JSON for the live bus (its time as ISO 8601)."""
+    return {**note, "created_at": iso(note["created_at"])}
+
+
+def conversation_notes(*, session: Session, conversation_id: str) -> list[dict]:
+    """The notes of a conversation that exists (NotFound otherwise), oldest first."""
+    if session.get(Conversation, conversation_id) is None:
+        raise NotFound(f"no conversation {conversation_id}")
+    return notes_of(session=session, conversation_id=conversation_id)
 
 
 def notes_of(*, session: Session, conversation_id: str) -> list[dict]:

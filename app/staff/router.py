@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
@@ -234,9 +234,19 @@ async def team(user: Viewer, services: ServicesDep) -> dict:
 
 
 @router.post("/conversations/{conversation_id}/notes", status_code=201, responses=NOT_FOUND)
-async def add_note(conversation_id: str, body: NoteIn, user: Editor, services: ServicesDep) -> dict:
-    """Leave an internal note on a conversation: staff see it in the transcript, visitors never do."""
-    return await _run(services, replies.add_note, conversation_id=conversation_id, text=body.text, by=user.name)
+async def add_note(conversation_id: str, body: NoteIn, user: Editor, services: ServicesDep, request: Request) -> dict:
+    """Leave an internal note on a conversation: staff see it (transcript, live chat), visitors never do."""
+    note = await _run(services, replies.add_note, conversation_id=conversation_id, text=body.text, by=user.name)
+    live = getattr(request.app.state, "live", None)
+    if live is not None:  # to the staff streams only (never stored as a live event, so never on a visitor's stream)
+        await live.bus.publish({"type": "note", "conversation_id": conversation_id, "note": replies.note_json(note)})
+    return note
+
+
+@router.get("/conversations/{conversation_id}/notes", responses=NOT_FOUND)
+async def notes(conversation_id: str, user: Viewer, services: ServicesDep) -> dict:
+    """A conversation's internal notes, oldest first (the live chat shows them among the messages)."""
+    return {"notes": await _run(services, replies.conversation_notes, conversation_id=conversation_id)}
 
 
 CannedId = Annotated[int, Path(ge=1, le=2**53)]
