@@ -175,6 +175,7 @@ def test_strings_come_from_the_locale_table_by_config_or_browser_language(widget
     from playwright.sync_api import expect
 
     titles = {"es": "Pregúntanos lo que quieras", "de": "Fragen Sie uns alles", "fr": "Posez-nous vos questions"}
+    titles["pt-BR"] = "Pergunte o que quiser"
     for locale, title in titles.items():
         show(widget, site.page(locale, "<h1>Hi</h1>", config=f"{{locale: '{locale}'}}", widget_url=offline_server.url))
         expect(widget("h2")).to_have_text(title)
@@ -209,6 +210,12 @@ BOXES = """() => { const root = document.querySelector('journey-guide').shadowRo
           send: box('.compose button'), input: box('textarea')}; }"""
 
 
+SOURCE_LABEL = """() => { const a = document.querySelector('journey-guide').shadowRoot.querySelector('.src a');
+  const r = document.createRange(); r.setStart(a.firstChild, 0); r.setEnd(a.firstChild, 3);
+  const n = r.getBoundingClientRect(), t = a.querySelector('bdi').getBoundingClientRect();
+  return [[n.left, n.right], [t.left, t.right]]; }"""
+
+
 def test_arabic_is_right_to_left_and_mirrored(widget, offline_server, site):
     from playwright.sync_api import expect
 
@@ -223,6 +230,8 @@ def test_arabic_is_right_to_left_and_mirrored(widget, offline_server, site):
     assert b["close"][1] < b["title"][0], f"the close button is left of the title: {b}"
     assert b["question"][0] < b["reply"][0] and b["reply"][1] > b["question"][1], f"questions left, replies right: {b}"
     assert b["send"][1] <= b["input"][0], f"send is left of the input: {b}"
+    number, title = widget.page.evaluate(SOURCE_LABEL)
+    assert number[1] > title[1], f"a source's number comes first, on the right, then its title: {number} {title}"
     assert_contrast(widget.page, "journey-guide", TEXTS, " right to left")
     widget.shot("rtl", SCREENSHOTS)
     widget.assert_clean()
