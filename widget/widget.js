@@ -1179,6 +1179,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   }
   const ask = async (n) => {
     if (active() || n > 5) return;
+    if (isOpen() || busy) return setTimeout(ask, 5000, n + 1); // not while the visitor is chatting
     try {
       const out = await api("v1/proactive", {
         visitor_id: visitor,
