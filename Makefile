@@ -25,10 +25,11 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 
-eval-stages: ingest  # the three stage development sets (the held-out ones are measured once, by hand)
+eval-stages: ingest  # the four stage development sets (the held-out ones are measured once, by hand)
 	$(VENV)/bin/journey eval-stages evals/stages_dev.jsonl
 	$(VENV)/bin/journey eval-stages evals/stages_dev2.jsonl
 	$(VENV)/bin/journey eval-stages evals/stages_real_dev.jsonl
+	$(VENV)/bin/journey eval-stages evals/stages_conv_dev.jsonl
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

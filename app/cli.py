@@ -22,11 +22,14 @@ def serve(
     """Serve the chat API, the widget and the staff page."""
     import uvicorn
 
+    from app.answer.chat_model import load_chat_model
     from app.kb.store import check_chroma_server
 
     settings = Settings()
     if settings.chroma_url:
         check_chroma_server(settings.chroma_url)  # refuse to start (one line, exit 1) rather than fail in each worker
+    if settings.llm:
+        load_chat_model(settings)  # likewise: a missing provider package or a bad JOURNEY_LLM, said once
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -134,7 +137,8 @@ def eval_stages(
         bool,
         typer.Option(
             "--llm",
-            help="ask the configured LLM (OPENAI_API_KEY, OPENAI_BASE_URL) for a stage vote as the chat service does: "
+            help="ask the configured LLM (JOURNEY_LLM, or OPENAI_API_KEY and OPENAI_BASE_URL) for a stage vote "
+            "as the chat service does: "
             "only below JOURNEY_LLM_STAGE_BELOW confidence, never for small talk; prints the share of turns asked",
         ),
     ] = False,
@@ -168,7 +172,7 @@ def eval_stages(
     voter = None
     if llm:
         if not settings.llm_enabled:
-            typer.echo("error: --llm needs an LLM: set OPENAI_API_KEY (and OPENAI_BASE_URL)", err=True)
+            typer.echo("error: --llm needs an LLM: set JOURNEY_LLM, or OPENAI_API_KEY (and OPENAI_BASE_URL)", err=True)
             raise typer.Exit(2)
         voter = llm_voter(settings, journey)
     report = evaluate(detector, cases, journey.names, lookup, voter)
@@ -189,10 +193,11 @@ def llm_voter(settings: Settings, journey):
 
     from app.chat.service import is_small_talk
     from app.stages.evaluate import CountingVoter
-    from app.stages.llm import LLMStageClassifier, as_vote, wants_vote
+    from app.stages.llm import as_vote, wants_vote
+    from app.state import build_llm
 
     logging.disable(logging.INFO)  # a log line per LLM call would bury the figures
-    classifier = LLMStageClassifier(settings, journey)
+    _, classifier = build_llm(settings.model_copy(update={"llm_stage": True}), journey)
     loop = asyncio.new_event_loop()  # one loop for every call: the client's connections belong to it
 
     def ask(signals):
@@ -468,12 +473,31 @@ def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="wh
 
 def main() -> None:
     """Entry point of the console script."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from app.answer.chat_model import LLMConfigError
     from app.kb.store import KnowledgeUnavailable
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin on every start
     try:
         cli()
-    except KnowledgeUnavailable as exc:
+    except (KnowledgeUnavailable, LLMConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        said = "; ".join(f"{_env_name(e['loc'])}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid configuration: {said}", err=True)
+        raise SystemExit(1) from None
+    except SettingsError as exc:  # a value that is not even JSON, e.g. JOURNEY_LLM_OPTIONS
+        typer.echo(f"error: invalid configuration: {exc} ({exc.__cause__ or ''})", err=True)
+        raise SystemExit(1) from None
+
+
+def _env_name(loc: tuple) -> str:
+    """The environment variable behind a Settings field: JOURNEY_<FIELD>, or the field's own alias (OPENAI_...)."""
+    name = str(loc[0]) if loc else "?"
+    return name if name.isupper() else f"JOURNEY_{name.upper()}"

@@ -2,6 +2,7 @@
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,14 @@ class Settings(BaseSettings):
         description="'local' (the packaged MiniLM), 'local-int8q' (MiniLM computing in int8) or 'openai:<model>'",
     )
     embedding_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads for one local embedding call")
+    llm: str | None = Field(
+        None,
+        description="provider:model of any chat model LangChain's init_chat_model knows (anthropic:claude-sonnet-4-5, "
+        "ollama:llama3.1...), or python:module:factory; unset: the OpenAI-compatible client (OPENAI_*, llm_model)",
+    )
+    llm_options: dict[str, Any] = Field(
+        default_factory=dict, description="JSON object of extra arguments for the JOURNEY_LLM chat model (base_url...)"
+    )
     llm_model: str = "gpt-4o-mini"
     llm_timeout: float = Field(20.0, gt=0, description="seconds for a whole LLM call")
     llm_token_timeout: float = Field(8.0, gt=0, description="seconds allowed between two streamed tokens")
@@ -119,6 +128,15 @@ class Settings(BaseSettings):
         office_zone(value.strip())
         return value.strip()
 
+    @field_validator("llm")
+    @classmethod
+    def _llm(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        provider, _, model = (value or "").partition(":")
+        if value and not (provider.strip() and model.strip()):
+            raise ValueError(f"JOURNEY_LLM must be provider:model, e.g. anthropic:claude-sonnet-4-5, got {value!r}")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -129,8 +147,13 @@ class Settings(BaseSettings):
 
     @property
     def llm_enabled(self) -> bool:
-        """True when an OpenAI-compatible LLM is configured (a key or a base URL)."""
-        return bool(self.openai_api_key or self.openai_base_url)
+        """True when an LLM is configured: JOURNEY_LLM, or an OpenAI-compatible key or base URL."""
+        return bool(self.llm or self.openai_api_key or self.openai_base_url)
+
+    @property
+    def llm_name(self) -> str:
+        """The model touchpoints and /health name: JOURNEY_LLM as set, or the OpenAI-compatible model."""
+        return self.llm or self.llm_model
 
     @property
     def cors_origins(self) -> list[str]:

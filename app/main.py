@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {
             "status": "ok",
             "mode": "llm" if settings.llm_enabled else "offline",
-            "llm_model": settings.llm_model if settings.llm_enabled else None,
+            "llm_model": settings.llm_name if settings.llm_enabled else None,
             "embedding_model": services.kb.embeddings.name,
             "knowledge": {"collection": services.kb.name, **knowledge},
             "stages": services.journey.names,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from app.answer.chat_model import ChatModelAnswerer, load_chat_model
 from app.answer.llm import LLMAnswerer
 from app.answer.prompts import load_guidance
 from app.chat.service import ChatService
@@ -17,7 +18,7 @@ from app.proactive.rules import Rule, load_rules
 from app.staff.learning import Learning
 from app.stages.config import JourneyConfig, load_journey
 from app.stages.detector import EnsembleStageDetector
-from app.stages.llm import LLMStageClassifier
+from app.stages.llm import ChatModelStageClassifier, LLMStageClassifier
 from app.store.db import make_engine, make_sessionmaker
 from app.webhooks.outbox import install_outbox
 
@@ -50,9 +51,27 @@ def build_knowledge_base(settings: Settings, embeddings=None) -> KnowledgeBase:
     )
 
 
+def build_llm(
+    settings: Settings, journey: JourneyConfig
+) -> tuple[LLMAnswerer | ChatModelAnswerer | None, LLMStageClassifier | ChatModelStageClassifier | None]:
+    """The answerer and the stage classifier (None unless JOURNEY_LLM_STAGE) of the configured LLM, or None, None.
+
+    JOURNEY_LLM: any LangChain chat model (LLMConfigError when it cannot be built); else OPENAI_API_KEY or
+    OPENAI_BASE_URL: the OpenAI-compatible client, the faster path.
+    """
+    if not settings.llm_enabled:
+        return None, None
+    if settings.llm:
+        chat_model = load_chat_model(settings)
+        stage = ChatModelStageClassifier(settings, journey, chat_model) if settings.llm_stage else None
+        return ChatModelAnswerer(settings, chat_model), stage
+    return LLMAnswerer(settings), LLMStageClassifier(settings, journey) if settings.llm_stage else None
+
+
 def build_services(settings: Settings) -> Services:
     """Build clients, models and the database in the order they depend on each other."""
     journey = load_journey(settings.knowledge_dir / "stages.yaml")
+    llm, stage_llm = build_llm(settings, journey)  # first: a JOURNEY_LLM that cannot be used stops startup at once
     proactive_rules = load_rules(settings.knowledge_dir / "proactive.yaml", journey.names)
     kb = build_knowledge_base(settings)
     kb.catalog()  # loads the in-memory copy of the collection now, not in the first visitor's turn
@@ -76,8 +95,8 @@ def build_services(settings: Settings) -> Services:
         detector=detector,
         sessions=sessions,
         vectors=vectors,
-        llm=LLMAnswerer(settings) if settings.llm_enabled else None,
-        stage_llm=LLMStageClassifier(settings, journey) if settings.llm_enabled and settings.llm_stage else None,
+        llm=llm,
+        stage_llm=stage_llm,
         learning=learning,
         guidance=load_guidance(settings.knowledge_dir / "stages.yaml"),
     )

@@ -116,6 +116,9 @@ def test_the_question_clause_leaves_out_who_is_asking_and_from_where():
     words = focus_words("im a farrier in york, can i take payments by cheque")
     assert "cheque" in words and "farrier" not in words and "york" not in words
     assert "lisbon" not in focus_words("yoga place here in lisbon - do you support multibanco?")
+    # where, with an article or "round": "in the basement", "all round norwich"
+    assert "basement" not in focus_words("does the app work when i have no signal in the basement")
+    assert "norwich" not in focus_words("i drive all round norwich, can i book at their house?")
 
 
 def test_a_specific_missing_word_is_rare_nounlike_and_unlike_any_kb_word():
@@ -123,6 +126,9 @@ def test_a_specific_missing_word_is_rare_nounlike_and_unlike_any_kb_word():
     assert not specific("cheque", closest=0.8)  # the knowledge base has a word that means the same
     assert not specific("swamped", closest=0.3)  # a verb form: filler around the question
     assert not specific("2025", closest=0.3) and not specific("people", closest=0.3)  # a number; everyday English
+    # a verb's -s form, an adjective with a verb form, a function word
+    assert not specific("reckons", closest=0.3) and not specific("fancy", closest=0.3)
+    assert not specific("ups", closest=0.3) and "onto" not in terms("how do i get it onto my site")
 
 
 def test_what_is_asked_outweighs_who_asks_when_choosing_the_passage():
@@ -142,6 +148,25 @@ def test_what_is_asked_outweighs_who_asks_when_choosing_the_passage():
         question=read_question(asked), question_vector=np.ones(4) / 2, hits=hits, embed=same, idf=lambda t: 1.0
     )
     assert unweighted.doc_ids[0] == "tutors"  # without the weighting, who asks would have chosen
+
+
+def test_a_price_question_gets_the_price_for_the_billing_period_it_asks_about():
+    import numpy as np
+
+    hits = [
+        hit("The annual price works out at $23.20 per staff calendar per month on Pro, billed once a year.", "A", "a"),
+        hit("The Pro plan costs $29 per staff calendar per month.", "P", "p"),
+    ]
+    same = lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2  # noqa: E731 - meaning ties: shape decides
+
+    def lead(asked: str) -> str:
+        composed = compose(
+            question=read_question(asked), question_vector=np.ones(4) / 2, hits=hits, embed=same, idf=lambda t: 1.0
+        )
+        return composed.text.split("\n")[0]
+
+    assert lead("how much is pro per staff calendar?").startswith("The Pro plan costs $29")
+    assert lead("how much is pro per staff calendar if i pay yearly?").startswith("The annual price")
 
 
 def test_a_short_decisive_sentence_leads_into_the_next():

@@ -17,7 +17,7 @@ from fake_llm import stage_vote_or
 from app.embeddings import LocalMiniLMEmbeddings
 from app.stages.calibration import fit_temperature
 from app.stages.config import StageConfigError, load_journey
-from app.stages.detector import TOP_K, EnsembleStageDetector, StageSignals
+from app.stages.detector import TOP_K, VAGUE_SIMILARITY, EnsembleStageDetector, StageSignals
 from app.stages.evidence import visitor_evidence
 from app.stages.passages import SIMILARITY_FLOOR, PassageSignal, passage_logits
 
@@ -92,6 +92,33 @@ def test_known_customer_lowers_pre_purchase_stages(detector):
     for stage in ("awareness", "consideration", "decision"):
         assert customer.scores[stage] < anonymous.scores[stage]
     assert "known_customer" in kinds(customer)
+
+
+def test_a_conversation_past_the_purchase_counts_as_a_customer(detector):
+    """Once the conversation is in a stage after the purchase, the visitor is treated as a known customer."""
+    message = "tell me about the reports"
+    after = detector.detect(StageSignals(message=message, history=("my invoice is wrong",), previous="support"))
+    told = detector.detect(
+        StageSignals(message=message, history=("my invoice is wrong",), previous="support", known_customer=True)
+    )
+    assert after.scores == pytest.approx(told.scores), "the conversation says 'customer' as surely as the host page"
+    assert any(e["type"] == "known_customer" and "past the purchase" in e["detail"] for e in after.evidence)
+    before = detector.detect(StageSignals(message=message, history=("what is lumio?",), previous="awareness"))
+    assert "known_customer" not in kinds(before), "a conversation before the purchase says nothing of the kind"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["the boiler pressure keeps dropping below one bar", "our greenhouse heater trips the fuse every night"],
+)
+def test_a_clear_message_far_from_every_example_is_not_vague(detector, embeddings, message):
+    """Regression: a clear message in the words of a business the examples do not cover was called vague (no example
+    within VAGUE_SIMILARITY) and kept the conversation's stage, or fell back to awareness on a first turn."""
+    assert float((detector._fit.vectors @ embeddings.embed_array([message])[0]).max()) < VAGUE_SIMILARITY
+    first = detector.detect(StageSignals(message=message))
+    assert first.name == "support" and not first.uncertain and "vague" not in kinds(first)
+    moved = detector.detect(StageSignals(message=message, history=("do you install them?",), previous="consideration"))
+    assert moved.name == "support" and moved.changed and "kept_previous" not in kinds(moved)
 
 
 def test_evidence_is_readable(detector):
@@ -224,7 +251,7 @@ def test_eval_stages_llm_votes_only_on_unsure_turns(tmp_path, make_data_dir, fak
     always = run_cli("eval-stages", str(path), "--llm", env={**env, "JOURNEY_LLM_STAGE_BELOW": "1.01"})
     assert "LLM stage votes asked: 2 of 3 turns" in always.stdout, "never small talk, even when always asked"
     no_llm = run_cli("eval-stages", str(path), "--llm", env=base_env(make_data_dir()))
-    assert no_llm.returncode == 2 and "--llm needs an LLM: set OPENAI_API_KEY" in no_llm.stderr
+    assert no_llm.returncode == 2 and "--llm needs an LLM: set JOURNEY_LLM, or OPENAI_API_KEY" in no_llm.stderr
 
 
 # Two stages with the very same examples: a message about them cannot be told apart, so the detector is unsure.

@@ -288,7 +288,7 @@ def test_a_long_answer_shows_its_start_when_it_arrives_and_after_a_reload(widget
     widget.assert_clean()
 
 
-# 8. config of the wrong type, the handoff form, the brand colour, what the README promises
+# 8. config of the wrong type, the handoff form, the brand colour, what widget/README.md promises
 
 
 def test_wrong_typed_config_falls_back_to_defaults_without_errors(widget, offline_server, site):
@@ -387,9 +387,10 @@ def test_no_globals_besides_journey_guide_and_a_second_copy_does_nothing(widget,
     widget.assert_clean()
 
 
-def test_readme_states_the_widget_gzipped_size():
+def test_widget_readme_states_the_widget_gzipped_size():
     size = len(widget_js.load().gzipped) / 1024  # as served: without comments and indentation
-    stated = re.search(r"about (\d+(?:\.\d)?) KB gzipped", (REPO / "README.md").read_text(encoding="utf-8"))
-    assert stated, "the README states the widget's gzipped size"
-    assert abs(float(stated.group(1)) - size) <= 0.3, f"README says {stated.group(1)} KB, it is {size:.1f} KB"
+    readme = (REPO / "widget" / "README.md").read_text(encoding="utf-8")
+    stated = re.search(r"about (\d+(?:\.\d)?) KB gzipped", readme)
+    assert stated, "widget/README.md states the widget's gzipped size"
+    assert abs(float(stated.group(1)) - size) <= 0.3, f"widget/README.md says {stated.group(1)} KB, it is {size:.1f} KB"
     assert size <= 16, f"{size:.1f} KB gzipped: the widget must stay at most 16 KB"

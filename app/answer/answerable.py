@@ -75,7 +75,7 @@ _CLAUSES = re.compile(r"(?<=[?.!])\s+|\s+-\s+|[()]|, (?=(?:can|does|do|is|are|wi
 # a word right after these says who is asking or where they are ("im a physio", "my wife", "in bristol"), not what
 _CONTEXT = re.compile(
     r"\b(?:i'?m|i am|we'?re|were|we are|as|my|our|her|his|she|he)\s+(?:a|an|the)?\s*(?:[\w'-]+\s+){0,2}$"
-    r"|\b(?:in|at|from|near)\s+$",
+    r"|\b(?:in|at|from|near|round|around)\s+(?:the\s+|a\s+|an\s+|my\s+|our\s+)?$",
     re.IGNORECASE,
 )
 
@@ -115,9 +115,19 @@ def verb_like(word: str) -> bool:
 
     if re.search(r"(?:ing|ed|ly|ous|ful|ive|able|ible|est)$", word):
         return True
-    forms = {word + "ed", word + "d", word + word[-1] + "ed", word + "ing", word + word[-1] + "ing"}
-    if word.endswith("e"):
-        forms.add(word[:-1] + "ing")
+    bases = {word}
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        if word[:-1] in GENERIC:
+            return True  # "ups" in "follow ups"
+        if len(word) > 4:
+            bases.add(word[:-1])  # "reckons": a verb's -s form
+    forms = set()
+    for base in bases:
+        forms |= {base + "ed", base + base[-1] + "ed", base + "ing", base + base[-1] + "ing"}
+        if base.endswith("e"):
+            forms |= {base + "d", base[:-1] + "ing"}
+        if base.endswith("y"):
+            forms.add(base[:-1] + "ied")  # "fancy" -> "fancied"
     return max(zipf_frequency(form, "en") for form in forms) >= VERB_FORM_ZIPF
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.answer.question import Question, fits, stem, terms
+from app.answer.question import Question, shape, stem, terms
 from app.kb.store import Hit
 from app.security.output import looks_like_injection
 
@@ -232,7 +232,7 @@ def passage_features(
             float(np.mean(best[:2])),
             _term_share(set(terms(hit.text)), weights, total),
             _term_share(set(terms(f"{hit.section} {hit.title}")), weights, total),
-            max(fits(question.kind, units[i].text, units[i].kind) for i in own),
+            max(shape(question, units[i].text, units[i].kind) for i in own),
             heading,
             max(_term_share(units[i].stems, weights, total) for i in own),
         )
@@ -246,7 +246,7 @@ def _score(question: Question, vector: np.ndarray, hits: list[Hit], units: list[
     unit_scores = cosines.copy()
     for i, unit in enumerate(units):
         unit_scores[i] += W_TERMS * _term_share(unit.stems, weights, total)
-        unit_scores[i] += W_SHAPE * fits(question.kind, unit.text, unit.kind)
+        unit_scores[i] += W_SHAPE * shape(question, unit.text, unit.kind)
         if unit.points_on:
             unit_scores[i] -= 0.05
     features, usable = passage_features(question, hits, units, cosines, idf)

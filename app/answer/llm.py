@@ -55,7 +55,7 @@ class LLMFailure(Exception):
         self.detail = detail
 
 
-def _is_timeout(exc: BaseException | None) -> bool:
+def is_timeout(exc: BaseException | None) -> bool:
     """True when the error, or one it wraps, is a timeout."""
     while exc is not None:
         if "timeout" in type(exc).__name__.lower():
@@ -184,7 +184,7 @@ class LLMAnswerer:
         except LLMFailure:
             raise
         except Exception as exc:  # the provider's errors vary: HTTP status, connection, malformed chunk
-            outcome = "llm_timeout" if _is_timeout(exc) else "llm_error"
+            outcome = "llm_timeout" if is_timeout(exc) else "llm_error"
             raise LLMFailure(outcome, f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         finally:
             if response is not None:

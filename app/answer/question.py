@@ -25,6 +25,7 @@ GENERIC = frozenset(
     arent didnt wasnt thats theres whats hows wheres whos youre theyre lemme gonna wanna gotta kinda sorta
     anyway anyways actually basically exactly possible able option options way ways work works working
     long soon often till until later fast quickly exactly right correct true
+    onto upon toward towards among amongst via whilst unto thru
     ngl tbh imo imho btw lol lmao asap fyi idk omg ty xx x pls plz thx cheers mate hiya
     """.split()
 )
@@ -234,6 +235,24 @@ def read_question(text: str) -> Question:
     return Question(text=text, kind=kind, terms=tuple(terms(text)), sides=_sides(text) if kind == "compare" else ())
 
 
+_YEARLY = re.compile(r"\b(?:annual(?:ly)?|yearly|per year|a year|each year|every year|year up ?front)\b", re.I)
+_MONTHLY = re.compile(r"\b(?:monthly|per month|a month|each month|every month)\b", re.I)
+
+
+def shape(question: Question, text: str, unit_kind: str) -> float:
+    """How much a unit has the shape of the answer: `fits`, and for a price, the period asked about. A price
+    question that doesn't say "yearly" asks the list (monthly) price; one that does asks the annual figure."""
+    found = fits(question.kind, text, unit_kind)
+    if question.kind != "price" or not found:
+        return found
+    if _YEARLY.search(question.text):
+        return found if _YEARLY.search(text) else found * PERIOD_MISMATCH
+    yearly, price = _YEARLY.search(text), _CURRENCY.search(text)
+    # the first figure is the annual one: "the annual price works out at $9.60 per month", "$115.20 per year"
+    annual_first = yearly and (yearly.start() < price.start() or not _MONTHLY.search(text))
+    return found * PERIOD_MISMATCH if annual_first else found
+
+
 def fits(kind: str, text: str, unit_kind: str) -> float:
     """How much a unit's text has the shape of the asked-for kind of answer (0 to 1)."""
     if kind == "price":
@@ -255,6 +274,9 @@ def fits(kind: str, text: str, unit_kind: str) -> float:
     if kind in {"which", "compare"}:
         return 1.0 if unit_kind in {"row", "table"} else 0.5 if re.search(r"\b(plan|plans)\b", text, re.I) else 0.0
     return 0.0
+
+
+PERIOD_MISMATCH = 0.5  # a price for the other billing period than the one asked about
 
 
 _COUNT = re.compile(

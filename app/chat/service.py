@@ -15,6 +15,7 @@ import anyio
 import numpy as np
 from anyio import to_thread
 
+from app.answer.chat_model import ChatModelAnswerer
 from app.answer.followup import resolve
 from app.answer.llm import LLMAnswerer, LLMFailure
 from app.answer.offline import OfflineReply, Tone, decline_text, frustrated, offline_reply
@@ -40,7 +41,7 @@ from app.staff.learning import CuratedMatch, Learning
 from app.stages.config import JourneyConfig
 from app.stages.detector import StageDetector, StageResult, StageSignals, StageVote
 from app.stages.evidence import visitor_stage
-from app.stages.llm import LLMStageClassifier, as_vote, wants_vote
+from app.stages.llm import ChatModelStageClassifier, LLMStageClassifier, as_vote, wants_vote
 from app.stages.passages import nearest
 from app.store.service import ExchangeRecord, get_conversation, recent_turns, record_exchange
 from app.store.spool import DATABASE_DOWN, read_or_spooled, spool_for
@@ -140,9 +141,9 @@ class ChatService:
         kb: KnowledgeBase,
         detector: StageDetector,
         sessions,
-        llm: LLMAnswerer | None,
+        llm: LLMAnswerer | ChatModelAnswerer | None,
         vectors: VectorCache | None = None,
-        stage_llm: LLMStageClassifier | None = None,
+        stage_llm: LLMStageClassifier | ChatModelStageClassifier | None = None,
         learning: Learning | None = None,
         guidance: dict[str, str] | None = None,
     ) -> None:

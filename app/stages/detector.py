@@ -4,8 +4,9 @@ The offline detector is an ensemble fitted at start-up on the labelled examples 
 labelled examples and a linear classifier over local embeddings, and a word/bigram naive Bayes, in fixed
 proportions chosen on the development sets, with one temperature fitted on their out-of-fold predictions so the
 confidence is a probability. Then what the message is about (the stages of the knowledge passages that answer it),
-the page rule, whether the visitor is a known customer, a short follow-up read together with the previous message,
-and hysteresis towards the conversation's stage. A turn it is unsure of is flagged and keeps the conversation's stage.
+the page rule, whether the visitor is a customer (the host page says so, or the conversation is already past the
+purchase), a short follow-up read together with the previous message, and hysteresis towards the conversation's
+stage. A turn it is unsure of is flagged and keeps the conversation's stage.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from app.stages.passages import PassageSignal, passage_logits
 
 TOP_K = 3
 FOLDS = 5
-# The ensemble's proportions, chosen on evals/stages_dev.jsonl and evals/stages_real_dev.jsonl (README, Journey stages):
+# The ensemble's proportions, chosen on evals/stages_dev.jsonl and evals/stages_real_dev.jsonl (docs/stages.md):
 KNN_WEIGHT = 30.0  # times the mean similarity of the 3 nearest examples of each stage
 LINEAR_WEIGHT = 1.0  # times the softmax regression's logits
 NB_WEIGHT = 0.5  # times the naive Bayes log posterior (surface words: more of it hurt real customers' language)
@@ -37,7 +38,7 @@ STICKINESS = 1.0  # logits added to the conversation's current stage
 KNOWN_CUSTOMER_PENALTY = 1.0  # logits taken from before-purchase stages when the host says "customer"
 FOLLOW_UP_WORDS = 6  # messages this short, and unsure on their own, are read with the previous one
 CONTEXT_BELOW = 0.6
-VAGUE_SIMILARITY = 0.30  # below this, no labelled example is close enough to move anyone
+VAGUE_SIMILARITY = 0.30  # below this no labelled example is close: vague, unless the ensemble is sure all the same
 CORRECTION_SIMILARITY = 0.9  # a message this close to a staff-corrected one takes the corrected stage
 CORRECTION_BONUS = 6.0
 FIT_VERSION = 1  # bump when the fitting changes in a way the constants in the cache key do not show
@@ -281,9 +282,13 @@ class EnsembleStageDetector:
         evidence: list[dict] = []
         best_similarity = float(sims.max())
         neutral_similarity = float((fit.neutral @ vector).max()) if len(fit.neutral) else -1.0
-        vague = best_similarity < VAGUE_SIMILARITY or neutral_similarity >= best_similarity
+        alone = float(_softmax(logits).max())  # how sure the message alone makes the ensemble
+        small_talk = neutral_similarity >= best_similarity
+        # far from every example is vague only if the ensemble is unsure too: a clear message in the words of a
+        # business the examples do not cover ("the motor cuts out going uphill") is far from all of them
+        vague = small_talk or (best_similarity < VAGUE_SIMILARITY and alone < UNSURE_BELOW)
         words = len(signals.message.split())
-        unsure = float(_softmax(logits).max()) < CONTEXT_BELOW
+        unsure = alone < CONTEXT_BELOW
         if signals.history and words <= FOLLOW_UP_WORDS and unsure:
             joined = f"{signals.history[-1]} {signals.message}"
             context_vector = self.embeddings.embed_array([joined])[0]
@@ -310,11 +315,20 @@ class EnsembleStageDetector:
                     }
                 )
                 break
-        if signals.known_customer:
+        previous = signals.previous if signals.previous in names else None
+        # a conversation already in a stage after the purchase (onboarding, support...) says the visitor is a customer
+        # as surely as the host page does
+        customer_so_far = previous is not None and not self.journey.get(previous).before_purchase
+        if signals.known_customer or customer_so_far:
             for i, stage in enumerate(self.journey.stages):
                 if stage.before_purchase:
                     logits[i] -= KNOWN_CUSTOMER_PENALTY
-            evidence.append({"type": "known_customer", "detail": "the host page says the visitor is a customer"})
+            detail = (
+                "the host page says the visitor is a customer"
+                if signals.known_customer
+                else f"the conversation is past the purchase ({previous})"
+            )
+            evidence.append({"type": "known_customer", "detail": detail})
         if vote is not None:
             logits = logits + vote.logits
             evidence.append(vote.evidence)
@@ -335,7 +349,6 @@ class EnsembleStageDetector:
                         LEARNED: True,
                     }
                 )
-        previous = signals.previous if signals.previous in names else None
         if previous is not None:
             logits[names.index(previous)] += STICKINESS
         probs = _softmax(logits)
@@ -349,7 +362,7 @@ class EnsembleStageDetector:
             evidence.append({"type": "uncertain", "detail": "no stage is likely enough to be sure of"})
         elif vague and previous is not None:
             chosen = names.index(previous)
-            detail = "small talk" if neutral_similarity >= best_similarity else "no labelled example is close"
+            detail = "small talk" if small_talk else "no labelled example is close"
             evidence.append({"type": "kept_previous", "stage": previous, "detail": f"kept the stage: {detail}"})
         elif vague:
             chosen = page_stage if page_stage is not None else 0
