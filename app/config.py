@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(None, ge=1, description="delete touchpoints older than this many days")
     link_hosts: str = Field("", description="extra hosts LLM replies may link to, besides the knowledge base's")
     hsts: bool = Field(False, description="send Strict-Transport-Security (only behind HTTPS)")
+    proactive: bool = Field(True, description="offer proactive messages by the rules of knowledge/proactive.yaml")
     widget_origins: str = Field(
         "*", description="origins whose pages may call the visitor API (the widget): * or a comma-separated list"
     )

@@ -27,6 +27,7 @@ from app.observability.memory import limit_arenas, trim_loop
 from app.observability.metrics import router as metrics_router
 from app.observability.middleware import RequestContext
 from app.openai_compat.router import router as openai_router
+from app.proactive.router import router as proactive_router
 from app.security.headers import SecurityHeaders
 from app.security.retention import retention_loop
 from app.staff.page import router as staff_page_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(conversations_router)
     app.include_router(live_visitor_router)
     app.include_router(widget_router)
+    app.include_router(proactive_router)
     app.include_router(openai_router)
     app.include_router(metrics_router)
     app.include_router(staff_router)

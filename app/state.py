@@ -14,6 +14,7 @@ from app.config import Settings
 from app.embeddings import VectorCache, make_embeddings
 from app.kb.store import KnowledgeBase, make_chroma_client
 from app.observability.instrument import observe_chat
+from app.proactive.rules import Rule, load_rules
 from app.staff.learning import Learning
 from app.stages.config import JourneyConfig, load_journey
 from app.stages.detector import EnsembleStageDetector
@@ -31,6 +32,7 @@ class Services:
     kb: KnowledgeBase
     engine: Engine
     chat: ChatService
+    proactive_rules: tuple[Rule, ...] = ()  # knowledge/proactive.yaml
 
     def close(self) -> None:
         """Stop listening for learning notices; release database connections."""
@@ -70,6 +72,7 @@ def build_services(settings: Settings) -> Services:
     """Build clients, models and the database in the order they depend on each other."""
     journey = load_journey(settings.knowledge_dir / "stages.yaml")
     llm, stage_llm = build_llm(settings, journey)  # first: a JOURNEY_LLM that cannot be used stops startup at once
+    proactive_rules = load_rules(settings.knowledge_dir / "proactive.yaml", journey.names)
     kb = build_knowledge_base(settings)
     kb.catalog()  # loads the in-memory copy of the collection now, not in the first visitor's turn
     engine = make_engine(settings)
@@ -99,4 +102,6 @@ def build_services(settings: Settings) -> Services:
     )
     install_outbox(chat.sessions, settings)  # each new touchpoint writes its webhook events in its transaction
     observe_chat(chat)  # metrics and a log line per touchpoint, phase timings
-    return Services(settings=settings, journey=journey, kb=kb, engine=engine, chat=chat)
+    return Services(
+        settings=settings, journey=journey, kb=kb, engine=engine, chat=chat, proactive_rules=proactive_rules
+    )

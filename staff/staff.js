@@ -1618,6 +1618,7 @@
       : `Overall ${pct(overall.csat)}: ${overall.up} thumbs up, ${overall.down} thumbs down.`;
     $('chart-csat-stage').replaceChildren(csatChart(data.csat.by_stage, 'stage'));
     $('chart-csat-day').replaceChildren(csatChart(data.csat.by_day, 'day'));
+    $('chart-proactive').replaceChildren(proactiveTable(data.proactive || []));
     $('gaps').replaceChildren(gapList(gaps.groups));
   }
 
@@ -1693,6 +1694,22 @@
         cell('deflection', r.deflection, r.conversations - r.handoffs, r.conversations),
         h('td', {class: 'num'}, r.conversations),
         h('td', {class: 'num'}, r.exchanges))))));
+  }
+
+  /** Per proactive rule: shown → opened → moved to a later stage, each step with its share of the one before. */
+  function proactiveTable(rows) {
+    if (!rows.some((r) => r.shown)) return nothing('No proactive message shown in this period.');
+    const share = (n, of) => h('td', {class: 'num'}, of ? `${n} (${pct(n / of)})` : `${n}`);
+    return h('div', {class: 'table-wrap'}, h('table', {class: 'proactive'},
+      h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Rule'), ['Shown', 'Opened', 'Dismissed', 'Then wrote',
+        'Moved to a later stage'].map((name) => h('th', {scope: 'col', class: 'num'}, name)))),
+      h('tbody', {}, rows.map((r) => h('tr', {},
+        h('th', {scope: 'row'}, r.rule),
+        h('td', {class: 'num'}, `${r.shown}`),
+        share(r.opened, r.shown),
+        share(r.dismissed, r.shown),
+        share(r.conversations, r.opened),
+        share(r.moved, r.opened))))));
   }
 
   function transitionTable(transitions, stages) {

@@ -303,6 +303,8 @@ def test_staff_take_over_a_conversation_live(visitor, desk, deployment):
     print(f"staff message shown in the widget {delay} ms after Enter")
     assert delay < 1000, f"the staff message took {delay} ms to show in the widget"
     expect(visitor(".m.ag b")).to_have_text([AGENT])  # from that person, by name
+    expect(visitor(".m.ag time")).to_have_count(1)  # and when they wrote it, like the guide's replies
+    assert visitor(".m.ag time").get_attribute("datetime").startswith(str(dt.datetime.now(dt.UTC).year))
     expect(visitor("[aria-live=polite][aria-atomic=true]")).to_contain_text(hello)
     expect(desk.chat().locator(".bubble.staff .text")).to_have_text([hello])
 

@@ -97,6 +97,8 @@ def staff(browser, make_data_dir) -> Iterator[Staff]:
         headers = {"authorization": f"Bearer {editor}"}
         httpx.post(f"{server.url}/v1/staff/answers", json=answer, headers=headers, timeout=30).raise_for_status()
         chat(server, MARKDOWN_QUESTION)
+        ask = {"visitor_id": "visitor-first-look", "page": page, "seconds_on_page": 25}  # a proactive message shown,
+        httpx.post(f"{server.url}/v1/proactive", json=ask, timeout=30).raise_for_status()  # not in the inbox list
         yield Staff(server, editor, viewer, first["conversation_id"], xss["conversation_id"])
     finally:
         server.stop()
@@ -599,6 +601,10 @@ def test_analytics_charts_render_as_svg(desk, staff):
             assert f"{labels[t['stage']]} – ({t['single']} on one touchpoint)" in time_label, (t, time_label)
         else:
             assert f"{labels[t['stage']]} " in time_label and f"{t['spans']}×" in time_label, (t, time_label)
+    proactive = page.locator("#chart-proactive table.proactive tbody tr")
+    expect(proactive).to_have_count(3)  # one row per rule of knowledge/proactive.yaml
+    cells = ["1", "0 (0%)", "0 (0%)", "0", "0"]  # shown, opened, dismissed, then wrote, moved
+    expect(proactive.filter(has_text="pricing-first-look").locator("td")).to_have_text(cells)
     desk.shot("staff-desktop-analytics", full_page=True)
 
     page.locator("#a-until").fill("2001-01-01")

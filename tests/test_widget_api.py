@@ -45,6 +45,34 @@ def test_widget_js_is_at_most_16_kb_gzipped(offline_server):
     assert len(gzip.compress(plain, compresslevel=6)) <= MAX_WIDGET_GZIP_BYTES
 
 
+SAME_TREE = """const acorn = require(process.argv[1]);
+const fs = require("fs");
+const tree = (file) => JSON.stringify(acorn.parse(fs.readFileSync(file, "utf8"), {ecmaVersion: "latest"}),
+  (k, v) => (k === "start" || k === "end" || k === "raw" ? undefined : v));
+process.stdout.write(tree(process.argv[2]) === tree(process.argv[3]) ? "same" : "different");"""
+
+
+def test_the_served_widget_is_the_same_code_as_the_file(tmp_path):
+    """lean_script drops comments and whitespace only: the syntax trees (acorn, positions aside) are equal."""
+    import shutil
+    import subprocess
+
+    from conftest import skip_or_fail
+
+    acorn = REPO / "node_modules" / "acorn"
+    if not shutil.which("node") or not acorn.exists():
+        skip_or_fail(f"node and {acorn} are needed (npm install --no-save acorn@8)")
+    source = REPO / "widget" / "widget.js"
+    served = tmp_path / "served.js"
+    served.write_bytes(lean_script(source.read_bytes()))
+    assert len(served.read_bytes()) < 0.95 * len(source.read_bytes())
+    compare = ["node", "-e", SAME_TREE, str(acorn), str(source), str(served)]
+    run = subprocess.run(compare, capture_output=True, text=True)
+    assert run.stdout == "same", run.stderr
+    served.write_bytes(served.read_bytes() + b"\nvar x=1;")
+    assert subprocess.run(compare, capture_output=True, text=True).stdout == "different", "the comparison can fail"
+
+
 def test_widget_js_answers_head(offline_server):
     response = httpx.head(f"{offline_server.url}/widget.js", timeout=30)
     assert response.status_code == 200 and response.headers["etag"]

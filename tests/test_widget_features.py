@@ -175,6 +175,7 @@ def test_strings_come_from_the_locale_table_by_config_or_browser_language(widget
     from playwright.sync_api import expect
 
     titles = {"es": "Pregúntanos lo que quieras", "de": "Fragen Sie uns alles", "fr": "Posez-nous vos questions"}
+    titles["pt-BR"] = "Pergunte o que quiser"
     for locale, title in titles.items():
         show(widget, site.page(locale, "<h1>Hi</h1>", config=f"{{locale: '{locale}'}}", widget_url=offline_server.url))
         expect(widget("h2")).to_have_text(title)
@@ -209,6 +210,12 @@ BOXES = """() => { const root = document.querySelector('journey-guide').shadowRo
           send: box('.compose button'), input: box('textarea')}; }"""
 
 
+SOURCE_LABEL = """() => { const a = document.querySelector('journey-guide').shadowRoot.querySelector('.src a');
+  const r = document.createRange(); r.setStart(a.firstChild, 0); r.setEnd(a.firstChild, 3);
+  const n = r.getBoundingClientRect(), t = a.querySelector('bdi').getBoundingClientRect();
+  return [[n.left, n.right], [t.left, t.right]]; }"""
+
+
 def test_arabic_is_right_to_left_and_mirrored(widget, offline_server, site):
     from playwright.sync_api import expect
 
@@ -223,99 +230,124 @@ def test_arabic_is_right_to_left_and_mirrored(widget, offline_server, site):
     assert b["close"][1] < b["title"][0], f"the close button is left of the title: {b}"
     assert b["question"][0] < b["reply"][0] and b["reply"][1] > b["question"][1], f"questions left, replies right: {b}"
     assert b["send"][1] <= b["input"][0], f"send is left of the input: {b}"
+    number, title = widget.page.evaluate(SOURCE_LABEL)
+    assert number[1] > title[1], f"a source's number comes first, on the right, then its title: {number} {title}"
     assert_contrast(widget.page, "journey-guide", TEXTS, " right to left")
     widget.shot("rtl", SCREENSHOTS)
-    widget.assert_clean()
-
-
-PRO = "Comparing plans? I can work out the price for your team <img src=x onerror=\"window.__xss='pro'\">"
-
-
-def chat_requests(widget: Widget) -> list[str]:
-    """Collects the URLs of the chat requests the page makes from now on."""
-    seen: list[str] = []
-    widget.page.on("request", lambda r: seen.append(r.url) if "/v1/chat" in r.url else None)
-    return seen
-
-
-def test_a_proactive_message_shows_once_per_visitor_by_page_and_delay_and_is_not_sent(widget, offline_server, site):
-    from playwright.sync_api import expect
-
-    config = f"""{{proactive: [{{id: 'pricing', text: {PRO!r}, page: '/pricing', delay: 1.5}},
-      {{id: 'support', text: 'Stuck? I can walk you through it.', stage: 'support'}}]}}"""
-    home = site.page("home", "<h1>Home</h1>", config=config, widget_url=offline_server.url)
-    pricing = site.page("pricing", "<h1>Pricing</h1>", config=config, widget_url=offline_server.url)
-    sent = chat_requests(widget)
-    widget.goto(home)
-    widget.page.wait_for_timeout(2000)
-    expect(widget(".pro")).to_be_hidden()  # not this page
-    widget.goto(pricing)
-    widget.page.wait_for_timeout(700)
-    expect(widget(".pro")).to_be_hidden()  # not before its delay
-    expect(widget(".pro")).to_be_visible()
-    expect(widget(".pro")).to_have_attribute("role", "status")
-    expect(widget(".pt")).to_have_text(PRO)
-    widget(".pt").click()  # opens the chat with the message in it, as the guide's
-    expect(widget(".panel")).to_be_visible()
-    expect(widget(".m.b").last).to_have_text(PRO)
-    expect(widget(".pro")).to_be_hidden()
-    assert sent == [] and widget.state()["conversation"] is None, "nothing is sent to the server"
-    widget.ask(PRICING)  # the visitor's own message still starts the conversation
-    widget.wait_replies(1)
-    rows = offline_server.touchpoints(conversation_id=widget.state()["conversation"])
-    assert [r["question"] for r in rows if r["kind"] == "exchange"] == [PRICING]
-    assert all(PRO not in (r["reply"] or "") for r in rows)
-    widget(".x").click()  # close the chat
-    widget.goto(pricing)
-    widget.page.wait_for_timeout(2000)
-    expect(widget(".pro")).to_be_hidden()  # once per visitor
-    assert_inert(widget)
-
-
-def test_a_proactive_rule_by_stage_from_data_attributes_can_be_dismissed_or_switched_off(widget, offline_server, site):
-    from playwright.sync_api import expect
-
-    widget.goto(f"{offline_server.url}/")
-    widget.open()
-    widget.ask(PRICING)
-    widget.wait_replies(1)
-    stage = widget.page.evaluate("localStorage.getItem('journey-guide:stage')")
-    assert stage, "the visitor's stage is remembered from the last reply"
-    other = "support" if stage != "support" else "renewal"
-
-    def page(name: str, rule_stage: str, config: str = "{}") -> str:
-        html = (
-            f"<!doctype html><html lang='en'><head><title>{name}</title></head><body><h1>{name}</h1>"
-            f"<script>window.JourneyGuide = {config};</script><script src='{offline_server.url}/widget.js' async "
-            f"data-proactive='Hi {rule_stage}!' data-proactive-stage='{rule_stage}' data-proactive-id='{name}'>"
-            "</script></body></html>"
-        )
-        (site.root / f"{name}.html").write_text(html, encoding="utf-8")
-        return f"{site.url}/{name}.html"
-
-    sent = chat_requests(widget)
-    widget.goto(page("other", other))  # the site is another origin with its own storage: the same stage there
-    widget.page.evaluate("(s) => localStorage.setItem('journey-guide:stage', s)", stage)
-    for name, rule_stage, config in (("other", other, "{}"), ("off", stage, "{proactive: false}")):
-        widget.goto(page(name, rule_stage, config))  # a stage the visitor is not in / switched off
-        widget.page.wait_for_timeout(1000)
-        expect(widget(".pro")).to_be_hidden()
-    widget.goto(page("same", stage))
-    expect(widget(".pro")).to_be_visible()
-    expect(widget(".pt")).to_have_text(f"Hi {stage}!")
-    widget(".dx").click()  # dismissed: gone, focus back on the launcher, not shown again
-    expect(widget(".pro")).to_be_hidden()
-    expect(widget(".launch")).to_be_focused()
-    widget.page.reload()
-    widget.page.wait_for_timeout(1000)
-    expect(widget(".pro")).to_be_hidden()
-    assert sent == []
     widget.assert_clean()
 
 
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"  # npm install --no-save axe-core
 AXE_RUN = """() => axe.run({fromShadowDom: ['journey-guide', '.jg']}).then((r) => r.violations.map((v) =>
   [v.id, v.impact, v.nodes.map((n) => n.target.join(' ')).slice(0, 3)]))"""
+
+
+DECIDED = "How much does the pro plan cost for 3 people?"  # a question at the decision stage
+COMPARING = "Comparing plans? I can work out the price for your team."  # knowledge/proactive.yaml, pricing-decision
+ANIMATION = """() => getComputedStyle(document.querySelector('journey-guide').shadowRoot.querySelector('.pro'))
+  .animationName"""
+
+
+def api_requests(widget: Widget) -> list[str]:
+    """Collects the URLs of the API requests (/v1/...) the page makes from now on."""
+    seen: list[str] = []
+    widget.page.on("request", lambda r: seen.append(r.url) if "/v1/" in r.url else None)
+    return seen
+
+
+def decided(widget: Widget, url: str) -> str:
+    """The visitor asks a decision-stage question on url, then closes the chat; their conversation id."""
+    widget.goto(url)
+    widget.open()
+    widget.ask(DECIDED)
+    widget.wait_replies(1)
+    widget(".x").click()
+    return widget.state()["conversation"]
+
+
+def test_a_proactive_message_from_the_journey_shows_once_opens_the_chat_and_is_recorded(widget, offline_server, site):
+    from playwright.sync_api import expect
+
+    home = site.page("home", "<h1>Home</h1>", widget_url=offline_server.url)
+    pricing = site.page("pricing", "<h1>Pricing</h1>", widget_url=offline_server.url)
+    sent = api_requests(widget)
+    widget.goto(home)
+    widget.page.wait_for_timeout(2500)
+    assert sent == [], "nothing but widget.js at load: the rules are asked after 3 s on the page"
+    conversation = decided(widget, home)
+    for _ in range(40):  # asked again 5 s after a check that found the chat open
+        if [u for u in sent if "/v1/proactive" in u]:
+            break
+        widget.page.wait_for_timeout(250)
+    assert [u for u in sent if "/v1/proactive" in u], "asked once the chat is closed (nothing matches on this page)"
+    expect(widget(".pro")).to_be_hidden()
+    widget.goto(pricing)
+    widget.page.wait_for_timeout(3500)
+    expect(widget(".pro")).to_be_hidden()  # pricing-decision waits 5 s on the page
+    expect(widget(".pro")).to_be_visible(timeout=5000)
+    expect(widget(".pro")).to_have_attribute("role", "status")
+    expect(widget(".pt")).to_have_text(COMPARING)
+    assert widget.page.evaluate(ANIMATION) == "none", "no slide-in for prefers-reduced-motion"
+    widget(".pt").click()  # opens the chat with the message in it, as the guide's, and the rule's chips
+    expect(widget(".panel")).to_be_visible()
+    expect(widget(".pro")).to_be_hidden()
+    expect(widget(".m.b").last).to_have_text(COMPARING)
+    expect(widget(".chips .chip").first).to_have_text("How much is Pro for 5 people?")
+    widget(".chips .chip").first.click()
+    widget.wait_replies(2)
+    assert widget.state()["conversation"] == conversation, "the resulting conversation is the visitor's"
+    rows = offline_server.touchpoints(conversation_id=conversation)
+    kinds = [r["kind"] for r in rows if r["kind"] != "feedback"]
+    assert kinds == ["exchange", "proactive_shown", "proactive_opened", "exchange"], kinds
+    assert rows[-1]["question"] == "How much is Pro for 5 people?"
+    widget(".x").click()
+    widget.page.reload()
+    widget.page.wait_for_timeout(6500)
+    expect(widget(".pro")).to_be_hidden()  # once per rule per visitor
+    widget.assert_clean()
+
+
+def test_a_proactive_message_can_be_dismissed_moves_in_and_stays_axe_clean_in_rtl_dark(browser, offline_server, site):
+    from playwright.sync_api import expect
+
+    if not AXE.exists():
+        skip_or_fail(f"axe-core is not installed at {AXE} (npm install --no-save axe-core)")
+    context = browser.new_context(viewport=DESKTOP, reduced_motion="no-preference")
+    widget = Widget(context.new_page())
+    try:
+        config = "{locale: 'ar', theme: 'dark'}"
+        conversation = decided(widget, site.page("home", "<h1>Home</h1>", config=config, widget_url=offline_server.url))
+        widget.goto(site.page("pricing", "<main><h1>Pricing</h1></main>", config=config, widget_url=offline_server.url))
+        expect(widget(".pro")).to_be_visible(timeout=10_000)
+        assert widget.page.evaluate(ANIMATION) == "in", "it slides in when motion is welcome"
+        widget.page.add_script_tag(path=str(AXE))
+        assert widget.page.evaluate(AXE_RUN) == [], "the bubble in the dark right-to-left widget"
+        expect(widget(".dx")).to_have_attribute("aria-label", "تجاهل")
+        widget(".dx").click()  # dismissed: gone, focus back on the launcher, recorded, not shown again
+        expect(widget(".pro")).to_be_hidden()
+        expect(widget(".launch")).to_be_focused()
+        widget.page.wait_for_timeout(500)
+        kinds = [r["kind"] for r in offline_server.touchpoints(conversation_id=conversation)]
+        assert kinds[-2:] == ["proactive_shown", "proactive_dismissed"], kinds
+        widget.page.reload()
+        widget.page.wait_for_timeout(6500)
+        expect(widget(".pro")).to_be_hidden()
+        widget.assert_clean()
+    finally:
+        context.close()
+
+
+def test_proactive_false_in_the_config_switches_them_off(widget, offline_server, site):
+    from playwright.sync_api import expect
+
+    config = "{proactive: false}"
+    decided(widget, site.page("home", "<h1>Home</h1>", config=config, widget_url=offline_server.url))
+    sent = api_requests(widget)
+    widget.goto(site.page("pricing", "<h1>Pricing</h1>", config=config, widget_url=offline_server.url))
+    widget.page.wait_for_timeout(7000)
+    expect(widget(".pro")).to_be_hidden()
+    assert [u for u in sent if "/v1/proactive" in u] == [], "not even asked"
+    widget.assert_clean()
 
 
 @pytest.mark.parametrize("config", ["{theme: 'light'}", "{theme: 'dark'}", "{locale: 'ar'}"])

@@ -67,6 +67,7 @@
     es: "Pregúntanos lo que quieras|Respuestas de nuestro centro de ayuda|¡Hola! Puedo responder preguntas sobre nuestro producto, planes y puesta en marcha.|Toca una pregunta para ver cómo respondemos|Abrir chat|Cerrar chat|sin leer|Escribe tu pregunta…|Tu mensaje|Enviar|Tú:|Guía:|Fuentes|Útil|No útil|¡Gracias por tu opinión!|Preguntas sugeridas|No enviado.|Reintentar|Escribiendo una respuesta…|Hablar con una persona|Tu correo electrónico|Si ahora no hay nadie disponible, te responderemos a esta dirección.|Te responderemos a {email}.|¿En qué necesitas ayuda?|(opcional)|Pedir una persona|Enviar|Cancelar|Introduce una dirección de correo válida.|Cuéntanos en qué necesitas ayuda.|No pudimos conectar con el servidor. Inténtalo de nuevo.|Esperando a alguien de nuestro equipo…|{name} se ha unido|Estás hablando con {name}|{name} está escribiendo…|{name} te ha devuelto a la guía.|{name} ha cerrado la conversación.|¡Gracias! Te responderemos a {email}.|Nueva conversación|Copiar respuesta|Copiado|Descartar",
     de: "Fragen Sie uns alles|Antworten aus unserem Hilfe-Center|Hallo! Ich beantworte Fragen zu unserem Produkt, unseren Tarifen und zur Einrichtung.|Tippen Sie auf eine Frage, um unsere Antwort zu sehen|Chat öffnen|Chat schließen|ungelesen|Ihre Frage…|Ihre Nachricht|Senden|Sie:|Assistent:|Quellen|Hilfreich|Nicht hilfreich|Danke für Ihr Feedback!|Vorgeschlagene Fragen|Nicht gesendet.|Erneut versuchen|Antwort wird geschrieben…|Mit einem Menschen sprechen|Ihre E-Mail-Adresse|Wenn gerade niemand frei ist, antworten wir an diese Adresse.|Wir antworten an {email}.|Wobei brauchen Sie Hilfe?|(optional)|Einen Menschen anfragen|Senden|Abbrechen|Bitte geben Sie eine gültige E-Mail-Adresse ein.|Bitte sagen Sie uns, wobei Sie Hilfe brauchen.|Der Server ist nicht erreichbar. Bitte versuchen Sie es erneut.|Warten auf jemanden aus unserem Team…|{name} ist beigetreten|Sie chatten mit {name}|{name} schreibt…|{name} hat Sie an den Assistenten zurückgegeben.|{name} hat das Gespräch beendet.|Danke! Wir antworten an {email}.|Neues Gespräch|Antwort kopieren|Kopiert|Ausblenden",
     fr: "Posez-nous vos questions|Réponses de notre centre d'aide|Bonjour ! Je réponds à vos questions sur notre produit, nos offres et la mise en route.|Touchez une question pour voir notre réponse|Ouvrir le chat|Fermer le chat|non lus|Votre question…|Votre message|Envoyer|Vous :|Guide :|Sources|Utile|Pas utile|Merci pour votre avis !|Questions suggérées|Non envoyé.|Réessayer|Rédaction d'une réponse…|Parler à une personne|Votre e-mail|Si personne n'est disponible, nous répondrons à cette adresse.|Nous répondrons à {email}.|De quoi avez-vous besoin ?|(facultatif)|Demander une personne|Envoyer|Annuler|Saisissez une adresse e-mail valide.|Dites-nous de quoi vous avez besoin.|Impossible de joindre le serveur. Veuillez réessayer.|En attente d'un membre de notre équipe…|{name} a rejoint la conversation|Vous discutez avec {name}|{name} écrit…|{name} vous a redirigé vers le guide.|{name} a clos la conversation.|Merci ! Nous répondrons à {email}.|Nouvelle conversation|Copier la réponse|Copié|Ignorer",
+    pt: "Pergunte o que quiser|Respostas da nossa central de ajuda|Olá! Posso responder a perguntas sobre nosso produto, planos e como começar.|Toque em uma pergunta para ver como respondemos|Abrir chat|Fechar chat|não lidas|Digite sua pergunta…|Sua mensagem|Enviar|Você:|Guia:|Fontes|Útil|Não útil|Obrigado pelo feedback!|Perguntas sugeridas|Não enviada.|Tentar novamente|Escrevendo uma resposta…|Falar com uma pessoa|Seu e-mail|Se ninguém estiver disponível agora, responderemos para este endereço.|Responderemos para {email}.|Em que você precisa de ajuda?|(opcional)|Pedir uma pessoa|Enviar|Cancelar|Digite um endereço de e-mail válido.|Conte-nos em que você precisa de ajuda.|Não foi possível conectar ao servidor. Tente novamente.|Aguardando alguém da nossa equipe…|{name} entrou|Você está conversando com {name}|{name} está digitando…|{name} devolveu você ao guia.|{name} encerrou a conversa.|Obrigado! Responderemos para {email}.|Nova conversa|Copiar resposta|Copiado|Dispensar",
     ar: "اسألنا عن أي شيء|إجابات من مركز المساعدة|مرحبًا! يمكنني الإجابة عن أسئلتك حول منتجنا وخططنا وطريقة البدء.|اضغط على أي سؤال لترى كيف نجيب|فتح المحادثة|إغلاق المحادثة|غير مقروءة|اكتب سؤالك…|رسالتك|إرسال|أنت:|المرشد:|المصادر|مفيد|غير مفيد|شكرًا على ملاحظاتك!|أسئلة مقترحة|لم تُرسل.|إعادة المحاولة|جارٍ كتابة الرد…|التحدث مع شخص|بريدك الإلكتروني|إذا لم يكن أحد متاحًا الآن، فسنرد على هذا العنوان.|سنرد على {email}.|بماذا تحتاج إلى مساعدة؟|(اختياري)|طلب شخص|إرسال|إلغاء|يُرجى إدخال بريد إلكتروني صالح.|يُرجى إخبارنا بما تحتاج إليه.|تعذّر الاتصال بالخادم. يُرجى المحاولة مرة أخرى.|في انتظار أحد أعضاء فريقنا…|انضم {name}|أنت تتحدث مع {name}|{name} يكتب…|أعادك {name} إلى المرشد.|أغلق {name} المحادثة.|شكرًا! سنرد على {email}.|محادثة جديدة|نسخ الرد|تم النسخ|تجاهل",
   };
   const locale = str(cfg.locale) || navigator.language || "en";
@@ -267,6 +268,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const closeBtn = $(".x");
   const newBtn = $(".nc");
   const contactBtn = $(".hb");
+  const bubble = $(".pro");
   jg.lang = LOCALES[lang] || lang === "en" ? locale : "en";
   jg.dir = rtl ? "rtl" : "ltr";
   // theme: "dark", "light", or (default) whatever the visitor's system prefers, following its changes
@@ -568,7 +570,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       const list = el(m, "ol", "src");
       el(el(list, "li"), "b", "", T.sources);
       sources.forEach((s, i) => {
-        if (safeUrl(s.url)) link(el(list, "li"), s.url, `[${i + 1}] ${s.title || s.url}`);
+        if (safeUrl(s.url)) el(link(el(list, "li"), s.url, `[${i + 1}] `), "bdi", "", s.title || s.url);
       });
     }
     stamp(m, turn.created_at);
@@ -712,7 +714,6 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
         if (!done) throw {};
       }
       store.set("conversation", (conversation = done.conversation_id));
-      store.set("stage", (done.stage || {}).name || store.get("stage")); // for proactive rules
       const h = done.handoff || {};
       if (h.requested && !active()) {
         lstate = h.status; // the guide asked for a person itself
@@ -841,6 +842,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
       const m = el(log, "div", "m b ag");
       el(m, "b", "", who);
       el(m, "div", "", x.text);
+      stamp(m, e.created_at);
       scroll(!old);
       if (!old) {
         announce(who + ": " + x.text);
@@ -971,7 +973,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
   const starters = async () => {
     try {
       const out = await api("v1/suggestions?page_url=" + encodeURIComponent(location.href.slice(0, 2000)));
-      if (!log.querySelector(".u")) chips(out.suggestions || [], T.starters);
+      if (!log.querySelector(".u") && !said) chips(out.suggestions || [], T.starters);
     } catch (e) {}
   };
   const empty = () => {
@@ -1012,7 +1014,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     queue = pending.map((text) => ({ text, bubble: addUser(text) })).concat(queue); // + any sent meanwhile
     keep();
     if (queue.length) failed("", 1);
-    if (proMsg) proSay();
+    if (said) proSay();
     scroll(true);
   };
 
@@ -1048,6 +1050,11 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     unread = 0;
     showBadge();
     store.set("open", "1");
+    if (!bubble.hidden) {
+      proHide("open"); // opened from the proactive message: it is the guide's first words in the chat
+      said = 1;
+      if (loaded) proSay();
+    }
     if (!loaded) restore();
     if (focus !== false) input.focus();
     scroll(true);
@@ -1126,7 +1133,7 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     clearTimeout(again);
     unlisten();
     typed(false);
-    conversation = handForm = askForm = chipsBox = lstate = typingBox = null;
+    conversation = handForm = askForm = chipsBox = lstate = typingBox = said = null;
     lastId = 0;
     agent = lemail = "";
     showState();
@@ -1144,58 +1151,55 @@ label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:4px}
     store.set("visitor", (visitor = rid()));
     identity = null;
     input.value = "";
-    fresh(["draft", "utm", "stage", "shown"]);
+    fresh(["draft", "utm"]);
     emit("reset");
   };
   if (cfg.identity) identify(cfg.identity);
 
-  // ---- proactive messages: the site's rules (`proactive` in the config, or the script's data-proactive-*), each
-  // shown at most once per visitor, by the launcher or in the open chat; never sent to the server ----
-  const data = (script && script.dataset) || {};
-  const fromTag = data.proactive
-    ? [{ text: data.proactive, page: data.proactivePage, stage: data.proactiveStage, delay: data.proactiveDelay, id: data.proactiveId }]
-    : [];
-  const rules = cfg.proactive === false ? [] : [].concat(cfg.proactive || [], fromTag);
-  const shown = () => {
-    try {
-      return [].concat(JSON.parse(store.get("shown")) || []);
-    } catch (e) {
-      return [];
-    }
-  };
-  const ruleId = (r) => str(r.id) || r.text;
-  const pro = rules.find(
-    (r) =>
-      r &&
-      str(r.text) &&
-      !shown().includes(ruleId(r)) &&
-      (!str(r.page) || location.href.includes(r.page)) &&
-      (!str(r.stage) || r.stage === store.get("stage"))
-  );
-  const bubble = $(".pro");
-  let proMsg = null;
+  // ---- proactive messages: the server's rules (knowledge/proactive.yaml, docs/widget.md) pick one from the visitor's
+  // journey, the page, the time on it and the visit. Nothing is asked at load: first after 3 s on the page, then when
+  // the server says a rule needs more time. `proactive: false` switches them off.
+  const t0 = Date.now();
+  let visits = +store.get("visits") || 0;
+  if (t0 - store.get("seen") > 18e5) visits++; // a new visit after 30 minutes away
+  store.set("visits", visits || 1);
+  store.set("seen", t0);
+  let pro = null; // the message shown by the launcher
+  let said = null; // opened: its bubble in the chat
   const proSay = () => {
-    if (proMsg) proMsg.remove();
-    proMsg = el(log, "div", "m b", pro.text);
+    if (said.remove) said.remove();
+    said = el(log, "div", "m b", pro.text);
+    chips(pro.chips || []);
     scroll(true);
   };
-  const proHide = () => {
+  function proHide(action) {
     bubble.hidden = true;
+    api(`v1/proactive/${pro.id}/${action}`, { visitor_id: visitor }).catch(() => {});
     if (bubble.contains(root.activeElement)) launcher.focus();
-  };
-  if (pro) {
-    $(".pt").textContent = pro.text;
-    $(".pt").onclick = () => (proHide(), open(), proSay());
-    $(".dx").onclick = proHide;
-    $(".dx").setAttribute("aria-label", T.dismiss);
-    setTimeout(() => {
-      if (active() || shown().includes(ruleId(pro))) return;
-      store.set("shown", JSON.stringify(shown().concat(ruleId(pro))));
-      if (isOpen()) proSay();
-      else bubble.hidden = false;
-      emit("proactive", { id: ruleId(pro), text: pro.text });
-    }, (+pro.delay || 0) * 1000);
   }
+  const ask = async (n) => {
+    if (active() || n > 5) return;
+    if (isOpen() || busy) return setTimeout(ask, 5000, n + 1); // not while the visitor is chatting
+    try {
+      const out = await api("v1/proactive", {
+        visitor_id: visitor,
+        conversation_id: conversation || undefined,
+        page: page(),
+        seconds_on_page: (Date.now() - t0) / 1000,
+        visits: visits || 1,
+      });
+      if (out.retry_after) setTimeout(ask, out.retry_after * 1000, n + 1);
+      if (!(pro = out.message)) return;
+      store.set("conversation", (conversation = pro.conversation_id)); // the conversation it opens
+      $(".pt").textContent = pro.text;
+      bubble.hidden = false;
+      emit("proactive", { id: pro.rule, text: pro.text });
+    } catch (e) {}
+  };
+  $(".pt").onclick = () => open();
+  $(".dx").onclick = () => proHide("dismiss");
+  $(".dx").setAttribute("aria-label", T.dismiss);
+  if (cfg.proactive !== false) setTimeout(ask, 3000, 0);
 
   const publicApi = {
     open: () => open(),

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.staff.inbox import INBOX_KINDS
 from app.staff.service import LOW_RETRIEVAL, thumbs_down_condition
 from app.store.models import Conversation, Touchpoint
+from app.store.service import PROACTIVE_KINDS
 
 GAP_SIMILARITY = 0.75
 GAP_MAX_QUESTIONS = 2000
@@ -73,12 +74,13 @@ def time_in_stage(*, session: Session, period: Period) -> list[dict]:
     """Seconds each conversation spent in a stage: from its first to its last touchpoint in that stage.
 
     Every touchpoint with a stage counts (exchanges, feedback, handoffs, live messages), not status or assignee
-    changes (staff's bookkeeping). A stage seen on one touchpoint only has no measurable time: it is counted in
-    `single`, not in the mean and median (None when a stage has no span of two touchpoints or more).
+    changes (staff's bookkeeping) nor proactive messages (the widget's). A stage seen on one touchpoint only has no
+    measurable time: it is counted in `single`, not in the mean and median (None when a stage has no span of two
+    touchpoints or more).
     """
     query = (
         select(Touchpoint.stage, func.min(Touchpoint.created_at), func.max(Touchpoint.created_at), func.count())
-        .where(Touchpoint.stage.is_not(None), Touchpoint.kind.not_in(INBOX_KINDS), *period.where())
+        .where(Touchpoint.stage.is_not(None), Touchpoint.kind.not_in(INBOX_KINDS + PROACTIVE_KINDS), *period.where())
         .group_by(Touchpoint.conversation_id, Touchpoint.stage)
     )
     spans: dict[str, list[float]] = defaultdict(list)

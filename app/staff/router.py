@@ -15,6 +15,7 @@ from app.chat.schemas import NOT_BLANK
 from app.chat.service import is_small_talk
 from app.deps import ServicesDep
 from app.errors import error_responses
+from app.proactive.service import rule_counts
 from app.staff import analytics, customers, inbox, replies, service
 from app.staff.auth import STAFF_ERRORS, Admin, Editor, Viewer
 from app.staff.export import as_csv, as_jsonl, touchpoint_rows
@@ -350,9 +351,17 @@ async def delete_answer(answer_id: AnswerId, user: Editor, services: ServicesDep
 
 @router.get("/analytics")
 async def journey_analytics(user: Viewer, services: ServicesDep, since: Moment = None, until: Moment = None) -> dict:
-    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates, resolution and CSAT."""
+    """Funnel, transitions, time in stage, touchpoints per stage per day, per-stage rates, resolution, CSAT and
+    proactive messages per rule (shown, opened, dismissed, conversations, moved to a later stage)."""
     period = analytics.Period(service.as_utc(since), service.as_utc(until))
     names = services.journey.names
+
+    def proactive_rows(*, session, period: analytics.Period) -> list[dict]:
+        counts = rule_counts(session=session, since=period.since, until=period.until, stages=names)
+        configured = [r.id for r in services.proactive_rules]
+        rules = configured + sorted(set(counts) - set(configured))  # rules since removed, when they were shown
+        empty = {"shown": 0, "opened": 0, "dismissed": 0, "conversations": 0, "moved": 0}
+        return [{"rule": rule, **counts.get(rule, empty)} for rule in rules]
 
     def compute(session):
         return {
@@ -364,6 +373,7 @@ async def journey_analytics(user: Viewer, services: ServicesDep, since: Moment =
             "rates": analytics.rates(session=session, period=period, stages=names),
             "resolution": analytics.resolution(session=session, period=period),
             "csat": analytics.csat(session=session, period=period, stages=names),
+            "proactive": proactive_rows(session=session, period=period),
         }
 
     return await _run(services, compute)

@@ -15,6 +15,7 @@ from app.staff.inbox import assignee_condition, status_condition, status_of
 from app.staff.models import ConversationReview, CuratedAnswer, StageExample, TurnAnnotation
 from app.staff.replies import erase_notes, notes_of
 from app.store.models import Conversation, Touchpoint, utcnow
+from app.store.service import PROACTIVE_KINDS
 from app.webhooks.outbox import add_erased_event, erase_visitor_events
 
 LOW_STAGE_CONFIDENCE = 0.6
@@ -99,9 +100,11 @@ def filtered(query: Select, f: ConversationFilter) -> Select:
 
 def list_conversations(*, session: Session, f: ConversationFilter, limit: int, offset: int) -> tuple[list[dict], int]:
     """One page of conversations (newest activity first) and the total that match."""
-    total = session.scalar(filtered(select(func.count()).select_from(Conversation), f)) or 0
+    spoke = _has(Touchpoint.kind.not_in(PROACTIVE_KINDS))  # not a proactive message nobody answered
+    total = session.scalar(filtered(select(func.count()).select_from(Conversation), f).where(spoke)) or 0
     rows = session.scalars(
         filtered(select(Conversation), f)
+        .where(spoke)
         .order_by(Conversation.updated_at.desc(), Conversation.id)
         .limit(limit)
         .offset(offset)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.store.models import OPEN, RESOLVED, SNOOZED, Conversation, Touchpoint, utcnow
 
 VISITOR_KINDS = ("exchange", "visitor_message", "handoff")  # touchpoints that are the visitor speaking up
+PROACTIVE_KINDS = ("proactive_shown", "proactive_opened", "proactive_dismissed")  # the widget's, not the visitor's
 STATUS_KIND = "status"  # a touchpoint recording a status change (data: status, previous, until, by)
 
 

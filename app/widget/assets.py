@@ -21,16 +21,103 @@ class _Loaded:
 
 
 def lean_script(source: bytes) -> bytes:
-    """A script without its comment lines, end-of-line comments and indentation: the same code, fewer bytes.
+    """A script without its comments and the spaces and line breaks code does not need: the same code, fewer bytes.
 
     Only for our own scripts, written so that no string or template literal holds a line starting with `//` or
-    indentation that matters, and no end-of-line comment follows `;`, `{`, `}`, `,` or `)` inside a string.
+    indentation that matters, no end-of-line comment follows `;`, `{`, `}`, `,` or `)` inside a string, every
+    statement ends with `;` (as the formatter writes it) and a `/` after `)`, `]`, `}` or a name is a division.
+    tests/test_widget_api.py checks that the served widget parses to the same syntax tree as the file (acorn).
     """
     text = source.decode("utf-8")
     text = re.sub(r"(?ms)^[ \t]*/\*(?!!).*?\*/[ \t]*\n", "", text)  # /* ... */ blocks (not the /*! licence)
     text = re.sub(r"(?m)^[ \t]*//[^\n]*\n", "", text)
     text = re.sub(r"(?m)([;{},)]) +// [^\n]*$", r"\1", text)
-    return re.sub(r"(?m)^[ \t]+", "", text).encode("utf-8")
+    return _squeeze(re.sub(r"(?m)^[ \t]+", "", text)).encode("utf-8")
+
+
+_WORD = re.compile(r"[\w$\\]")
+_REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")  # a `/` after one of these (or a keyword below) starts a regex literal
+_REGEX_KEYWORDS = ("return", "typeof", "case", "do", "else", "in", "of", "void", "yield", "await")
+_JOIN_AFTER = "{,;([=:?&|+"  # a line break after one of these, or before one of the next, is not needed
+_JOIN_BEFORE = ")]}.,:?&|="
+
+
+def _skip_string(text: str, i: int) -> int:
+    j = i + 1
+    while text[j] != text[i]:
+        j += 2 if text[j] == "\\" else 1
+    return j + 1
+
+
+def _skip_template(text: str, i: int, stack: list[int]) -> int:
+    """From a backtick or the `}` closing a `${`, to the next backtick or `${` (pushed on stack)."""
+    j = i + 1
+    while True:
+        if text[j] == "\\":
+            j += 2
+        elif text[j] == "`":
+            return j + 1
+        elif text.startswith("${", j):
+            stack.append(0)
+            return j + 2
+        else:
+            j += 1
+
+
+def _skip_regex(text: str, i: int) -> int:
+    j, in_class = i + 1, False
+    while text[j] != "/" or in_class:
+        if text[j] == "\\":
+            j += 1
+        elif text[j] in "[]":
+            in_class = text[j] == "["
+        j += 1
+    j += 1
+    while j < len(text) and text[j].isalpha():
+        j += 1
+    return j
+
+
+def _squeeze(text: str) -> str:
+    """Whitespace between tokens dropped where no token needs it; strings, templates and regexes kept as they are."""
+    out: list[str] = []
+    stack: list[int] = []  # brace depth inside each open `${ ... }` of a template literal
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            j = _skip_string(text, i)
+        elif c == "`" or (c == "}" and stack and stack[-1] == 0):
+            if c == "}":
+                stack.pop()
+            j = _skip_template(text, i, stack)
+        elif c == "/" and text[i + 1 : i + 2] not in ("/", "*"):
+            before = "".join(out).rstrip()[-8:] if out else ""
+            if before and before[-1] not in _REGEX_AFTER and not before.endswith(_REGEX_KEYWORDS):
+                out.append(c)
+                i += 1
+                continue
+            j = _skip_regex(text, i)
+        elif c in " \t\n":
+            j = i
+            while j < n and text[j] in " \t\n":
+                j += 1
+            before, after = (out[-1][-1:] if out else ""), text[j : j + 1]
+            if "\n" in text[i:j] and before not in _JOIN_AFTER and after not in _JOIN_BEFORE:
+                out.append("\n")  # kept: automatic semicolon insertion may rely on it
+            elif (_WORD.match(before) and _WORD.match(after)) or before + after in ("++", "--", "+-", "-+"):
+                out.append(" ")
+            i = j
+            continue
+        else:
+            if stack and c in "{}":
+                stack[-1] += 1 if c == "{" else -1
+            out.append(c)
+            i += 1
+            continue
+        out.append(text[i:j])
+        i = j
+    return "".join(out)
 
 
 class StaticAsset:
