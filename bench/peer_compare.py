@@ -236,12 +236,13 @@ def settle(target: Target, seconds: float = 60) -> float:
     return time.perf_counter() - started
 
 
-def start_peer(fake: FakeLLMProcess, template: Path) -> tuple[subprocess.Popen, str, Path]:
+def start_peer(fake: FakeLLMProcess) -> tuple[subprocess.Popen, str, Path]:
     """Start bench/tutorial_peer.py (it indexes the knowledge before it answers /health)."""
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="tutorial-peer-")) / "peer.log"
     args = [sys.executable, str(REPO / "bench" / "tutorial_peer.py"), "--port", str(port)]
-    args += ["--llm-base-url", fake.base_url, "--vectors-from", str(template), "--index-dir", str(log.parent / "index")]
+    vectors = data_dir()  # a copy of its own: Chroma may write to a directory it opens
+    args += ["--llm-base-url", fake.base_url, "--vectors-from", str(vectors), "--index-dir", str(log.parent / "index")]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_", "OPENAI_"))}
     with log.open("w") as out:
         process = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -311,10 +312,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="an already ingested data dir to copy (default: ingest one now)")
     args = parser.parse_args()
     header(f"Journey Guide vs the LangChain tutorial RAG server, {args.clients} clients, {args.turns} turns a row")
-    template = ingested(args.data)
+    ingested(args.data)
     launched = time.perf_counter()
     fake = FakeLLMProcess(mode="ok")
-    peer_process, peer_url, peer_log = start_peer(fake, template)
+    peer_process, peer_url, peer_log = start_peer(fake)
     servers: list[ServerProcess] = []
     try:
         configs = [llm_env(fake)] + ([{}] if args.offline else [])
