@@ -101,6 +101,8 @@ class Row:
     first_tokens: list[float] = field(default_factory=list)
     llm_calls: int = 0
     cpu: float = 0.0
+    fake_cpu: float = 0.0  # the fake LLM's CPU during the row
+    client_cpu: float = 0.0  # the load generator's (this process, the client of every turn)
     modes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -118,7 +120,8 @@ class Row:
         """The row as one printed line."""
         text = (
             f"{self.target:<8} {self.kind:<8} {self.rate:6.1f} turns/s  answered {self.answered}/{self.turns}  "
-            f"LLM calls/turn {self.llm_calls / self.turns:.2f}  server CPU {self.cpu / self.turns * 1000:5.1f} ms/turn"
+            f"LLM calls/turn {self.llm_calls / self.turns:.2f}  server CPU {self.cpu / self.turns * 1000:5.1f} ms/turn "
+            f"(fake LLM {self.fake_cpu / self.turns * 1000:.1f}, client {self.client_cpu / self.turns * 1000:.1f})"
         )
         if self.kind == "streamed":
             text += f"  first token p50 {self.first_token_p50:.0f} ms"
@@ -191,11 +194,17 @@ async def drive(target: Target, kind: str, batch: list[str], clients: int, fake:
             await turn(http, url, queue.pop(), row)
 
     async with client(clients * 2) as http:
-        calls, cpu = fake.stats()["requests"], target.cpu_seconds()
+        calls, cpu, fake_cpu, own = (
+            fake.stats()["requests"],
+            target.cpu_seconds(),
+            fake.cpu_seconds(),
+            time.process_time(),
+        )
         started = time.perf_counter()
         await asyncio.gather(*(visitor(http) for _ in range(clients)))
         row.seconds = time.perf_counter() - started
         row.cpu = target.cpu_seconds() - cpu
+        row.fake_cpu, row.client_cpu = fake.cpu_seconds() - fake_cpu, time.process_time() - own
         row.llm_calls = fake.stats()["requests"] - calls
     return row
 
