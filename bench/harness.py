@@ -98,16 +98,24 @@ def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
 _TEMPLATE: Path | None = None
 
 
-def data_dir() -> Path:
-    """A fresh data dir holding the demo knowledge base (ingested once per benchmark run, then copied)."""
+def ingested(template: Path | None = None) -> Path:
+    """The data dir fresh copies are made from: template when given (already ingested), else the demo knowledge base
+    ingested once per benchmark run."""
     global _TEMPLATE
+    if template is not None:
+        _TEMPLATE = template
     if _TEMPLATE is None:
         _TEMPLATE = Path(tempfile.mkdtemp(prefix="journey-bench-kb-"))
         subprocess.run(
             [sys.executable, "-m", "app", "ingest"], cwd=REPO, env=clean_env(_TEMPLATE), check=True, capture_output=True
         )
+    return _TEMPLATE
+
+
+def data_dir() -> Path:
+    """A fresh data dir holding the demo knowledge base (ingested once per benchmark run, then copied)."""
     target = Path(tempfile.mkdtemp(prefix="journey-bench-"))
-    shutil.copytree(_TEMPLATE, target, dirs_exist_ok=True)
+    shutil.copytree(ingested(), target, dirs_exist_ok=True)
     return target
 
 
