@@ -22,8 +22,11 @@ run: ingest
 lint: setup
 	$(VENV)/bin/ruff check app tests bench
 
+# Test files run on TEST_WORKERS pytest-xdist workers, a file's tests together in one (docs/testing.md).
+TEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 eval-stages: ingest  # the four stage development sets (the held-out ones are measured once, by hand)
 	$(VENV)/bin/journey eval-stages evals/stages_dev.jsonl

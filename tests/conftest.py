@@ -126,11 +126,32 @@ def _pg_touchpoints(url: str, where: dict[str, str]) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir with the demo knowledge base ingested once for the whole session."""
+    """A data dir with the demo knowledge base ingested once for the whole session.
+
+    Under pytest-xdist (`make test` runs two workers) the first worker to get here ingests into a folder every worker
+    sees, under a file lock; each worker then takes its own copy, so a test that writes to it affects only its worker.
+    """
     data_dir = tmp_path_factory.mktemp("ingested")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # no xdist: ingest here
+        _ingest_into(data_dir)
+        return data_dir
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of this run
+    template = shared / "ingested-template"
+    with FileLock(str(shared / "ingested-template.lock")):
+        if not (template / "done").exists():
+            shutil.rmtree(template, ignore_errors=True)
+            template.mkdir()
+            _ingest_into(template)
+            (template / "done").write_text("ok")
+    shutil.copytree(template, data_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("done"))
+    return data_dir
+
+
+def _ingest_into(data_dir: Path) -> None:
     result = run_cli("ingest", env=base_env(data_dir))
     assert result.returncode == 0, result.stderr
-    return data_dir
 
 
 @pytest.fixture(scope="session")

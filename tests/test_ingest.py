@@ -118,12 +118,14 @@ def test_headings_inside_code_fences_do_not_split():
         parse_document("y", "---\nstages: 5\n---\ntext")
 
 
-def test_cli_ingest_is_idempotent(tmp_path):
+def test_cli_ingest_is_idempotent(tmp_path, stage_cache):
+    """Documents re-ingested are replaced, skipped or removed, never duplicated (the data dir starts with the
+    session's stage-detector cache: the labelled examples are not what this test is about)."""
     docs_dir = tmp_path / "docs"
     (docs_dir / "plans").mkdir(parents=True)
     write(docs_dir / "plans", "basic", "$5")
     write(docs_dir, "gold", "$500")
-    env = base_env(tmp_path / "data")
+    env = base_env(stage_cache(tmp_path / "data"))
     first = run_cli("ingest", str(docs_dir), env=env)
     assert first.returncode == 0, first.stderr
     assert "added 2, updated 0, unchanged 0, removed 0, errors 0; embedded 4 passages" in first.stdout

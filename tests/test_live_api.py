@@ -691,7 +691,8 @@ def test_internal_notes_reach_staff_streams_and_never_the_visitor(desk):
 
 
 def test_two_workers_sharing_redis_and_postgresql_carry_one_conversation(make_data_dir, pg_url):
-    env = {"JOURNEY_DATABASE_URL": pg_url, "JOURNEY_REDIS_URL": local_redis_url(0), "JOURNEY_HANDOFF_WAIT_SECONDS": "1"}
+    redis = local_redis_url(12)  # this module's own database: test files run side by side
+    env = {"JOURNEY_DATABASE_URL": pg_url, "JOURNEY_REDIS_URL": redis, "JOURNEY_HANDOFF_WAIT_SECONDS": "1"}
     first_dir, second_dir = make_data_dir(), make_data_dir()
     tokens = make_tokens(Settings(data_dir=first_dir, database_url=pg_url))
     a = Server(first_dir, **env)

@@ -106,7 +106,7 @@ def test_rate_limit_is_shared_across_workers_through_redis(make_data_dir):
             pytest.fail("Redis on 127.0.0.1:6379 is required in CI (JOURNEY_REQUIRE_SERVICES=1)")
         pytest.skip("no Redis on 127.0.0.1:6379")
     env = {
-        "JOURNEY_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "JOURNEY_REDIS_URL": "redis://127.0.0.1:6379/10",  # its own database: test files run in parallel
         "JOURNEY_RATE_LIMIT_VISITOR": "3/60",
         "JOURNEY_RATE_LIMIT_IP": "10000/60",
     }
