@@ -100,6 +100,9 @@ def ingest(
     typer.echo(report.summary())
     if not dry_run:
         typer.echo(f"stage detector: {detector().fitted['examples']} labelled examples embedded and cached")
+        # the knowledge base's words, embedded now rather than on the first turn that checks for a word it lacks
+        words = kb.vocabulary().vectors(kb.embeddings.embed_array, settings.data_dir / "cache", kb.embeddings.name)
+        typer.echo(f"knowledge words: {len(words)} embedded and cached")
     if loaded.errors and not loaded.docs:
         raise typer.Exit(1)
 

@@ -129,6 +129,8 @@ def test_cli_ingest_is_idempotent(tmp_path, stage_cache):
     first = run_cli("ingest", str(docs_dir), env=env)
     assert first.returncode == 0, first.stderr
     assert "added 2, updated 0, unchanged 0, removed 0, errors 0; embedded 4 passages" in first.stdout
+    # the knowledge base's words are embedded by the ingest, not by the first visitor whose question lacks one
+    assert "knowledge words: " in first.stdout and list((tmp_path / "data" / "cache").glob("kb-words-*.npy"))
     write(docs_dir, "gold", "$600")
     second = run_cli("ingest", str(docs_dir), env=env)
     assert "added 0, updated 1, unchanged 1, removed 0, errors 0; embedded 2 passages" in second.stdout
