@@ -8,13 +8,12 @@ The timeouts are enforced here, around the model's async stream, the same way fo
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from app.answer.llm import LLMFailure, is_timeout
+from app.answer.llm import LLMFailure, in_time, is_timeout
 from app.config import Settings
 
 if TYPE_CHECKING:
@@ -114,16 +113,12 @@ class ChatModelAnswerer:
         chunks = self.chat_model.astream(messages)
         try:
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LLMFailure("llm_timeout", f"no complete answer within {self.total_timeout:g}s")
                 try:
-                    async with asyncio.timeout(min(remaining, self.token_timeout)):
-                        chunk = await anext(chunks)
+                    chunk = await in_time(
+                        lambda: anext(chunks), deadline=deadline, total=self.total_timeout, per_token=self.token_timeout
+                    )
                 except StopAsyncIteration:
                     return
-                except TimeoutError as exc:
-                    raise LLMFailure("llm_timeout", "the LLM stopped sending tokens") from exc
                 text = text_of(chunk.content)
                 if text:
                     yield text

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 from openai import AsyncOpenAI, RequestOptions
@@ -55,6 +55,22 @@ class LLMFailure(Exception):
         self.detail = detail
 
 
+T = TypeVar("T")
+
+
+async def in_time(step: Callable[[], Awaitable[T]], *, deadline: float, total: float, per_token: float) -> T:
+    """The next piece of a model's stream (`step()`), within the token timeout and before the answer's deadline
+    (a monotonic time, `total` seconds after the start); StopAsyncIteration when the stream has ended."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise LLMFailure("llm_timeout", f"no complete answer within {total:g}s")
+    try:
+        async with asyncio.timeout(min(remaining, per_token)):
+            return await step()
+    except TimeoutError as exc:
+        raise LLMFailure("llm_timeout", "the LLM stopped sending tokens") from exc
+
+
 def is_timeout(exc: BaseException | None) -> bool:
     """True when the error, or one it wraps, is a timeout."""
     while exc is not None:
@@ -62,6 +78,14 @@ def is_timeout(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+async def _next_data_line(lines: AsyncIterator[bytes]) -> bytes:
+    """The next `data:` line (blank lines, comments and other fields are skipped within the same token timeout)."""
+    line = await anext(lines)
+    while not line.startswith(b"data:"):
+        line = await anext(lines)
+    return line
 
 
 async def _sse_lines(response: httpx2.Response) -> AsyncIterator[bytes]:
@@ -150,18 +174,15 @@ class LLMAnswerer:
                 raise LLMFailure("llm_timeout", "the LLM stopped sending tokens") from exc
             lines = _sse_lines(response)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LLMFailure("llm_timeout", f"no complete answer within {self.total_timeout:g}s")
                 try:
-                    async with asyncio.timeout(min(remaining, self.token_timeout)):
-                        line = await anext(lines)
-                        while not line.startswith(b"data:"):
-                            line = await anext(lines)
+                    line = await in_time(
+                        lambda: _next_data_line(lines),
+                        deadline=deadline,
+                        total=self.total_timeout,
+                        per_token=self.token_timeout,
+                    )
                 except StopAsyncIteration:
                     return
-                except TimeoutError as exc:
-                    raise LLMFailure("llm_timeout", "the LLM stopped sending tokens") from exc
                 data = line[5:].strip()
                 if data == b"[DONE]":
                     await _drain(lines, min(DRAIN_TIMEOUT, max(deadline - time.monotonic(), 0.0)))
