@@ -571,11 +571,7 @@ def test_a_waiting_visitor_shows_in_the_tab_title_a_notification_and_a_sound(bro
         desk.request(conversation).get_by_role("button", name="Claim").click()
         expect(page).to_have_title(f"({before}) waiting · Journey Guide · Staff" if before else "Journey Guide · Staff")
         assert page.evaluate("window.__notes.length") == 1, "claiming rings nothing"
-        httpx.post(
-            f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
-            headers={"authorization": f"Bearer {one_server.editor}"},
-            timeout=30,
-        ).raise_for_status()
+        one_server.staff_api("POST", f"/handoffs/{conversation}/close")
         desk.assert_clean()
     finally:
         context.close()
@@ -725,11 +721,7 @@ def test_slash_in_the_message_box_inserts_a_canned_reply(desk, one_server):
     expect(desk.page.get_by_role("listbox", name="Canned replies")).to_have_text("No canned reply matches.")
     box.press("Escape")
     expect(desk.page.get_by_role("listbox", name="Canned replies")).to_be_hidden()
-    httpx.post(
-        f"{one_server.staff_server.url}/v1/staff/handoffs/{conversation}/close",
-        headers={"authorization": f"Bearer {one_server.editor}"},
-        timeout=30,
-    ).raise_for_status()
+    one_server.staff_api("POST", f"/handoffs/{conversation}/close")
     desk.assert_clean()
 
 
