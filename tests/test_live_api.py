@@ -136,6 +136,15 @@ def request_handoff(server: Server, turn: dict, **body) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/conversations/{turn['conversation_id']}/handoff", json=payload, timeout=30)
 
 
+def claimed_by_ana(server: Server, tokens: dict) -> tuple[dict, str]:
+    """A visitor's pricing question, handed off and claimed by ana: the turn and its conversation id."""
+    turn = chat(server, PRICING)
+    cid = turn["conversation_id"]
+    request_handoff(server, turn).raise_for_status()
+    staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/claim").raise_for_status()
+    return turn, cid
+
+
 def visitor_live(server: Server, turn: dict, **kwargs) -> Live:
     params = {"visitor_id": turn["visitor_id"], **kwargs.pop("params", {})}
     return Live(f"{server.url}/v1/conversations/{turn['conversation_id']}/live", params=params, **kwargs)
@@ -324,10 +333,7 @@ def test_a_live_conversation_flows_both_ways_and_the_bot_stays_silent(desk):
 
 def test_release_gives_the_conversation_back_to_the_bot_and_close_ends_it(desk):
     server, tokens = desk
-    turn = chat(server, PRICING)
-    cid = turn["conversation_id"]
-    request_handoff(server, turn).raise_for_status()
-    staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/claim").raise_for_status()
+    turn, cid = claimed_by_ana(server, tokens)
     visitor = visitor_live(server, turn)
     assert staff(server, tokens["ben"], "POST", f"/handoffs/{cid}/release").status_code == 409
     released = staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/release")
@@ -356,10 +362,7 @@ def test_release_gives_the_conversation_back_to_the_bot_and_close_ends_it(desk):
 
 def test_reconnecting_with_last_event_id_loses_nothing(desk):
     server, tokens = desk
-    turn = chat(server, PRICING)
-    cid = turn["conversation_id"]
-    request_handoff(server, turn).raise_for_status()
-    staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/claim").raise_for_status()
+    turn, cid = claimed_by_ana(server, tokens)
     first = visitor_live(server, turn)
     last = first.wait("agent.joined")[0]["id"]
     first.close()
@@ -656,10 +659,7 @@ def test_marking_a_timed_out_request_followed_up_resolves_the_conversation(make_
 
 def test_internal_notes_reach_staff_streams_and_never_the_visitor(desk):
     server, tokens = desk
-    turn = chat(server, PRICING)
-    cid = turn["conversation_id"]
-    request_handoff(server, turn).raise_for_status()
-    staff(server, tokens["ana"], "POST", f"/handoffs/{cid}/claim").raise_for_status()
+    turn, cid = claimed_by_ana(server, tokens)
     visitor = visitor_live(server, turn)
     visitor.wait("agent.joined")
     desk_stream = staff_live(server, tokens["viewer"])
